@@ -1,0 +1,147 @@
+"""Normalised addresses: one spelling per email address and per phone number.
+
+Every rule that compares addresses (dedupe, revocations, tombstones, imports) works on the
+values produced here, so two spellings of one number or one mailbox are always one person.
+No network: email syntax only (deliverability is the sender's business, and a DNS look-up
+at request time would make the gate's answer depend on a third party).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+from phonenumbers import geocoder, timezone
+
+from consentgate.errors import ValidationFailed
+
+AddressKind = Literal["email", "phone"]
+
+# phonenumbers answers this for numbers it cannot place; it is no time zone.
+_UNKNOWN_ZONE = "Etc/Unknown"
+
+
+@dataclass(frozen=True, order=True)
+class Address:
+    kind: AddressKind
+    value: str
+
+
+def normalise_email(raw: str, *, casefold_local: bool = True, field: str = "email") -> str:
+    """The canonical form of an email address, or ValidationFailed naming ``field``.
+
+    The domain is lower-cased and IDNA-encoded (so ``bücher.de`` and ``xn--bcher-kva.de`` are
+    one domain); the local part is case-folded when the policy says mailboxes are
+    case-insensitive, which nearly every real mail server is.
+    """
+    text = raw.strip() if isinstance(raw, str) else raw
+    if not isinstance(text, str) or not text:
+        raise ValidationFailed.field(field, "an email address is required")
+    try:
+        checked = validate_email(text, check_deliverability=False, allow_smtputf8=True)
+    except EmailNotValidError as exc:
+        raise ValidationFailed.field(field, f"not a valid email address: {exc}") from None
+    local = checked.local_part
+    if casefold_local:
+        local = local.casefold()
+    domain = (checked.ascii_domain or checked.domain).lower()
+    return f"{local}@{domain}"
+
+
+def normalise_phone(raw: str, *, default_region: str = "US", field: str = "phone") -> str:
+    """The E.164 form of a phone number, or ValidationFailed naming ``field``.
+
+    Numbers without a ``+country`` prefix are read in the policy's default region. Impossible
+    and unassigned-range numbers are refused: an unreachable address can carry no consent.
+    """
+    if not isinstance(raw, str) or not raw.strip():
+        raise ValidationFailed.field(field, "a phone number is required")
+    try:
+        number = phonenumbers.parse(raw.strip(), default_region)
+    except phonenumbers.NumberParseException as exc:
+        raise ValidationFailed.field(field, f"not a phone number: {exc}") from None
+    if not phonenumbers.is_possible_number(number):
+        raise ValidationFailed.field(field, "not a possible phone number (wrong length)")
+    if not phonenumbers.is_valid_number(number):
+        raise ValidationFailed.field(field, "not a valid phone number for its country")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def normalise_address(kind: AddressKind, raw: str, *, default_region: str = "US",
+                      casefold_local: bool = True, field: str | None = None) -> Address:
+    if kind == "email":
+        return Address("email", normalise_email(raw, casefold_local=casefold_local, field=field or "email"))
+    return Address("phone", normalise_phone(raw, default_region=default_region, field=field or "phone"))
+
+
+def email_domain(email: str) -> str:
+    return email.rsplit("@", 1)[1]
+
+
+def company_domain_of(email: str, free_mail_domains: frozenset[str]) -> str | None:
+    """The company (account) domain of a normalised work email; free-mail domains have none."""
+    domain = email_domain(email)
+    if domain in free_mail_domains:
+        return None
+    return domain
+
+
+def normalise_domain(raw: str, *, field: str = "company_domain") -> str:
+    """A company domain given explicitly, validated as the domain of a mailbox would be."""
+    text = raw.strip().lower().removeprefix("www.") if isinstance(raw, str) else ""
+    if not text:
+        raise ValidationFailed.field(field, "a domain is required")
+    try:
+        checked = validate_email(f"postmaster@{text}", check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise ValidationFailed.field(field, f"not a valid domain: {exc}") from None
+    return (checked.ascii_domain or checked.domain).lower()
+
+
+def phone_timezones(e164: str) -> tuple[str, ...]:
+    """Every IANA zone a number may be in (several for some area codes), empty when unknown."""
+    number = phonenumbers.parse(e164, None)
+    zones = tuple(z for z in timezone.time_zones_for_number(number) if z != _UNKNOWN_ZONE)
+    return tuple(sorted(set(zones)))
+
+
+def phone_region(e164: str) -> str | None:
+    number = phonenumbers.parse(e164, None)
+    return phonenumbers.region_code_for_number(number)
+
+
+# phonenumbers' English geocoder names the state of a US number's area code ("Florida",
+# "Miami, FL"); we read it back to the two-letter code state rules are keyed by.
+_US_STATES = {
+    "Alabama": "AL", "Alaska": "AK", "Arizona": "AZ", "Arkansas": "AR", "California": "CA",
+    "Colorado": "CO", "Connecticut": "CT", "Delaware": "DE", "District of Columbia": "DC",
+    "Washington D.C.": "DC", "Florida": "FL", "Georgia": "GA", "Hawaii": "HI", "Idaho": "ID",
+    "Illinois": "IL", "Indiana": "IN", "Iowa": "IA", "Kansas": "KS", "Kentucky": "KY",
+    "Louisiana": "LA", "Maine": "ME", "Maryland": "MD", "Massachusetts": "MA", "Michigan": "MI",
+    "Minnesota": "MN", "Mississippi": "MS", "Missouri": "MO", "Montana": "MT", "Nebraska": "NE",
+    "Nevada": "NV", "New Hampshire": "NH", "New Jersey": "NJ", "New Mexico": "NM", "New York": "NY",
+    "North Carolina": "NC", "North Dakota": "ND", "Ohio": "OH", "Oklahoma": "OK", "Oregon": "OR",
+    "Pennsylvania": "PA", "Rhode Island": "RI", "South Carolina": "SC", "South Dakota": "SD",
+    "Tennessee": "TN", "Texas": "TX", "Utah": "UT", "Vermont": "VT", "Virginia": "VA",
+    "Washington": "WA", "West Virginia": "WV", "Wisconsin": "WI", "Wyoming": "WY",
+    "Puerto Rico": "PR",
+}
+_US_CODES = frozenset(_US_STATES.values())
+
+
+def phone_us_state(e164: str) -> str | None:
+    """The US state of a number's area code, from phonenumbers' geocoder; None outside the US."""
+    number = phonenumbers.parse(e164, None)
+    if phonenumbers.region_code_for_number(number) not in ("US", "PR"):
+        return None
+    place = geocoder.description_for_number(number, "en")
+    if not place:
+        return None
+    if place in _US_STATES:
+        return _US_STATES[place]
+    tail = place.rsplit(",", 1)[-1].strip()
+    if tail in _US_CODES:
+        return tail
+    return _US_STATES.get(tail)

@@ -1,0 +1,430 @@
+"""The policy: every rule that varies by law or business choice, loaded from YAML and frozen.
+
+``load_policy(path)`` parses and validates a file and returns a ``LoadedPolicy`` that carries the
+frozen model, its ``version`` (sha256 of the canonical content) and the lookups the hot path needs,
+computed once. Any problem raises ``PolicyError`` naming the file, the path inside it and what is wrong.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import time, timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import phonenumbers
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    field_validator,
+)
+
+from consentgate.core.durations import format_duration, parse_duration
+from consentgate.core.keywords import KeywordRules, keyword_sets_overlap
+from consentgate.core.reasons import ReasonCode
+from consentgate.errors import PolicyError
+
+WILDCARD = "*"
+NO_CONSENT_NEEDED = "none"
+SUPPRESSION_KINDS = ("bounce", "complaint", "dnc_national", "reassigned", "legal_hold", "litigator")
+
+
+def _positive_duration(value: Any) -> timedelta:
+    duration = parse_duration(value)
+    if duration < timedelta(0):
+        raise ValueError(f"{value!r} is negative: a window or pause must be zero or longer")
+    return duration
+
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(_positive_duration),
+    PlainSerializer(format_duration, return_type=str),
+]
+
+
+def _clock(value: Any) -> time:
+    if isinstance(value, time):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        # YAML reads an unquoted 08:00 as sexagesimal minutes (480); take it as meant.
+        return time(value // 60, value % 60)
+    try:
+        return time.fromisoformat(str(value))
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not a time of day like '08:00'") from exc
+
+
+Clock = Annotated[time, BeforeValidator(_clock), PlainSerializer(lambda t: t.strftime("%H:%M"))]
+
+
+class Rule(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ChannelSpec(Rule):
+    address: Literal["phone", "email"]
+    enabled: bool = True
+
+
+class ConsentTypeSpec(Rule):
+    requires_proof: bool = False
+    description: str | None = None
+    source: str | None = None
+
+
+class ConsentRequirement(Rule):
+    channels: list[str]
+    purposes: list[str]
+    minimum: str
+    description: str | None = None
+    source: str | None = None
+
+
+class RepermissionSpec(Rule):
+    purpose: str = "repermission"
+    max_touches: int = Field(1, ge=1)
+    window: Duration = timedelta(days=30)
+
+
+class WindowSpec(Rule):
+    start: Clock
+    end: Clock
+    no_sunday: bool = False
+    no_holidays: bool = False
+    source: str | None = None
+
+
+class QuietHoursSpec(Rule):
+    channels: list[str]
+    purposes: list[str]
+    federal: WindowSpec
+    states: dict[str, WindowSpec] = {}
+
+    @field_validator("states")
+    @classmethod
+    def _state_codes(cls, states: dict[str, WindowSpec]) -> dict[str, WindowSpec]:
+        for code in states:
+            if len(code) != 2 or not code.isalpha() or not code.isupper():
+                raise ValueError(f"{code!r} is not a two-letter upper-case state code")
+        return states
+
+
+class FatigueCap(Rule):
+    name: str
+    description: str | None = None
+    channels: list[str] = [WILDCARD]
+    purposes: list[str] = [WILDCARD]
+    programs: list[str] = [WILDCARD]
+    segments: list[str] = [WILDCARD]
+    states: list[str] | None = None
+    max: int = Field(ge=1)
+    window: Duration
+    per: Literal["identity", "account"] = "identity"
+    reason: Literal[ReasonCode.FATIGUE_CAP, ReasonCode.STATE_RULE] = ReasonCode.FATIGUE_CAP
+    source: str | None = None
+
+
+class CadenceStage(Rule):
+    touches: int = Field(ge=1)
+    after: Duration = timedelta(0)
+    within: Duration
+
+
+class SegmentCadence(Rule):
+    stages: list[CadenceStage] = Field(min_length=1)
+    pause: Duration = timedelta(0)
+    description: str | None = None
+
+
+class SuppressionRule(Rule):
+    channels: list[str]
+    purposes: list[str]
+    reason: ReasonCode
+    waived_by: str | None = None
+    voids_consent_before_since: bool = False
+    source: str | None = None
+
+
+class DeadlineSpec(Rule):
+    business_days: int = Field(ge=1)
+    target_hours: int | None = Field(None, ge=1)
+    source: str | None = None
+
+
+class CalendarSpec(Rule):
+    country: str = "US"
+    timezone: str = "America/New_York"
+
+
+class RevocationSpec(Rule):
+    calendar: CalendarSpec = CalendarSpec()
+    at_risk_business_days: int = Field(2, ge=0)
+    deadlines: dict[str, DeadlineSpec] = {}
+    default_business_days: int = Field(10, ge=1)
+
+
+class ScopeSpec(Rule):
+    channels: list[str] = [WILDCARD]
+    purposes: list[str] = [WILDCARD]
+    brands: list[str] = [WILDCARD]
+
+
+class KeywordFamilies(Rule):
+    opt_out: list[str]
+    opt_in: list[str]
+    help: list[str]
+    source: str | None = None
+
+
+class SmsSpec(Rule):
+    opt_out_scope: ScopeSpec
+    keywords: KeywordFamilies
+    free_text_opt_out: list[str] = []
+    wrong_number: list[str] = []
+    confirmation_text: str
+    help_text: str
+    confirmation_source: str | None = None
+
+
+class EmailUnsubscribeSpec(Rule):
+    purposes: list[str] = ["marketing"]
+    token_max_age_days: int = Field(60, ge=30)
+    source: str | None = None
+
+
+class ReservationSpec(Rule):
+    ttl: Duration = timedelta(minutes=15)
+
+
+class RetentionSpec(Rule):
+    tombstone_years: int = Field(5, ge=1)
+    source: str | None = None
+
+
+class ControllerSpec(Rule):
+    """The organisation consent is given to, as consent receipts name it (all optional)."""
+
+    name: str | None = None
+    contact: str | None = None
+    address: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    url: str | None = None
+    policy_url: str | None = None
+    jurisdiction: str = "US"
+    language: str = "en"
+
+
+class IdentitySpec(Rule):
+    default_region: str = "US"
+    casefold_email_local_part: bool = True
+    free_mail_domains: list[str] = []
+
+    @field_validator("default_region")
+    @classmethod
+    def _known_region(cls, region: str) -> str:
+        if region not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"{region!r} is not a region phonenumbers knows (e.g. 'US', 'GB')")
+        return region
+
+
+class Policy(Rule):
+    name: str
+    description: str | None = None
+    controller: ControllerSpec = ControllerSpec()
+    identity: IdentitySpec = IdentitySpec()
+    channels: dict[str, ChannelSpec] = Field(min_length=1)
+    purposes: list[str] = Field(min_length=1)
+    consent_types: dict[str, ConsentTypeSpec] = Field(min_length=1)
+    consent_requirements: list[ConsentRequirement]
+    repermission: RepermissionSpec = RepermissionSpec()
+    quiet_hours: QuietHoursSpec
+    fatigue_caps: list[FatigueCap] = []
+    segment_cadences: dict[str, SegmentCadence] = {}
+    suppressions: dict[str, SuppressionRule]
+    revocation: RevocationSpec = RevocationSpec()
+    sms: SmsSpec
+    email_unsubscribe: EmailUnsubscribeSpec = EmailUnsubscribeSpec()
+    reservations: ReservationSpec = ReservationSpec()
+    retention: RetentionSpec = RetentionSpec()
+
+
+@dataclass(frozen=True)
+class LoadedPolicy:
+    """A validated policy with its version and the lookups computed once at load."""
+
+    policy: Policy
+    version: str
+    source: str
+    canonical: str
+    keyword_rules: KeywordRules = field(repr=False)
+    _ranks: dict[str, int] = field(repr=False)
+    _requirements: dict[tuple[str, str], ConsentRequirement] = field(repr=False)
+
+    def rank(self, consent_type: str) -> int:
+        """Strength of a consent type: higher is stronger; unknown types rank below all."""
+        return self._ranks.get(consent_type, -1)
+
+    def requirement(self, channel: str, purpose: str) -> ConsentRequirement | None:
+        """The consent requirement for (channel, purpose), or None when the policy names none."""
+        return self._requirements.get((channel, purpose))
+
+    def deadline_business_days(self, channel: str) -> int:
+        spec = self.policy.revocation.deadlines.get(channel)
+        return spec.business_days if spec else self.policy.revocation.default_business_days
+
+    @property
+    def channels(self) -> dict[str, ChannelSpec]:
+        return self.policy.channels
+
+    @property
+    def purposes(self) -> list[str]:
+        return self.policy.purposes
+
+
+def canonical_json(policy: Policy) -> str:
+    """The canonical content a policy version is the hash of: sorted keys, no whitespace."""
+    return json.dumps(policy.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+
+
+def build(policy: Policy, source: str = "<memory>") -> LoadedPolicy:
+    """Cross-check a parsed policy and compute its version and lookups."""
+    problems = list(_reference_problems(policy))
+    if problems:
+        raise PolicyError(_describe(source, problems))
+    types = list(policy.consent_types)
+    ranks = {name: len(types) - i for i, name in enumerate(types)}
+    requirements: dict[tuple[str, str], ConsentRequirement] = {}
+    for requirement in policy.consent_requirements:
+        for channel in _expand(requirement.channels, policy.channels):
+            for purpose in _expand(requirement.purposes, policy.purposes):
+                requirements.setdefault((channel, purpose), requirement)
+    canonical = canonical_json(policy)
+    return LoadedPolicy(
+        policy=policy,
+        version=hashlib.sha256(canonical.encode()).hexdigest(),
+        source=source,
+        canonical=canonical,
+        keyword_rules=_keyword_rules(policy),
+        _ranks=ranks,
+        _requirements=requirements,
+    )
+
+
+def parse_policy(text: str, source: str = "<memory>") -> LoadedPolicy:
+    """Parse YAML text into a LoadedPolicy; every problem names ``source`` and the path inside it."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = ""
+        mark = getattr(exc, "problem_mark", None)
+        if mark is not None:
+            where = f" (line {mark.line + 1}, column {mark.column + 1})"
+        raise PolicyError(f"{source}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from exc
+    if not isinstance(data, dict):
+        raise PolicyError(f"{source}: a policy is a YAML mapping at the top level")
+    try:
+        policy = Policy.model_validate(data)
+    except ValidationError as exc:
+        problems = [(".".join(str(p) for p in err["loc"]), err["msg"]) for err in exc.errors()]
+        raise PolicyError(_describe(source, problems)) from None
+    return build(policy, source)
+
+
+def load_policy(path: str | Path) -> LoadedPolicy:
+    """Load and validate a policy file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PolicyError(f"{path}: cannot be read: {exc.strerror or exc}") from exc
+    return parse_policy(text, str(path))
+
+
+def _describe(source: str, problems: list[tuple[str, str]]) -> str:
+    return f"{source}: " + "; ".join(f"{where or '(top)'}: {what}" for where, what in problems)
+
+
+def _expand(values: list[str], known: Iterable[str]) -> list[str]:
+    return list(known) if WILDCARD in values else values
+
+
+def _reference_problems(p: Policy) -> Iterable[tuple[str, str]]:
+    """Everything that refers to a name must refer to one the policy defines."""
+    channels, purposes, types = set(p.channels), set(p.purposes), set(p.consent_types)
+
+    def check(path: str, values: Iterable[str], known: set[str], what: str) -> Iterable[tuple[str, str]]:
+        for i, value in enumerate(values):
+            if value != WILDCARD and value not in known:
+                yield f"{path}.{i}", f"unknown {what} {value!r} (known: {', '.join(sorted(known))})"
+
+    for i, req in enumerate(p.consent_requirements):
+        yield from check(f"consent_requirements.{i}.channels", req.channels, channels, "channel")
+        yield from check(f"consent_requirements.{i}.purposes", req.purposes, purposes, "purpose")
+        if req.minimum != NO_CONSENT_NEEDED and req.minimum not in types:
+            yield f"consent_requirements.{i}.minimum", f"unknown consent type {req.minimum!r}"
+    if p.repermission.purpose not in purposes:
+        yield "repermission.purpose", f"unknown purpose {p.repermission.purpose!r}"
+    yield from check("quiet_hours.channels", p.quiet_hours.channels, channels, "channel")
+    yield from check("quiet_hours.purposes", p.quiet_hours.purposes, purposes, "purpose")
+    for name, window in [("federal", p.quiet_hours.federal), *p.quiet_hours.states.items()]:
+        path = "quiet_hours.federal" if name == "federal" else f"quiet_hours.states.{name}"
+        if window.end <= window.start:
+            yield path, f"the window ends ({window.end:%H:%M}) before it starts ({window.start:%H:%M})"
+    for i, cap in enumerate(p.fatigue_caps):
+        yield from check(f"fatigue_caps.{i}.channels", cap.channels, channels, "channel")
+        yield from check(f"fatigue_caps.{i}.purposes", cap.purposes, purposes, "purpose")
+        if cap.window <= timedelta(0):
+            yield f"fatigue_caps.{i}.window", "a cap needs a window longer than zero"
+    for name, cadence in p.segment_cadences.items():
+        for j, stage in enumerate(cadence.stages):
+            if stage.within <= timedelta(0):
+                yield f"segment_cadences.{name}.stages.{j}.within", "a stage needs a window longer than zero"
+    for kind, rule in p.suppressions.items():
+        if kind not in SUPPRESSION_KINDS:
+            yield f"suppressions.{kind}", f"unknown suppression kind (known: {', '.join(SUPPRESSION_KINDS)})"
+        yield from check(f"suppressions.{kind}.channels", rule.channels, channels, "channel")
+        yield from check(f"suppressions.{kind}.purposes", rule.purposes, purposes, "purpose")
+        if rule.waived_by is not None and rule.waived_by not in types:
+            yield f"suppressions.{kind}.waived_by", f"unknown consent type {rule.waived_by!r}"
+    for kind in SUPPRESSION_KINDS:
+        if kind not in p.suppressions:
+            yield f"suppressions.{kind}", "missing: every suppression kind needs a rule"
+    for channel in p.revocation.deadlines:
+        if channel not in channels:
+            yield f"revocation.deadlines.{channel}", f"unknown channel {channel!r}"
+    try:
+        ZoneInfo(p.revocation.calendar.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        yield "revocation.calendar.timezone", f"unknown timezone {p.revocation.calendar.timezone!r}"
+    scope = p.sms.opt_out_scope
+    yield from check("sms.opt_out_scope.channels", scope.channels, channels, "channel")
+    yield from check("sms.opt_out_scope.purposes", scope.purposes, purposes, "purpose")
+    yield from check("email_unsubscribe.purposes", p.email_unsubscribe.purposes, purposes, "purpose")
+    for word in keyword_sets_overlap(_keyword_rules(p)):
+        yield "sms.keywords", f"keyword {word!r} is in two families: families must not overlap"
+
+
+def _keyword_rules(p: Policy) -> KeywordRules:
+    return KeywordRules(
+        opt_out=frozenset(p.sms.keywords.opt_out),
+        opt_in=frozenset(p.sms.keywords.opt_in),
+        help=frozenset(p.sms.keywords.help),
+        free_text_opt_out=tuple(p.sms.free_text_opt_out),
+        wrong_number=tuple(p.sms.wrong_number),
+    )
+
+
+def matches(values: list[str] | tuple[str, ...], wanted: str) -> bool:
+    """True when a policy list (which may hold ``*``) covers ``wanted``."""
+    return WILDCARD in values or wanted in values

@@ -1,0 +1,32 @@
+"""Stable reason codes of the eligibility decision (SPEC.md): extend, never rename."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ReasonCode(StrEnum):
+    NO_CONSENT = "NO_CONSENT"
+    CONSENT_INSUFFICIENT = "CONSENT_INSUFFICIENT"
+    CONSENT_EXPIRED = "CONSENT_EXPIRED"
+    REVOKED = "REVOKED"
+    DNC_INTERNAL = "DNC_INTERNAL"
+    DNC_NATIONAL = "DNC_NATIONAL"
+    ACCOUNT_DNC = "ACCOUNT_DNC"
+    SUPPRESSED_BOUNCE = "SUPPRESSED_BOUNCE"
+    SUPPRESSED_COMPLAINT = "SUPPRESSED_COMPLAINT"
+    REASSIGNED_NUMBER = "REASSIGNED_NUMBER"
+    LEGAL_HOLD = "LEGAL_HOLD"
+    QUIET_HOURS = "QUIET_HOURS"
+    FATIGUE_CAP = "FATIGUE_CAP"
+    SEGMENT_CADENCE = "SEGMENT_CADENCE"
+    STATE_RULE = "STATE_RULE"
+    CHANNEL_DISABLED = "CHANNEL_DISABLED"
+    REPERMISSION_ONLY = "REPERMISSION_ONLY"
+    UNKNOWN_IDENTITY = "UNKNOWN_IDENTITY"
+
+
+# Reasons that waiting can cure: only these may come with a next_allowed_at.
+TIME_BOUND = frozenset(
+    {ReasonCode.QUIET_HOURS, ReasonCode.FATIGUE_CAP, ReasonCode.SEGMENT_CADENCE, ReasonCode.STATE_RULE}
+)

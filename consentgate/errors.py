@@ -1,0 +1,97 @@
+"""The one exception tree of consentgate.
+
+Domain code raises these; it knows nothing about HTTP. The API layer maps each class to
+an RFC 9457 problem document (see ``consentgate.api.problems``)::
+
+    ConsentgateError                 base; never raised itself
+    ├── ValidationFailed             input breaks a rule (422); carries [FieldError]
+    ├── NotFound                     no such identity, consent, reservation… (404)
+    ├── Conflict                     idempotency key reused with another body, state clash (409)
+    ├── Unauthorized                 no or unknown API key (401)
+    ├── Forbidden                    key without the role, bad webhook signature (403)
+    ├── BadRequest                   malformed input that is not a field rule: bad JSON, bad token (400)
+    ├── PolicyError                  a policy file that cannot be loaded; names file and path
+    ├── ConfigError                  settings that cannot start the service; names the variable
+    └── Unavailable                  the store or a dependency cannot answer: fail closed (503)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One offending field: a dotted path (``items.3.phone``) and what is wrong with it."""
+
+    field: str
+    message: str
+
+
+class ConsentgateError(Exception):
+    """Base of every error consentgate raises on purpose."""
+
+    title = "Error"
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__(detail)
+        self.detail = detail or self.title
+
+
+class ValidationFailed(ConsentgateError):
+    """Input that breaks a rule; ``errors`` names every offending field."""
+
+    title = "Validation failed"
+
+    def __init__(self, errors: list[FieldError] | FieldError | str, detail: str = "") -> None:
+        if isinstance(errors, str):
+            errors = [FieldError("", errors)]
+        elif isinstance(errors, FieldError):
+            errors = [errors]
+        self.errors: list[FieldError] = errors
+        super().__init__(detail or "; ".join(
+            f"{e.field}: {e.message}" if e.field else e.message for e in errors
+        ))
+
+    @classmethod
+    def field(cls, field: str, message: str) -> ValidationFailed:
+        """Shorthand for a failure of a single field."""
+        return cls([FieldError(field, message)])
+
+
+class NotFound(ConsentgateError):
+    title = "Not found"
+
+
+class Conflict(ConsentgateError):
+    title = "Conflict"
+
+
+class Unauthorized(ConsentgateError):
+    title = "Unauthorized"
+
+
+class Forbidden(ConsentgateError):
+    title = "Forbidden"
+
+
+class BadRequest(ConsentgateError):
+    title = "Bad request"
+
+
+class PolicyError(ConsentgateError):
+    """A policy that cannot be used; the message names the file, the path inside it and why."""
+
+    title = "Invalid policy"
+
+
+class ConfigError(ConsentgateError):
+    """Settings that cannot start the service; the message names the variable to set."""
+
+    title = "Invalid configuration"
+
+
+class Unavailable(ConsentgateError):
+    """The gate cannot decide (store down, policy missing): it fails closed."""
+
+    title = "Service unavailable"

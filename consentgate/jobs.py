@@ -1,0 +1,102 @@
+"""Scheduled jobs, run by ``consentgate scheduler`` in its own process (never in web workers).
+
+Each job is one service call in its own transaction(s), wrapped in a lease so that several
+scheduler instances can run side by side and a job still runs once at a time. The outbox is the
+source of truth for deliveries, so a crash mid-job loses nothing: the next run picks it up.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from consentgate.runtime import Runtime
+from consentgate.store import leases
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    every: timedelta
+    run: Callable[[Runtime], object]
+    lease: timedelta = timedelta(minutes=5)
+
+
+_JOBS: dict[str, Job] = {}
+
+
+def job(name: str, every: timedelta, lease: timedelta = timedelta(minutes=5)) -> Callable[
+        [Callable[[Runtime], object]], Callable[[Runtime], object]]:
+    """Register a function of the runtime as a scheduled job."""
+
+    def decorator(fn: Callable[[Runtime], object]) -> Callable[[Runtime], object]:
+        _JOBS[name] = Job(name, every, fn, lease)
+        return fn
+
+    return decorator
+
+
+def registered() -> dict[str, Job]:
+    _load_job_modules()
+    return dict(_JOBS)
+
+
+def _load_job_modules() -> None:
+    from importlib import import_module
+
+    for module in JOB_MODULES:
+        import_module(module)
+
+
+# Modules whose import registers jobs with @job.
+JOB_MODULES: tuple[str, ...] = ()
+
+
+@job("tombstone_retention", every=timedelta(hours=24))
+def _purge_expired_tombstones(rt: Runtime) -> int:
+    """Erasure tombstones are kept for the policy's retention period, then purged."""
+    from consentgate.services.erasure import purge_expired_tombstones
+
+    return purge_expired_tombstones(rt.store, rt.clock())
+
+
+def holder_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def run_once(rt: Runtime, name: str, holder: str | None = None) -> bool:
+    """Run one job now if its lease can be taken; True when it ran."""
+    spec = registered()[name]
+    holder = holder or holder_id()
+    if not leases.acquire(rt.store, name, holder, rt.clock(), spec.lease):
+        log.debug("job %s is running elsewhere", name)
+        return False
+    try:
+        result = spec.run(rt)
+        log.info("job %s ran: %s", name, result)
+    except Exception:
+        log.exception("job %s failed; it will run again at its next turn", name)
+    finally:
+        leases.release(rt.store, name, holder, rt.clock())
+    return True
+
+
+def serve_forever(rt: Runtime) -> None:
+    """Run every registered job on its interval until interrupted."""
+    from apscheduler.schedulers.blocking import BlockingScheduler
+
+    holder = holder_id()
+    scheduler = BlockingScheduler(timezone="UTC")
+    for name, spec in registered().items():
+        scheduler.add_job(run_once, "interval", args=(rt, name, holder), id=name,
+                          seconds=spec.every.total_seconds(), max_instances=1, coalesce=True,
+                          next_run_time=rt.clock())
+    log.info("scheduler %s running jobs: %s", holder, ", ".join(registered()) or "(none)")
+    scheduler.start()

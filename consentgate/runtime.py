@@ -1,0 +1,49 @@
+"""What one running consentgate holds: settings, store, policy, metrics and the clock.
+
+Built once by ``create_app`` (or a CLI command) and handed to services explicitly; services never
+reach for globals, so tests can give them another clock or policy.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from consentgate.config import Settings
+from consentgate.core.policy import LoadedPolicy, load_policy
+from consentgate.metrics import Metrics
+from consentgate.store.db import Store
+
+log = logging.getLogger(__name__)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    store: Store
+    policy: LoadedPolicy
+    metrics: Metrics = field(default_factory=Metrics)
+    clock: Callable[[], datetime] = utc_now
+
+    @property
+    def secret_key(self) -> str:
+        assert self.settings.secret_key is not None  # load_settings guarantees one
+        return self.settings.secret_key.get_secret_value()
+
+
+def build_runtime(settings: Settings, *, migrate: bool | None = None) -> Runtime:
+    """Open the store (migrating it when asked or by default in development) and load the policy."""
+    store = Store(settings.database_url)
+    if migrate if migrate is not None else settings.migrate_on_start:
+        from consentgate.store.migrate import upgrade
+
+        upgrade(store)
+    policy = load_policy(settings.policy_path)
+    log.info("policy %s loaded from %s (version %s)", policy.policy.name, policy.source, policy.version)
+    return Runtime(settings=settings, store=store, policy=policy)

@@ -1,0 +1,171 @@
+"""Right to erasure that never re-enables contact (GDPR Art. 17, CCPA/CPRA deletion).
+
+Erasing a person blanks every personal value they left in any table, in one transaction. For
+every address that had an active revocation or suppression it keeps a tombstone: a keyed hash
+of the normalised address, the scope and the dates, kept for the policy's retention period
+(47 CFR 64.1200(d)(6): do-not-call requests are honoured for 5 years). The eligibility path
+checks tombstones, so re-importing the person does not make them contactable again. The hash
+chain covers salted digests of personal values, so it still verifies; the erasure itself is a
+chained ledger event.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, update
+from sqlmodel import Session, select
+
+from consentgate.core.policy import LoadedPolicy, matches
+from consentgate.core.tombstones import tombstone_hash
+from consentgate.errors import NotFound, ValidationFailed
+from consentgate.services.identities import AddressRef, find_by_address, normalise_ref, survivor
+from consentgate.services.keys import Actor
+from consentgate.store import chain
+from consentgate.store.db import Store
+from consentgate.store.models import (
+    ConsentEvent,
+    ContactPoint,
+    DecisionRecord,
+    ErasureEvent,
+    Identity,
+    InboundMessage,
+    Revocation,
+    Suppression,
+    Tombstone,
+)
+
+# Suppression kinds that mean "do not contact this address" and so survive an erasure.
+_DNC_SUPPRESSIONS = {"complaint", "dnc_national", "legal_hold", "litigator"}
+_ERASED_ADDRESS_KEYS = ("email", "phone")
+
+
+@dataclass(frozen=True)
+class ErasureResult:
+    erasure_id: int
+    identity_id: int
+    erased_identity_ids: list[int]
+    contact_points: int
+    tombstones: int
+    erased_at: datetime
+
+
+def erase_identity(store: Store, policy: LoadedPolicy, secret: str, target: AddressRef | int,
+                   *, law: str, reason: str | None, actor: Actor, now: datetime) -> ErasureResult:
+    """Erase a person (by identity id or address) in one transaction, leaving tombstones."""
+    if not law.strip():
+        raise ValidationFailed.field("law", "name the law the request is made under (e.g. GDPR Art. 17)")
+    with store.transaction() as session:
+        identity = _find(session, policy, target)
+        if identity.erased_at is not None:
+            raise NotFound(f"identity {identity.id} was already erased")
+        assert identity.id is not None
+        ids = [identity.id, *_absorbed(session, identity.id)]
+        cps = list(session.exec(select(ContactPoint).where(ContactPoint.identity_id.in_(ids))))  # type: ignore[attr-defined]
+        event = ErasureEvent(identity_id=identity.id, requested_by=actor.name, law=law.strip(),
+                             reason=reason, erased_at=now, api_key_id=actor.key_id)
+        tombstones = _tombstones(session, policy, secret, ids, cps, now)
+        event.tombstones = len(tombstones)
+        session.add(event)
+        session.flush()
+        for tombstone in tombstones:
+            tombstone.erasure_event_id = event.id
+        session.add_all(tombstones)
+        _blank(session, ids, [cp.id for cp in cps if cp.id is not None], now)
+        chain.seal("erasure_event", event, None)
+        chain.append(session, "erasure_event", [event], now)
+        return ErasureResult(event.id or 0, identity.id, ids, len(cps), len(tombstones), now)
+
+
+def _find(session: Session, policy: LoadedPolicy, target: AddressRef | int) -> Identity:
+    resolved = normalise_ref(target, policy) if isinstance(target, AddressRef) else target
+    if isinstance(resolved, int):
+        identity = survivor(session, resolved)
+    else:
+        found = find_by_address(session, resolved)
+        identity = found[0] if found else None
+    if identity is None:
+        raise NotFound("no such identity")
+    return identity
+
+
+def _absorbed(session: Session, identity_id: int) -> list[int]:
+    """Every identity merged (directly or not) into this one."""
+    found: list[int] = []
+    frontier = [identity_id]
+    while frontier:
+        rows = list(session.exec(select(Identity.id).where(Identity.merged_into_id.in_(frontier))))  # type: ignore[union-attr]
+        frontier = [r for r in rows if r not in found]
+        found.extend(frontier)
+    return found
+
+
+def _tombstones(session: Session, policy: LoadedPolicy, secret: str, ids: list[int],
+                cps: list[ContactPoint], now: datetime) -> list[Tombstone]:
+    """One tombstone per opted-out or suppressed address and per scope."""
+    by_cp = {cp.id: cp for cp in cps if cp.value is not None}
+    retention = timedelta(days=round(365.25 * policy.policy.retention.tombstone_years))
+    out: list[Tombstone] = []
+    revocations = list(session.exec(select(Revocation).where(
+        Revocation.identity_id.in_(ids), Revocation.lifted_at.is_(None))))  # type: ignore[union-attr, attr-defined]
+    suppressions = list(session.exec(select(Suppression).where(
+        Suppression.identity_id.in_(ids), Suppression.lifted_at.is_(None))))  # type: ignore[union-attr, attr-defined]
+    for revocation in revocations:
+        # An identity-wide revocation covers every address of the person, as the gate applies it;
+        # a tombstone is kept for each address a channel of the revocation reaches.
+        kinds = {spec.address for name, spec in policy.channels.items() if matches(revocation.channels, name)}
+        for cp in (cp for cp in by_cp.values() if cp.kind in kinds):
+            out.append(Tombstone(
+                address_hash=tombstone_hash(secret, cp.kind, cp.value or ""), kind=cp.kind,
+                reason_kind=revocation.source, channels=revocation.channels,
+                purposes=revocation.purposes, brands=revocation.brands,
+                received_at=revocation.received_at, erased_at=now,
+                expires_at=max(revocation.received_at, now) + retention))
+    for suppression in suppressions:
+        cp = by_cp.get(suppression.contact_point_id)
+        if cp is None or suppression.kind not in _DNC_SUPPRESSIONS | {"bounce"}:
+            continue
+        rule = policy.policy.suppressions[suppression.kind]
+        out.append(Tombstone(
+            address_hash=tombstone_hash(secret, cp.kind, cp.value or ""), kind=cp.kind,
+            reason_kind=suppression.kind, channels=list(rule.channels), purposes=list(rule.purposes),
+            brands=["*"], received_at=suppression.created_at, erased_at=now,
+            expires_at=max(suppression.created_at, now) + retention))
+    return out
+
+
+def _blank(session: Session, ids: list[int], cp_ids: list[int], now: datetime) -> None:
+    """Remove every personal value the person left behind, in every table."""
+    session.execute(update(Identity).where(Identity.id.in_(ids)).values(  # type: ignore[union-attr]
+        external_id=None, name=None, timezone=None, state=None, country=None,
+        status_at_last_touch=None, erased_at=now, updated_at=now))
+    if cp_ids:
+        session.execute(update(ContactPoint).where(ContactPoint.id.in_(cp_ids)).values(  # type: ignore[union-attr]
+            value=None, erased_at=now))
+    session.execute(update(ConsentEvent).where(ConsentEvent.identity_id.in_(ids)).values(  # type: ignore[attr-defined]
+        ip=None, user_agent=None, pii_salt=None, erased_at=now))
+    message_ids = [m for m in session.exec(select(Revocation.inbound_message_id).where(
+        Revocation.identity_id.in_(ids), Revocation.inbound_message_id.is_not(None)))]  # type: ignore[attr-defined, union-attr]
+    session.execute(update(Revocation).where(Revocation.identity_id.in_(ids)).values(  # type: ignore[attr-defined]
+        raw_text=None, pii_salt=None, erased_at=now))
+    session.execute(update(Suppression).where(Suppression.identity_id.in_(ids)).values(  # type: ignore[attr-defined]
+        note=None, pii_salt=None, erased_at=now))
+    if message_ids:
+        session.execute(update(InboundMessage).where(InboundMessage.id.in_(message_ids)).values(  # type: ignore[union-attr]
+            from_number=None, to_number=None, text=None, raw=None, erased_at=now))
+    # Decisions keep their outcome and reasons; the request loses the address it named.
+    for decision in session.exec(select(DecisionRecord).where(DecisionRecord.identity_id.in_(ids))):  # type: ignore[union-attr]
+        request = dict(decision.request or {})
+        if any(request.get(k) for k in _ERASED_ADDRESS_KEYS):
+            for key in _ERASED_ADDRESS_KEYS:
+                if request.get(key):
+                    request[key] = "[erased]"
+            decision.request = request
+
+
+def purge_expired_tombstones(store: Store, now: datetime) -> int:
+    """Delete tombstones past their retention period; returns how many."""
+    with store.transaction() as session:
+        result = session.execute(delete(Tombstone).where(Tombstone.expires_at <= now))
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -1,0 +1,150 @@
+"""Fixtures shared by every test tier.
+
+The store tier runs on SQLite by default and on PostgreSQL with ``--db postgresql`` (or
+``CONSENTGATE_TEST_DB=postgresql``). A PostgreSQL run creates its own database from the admin URL
+(``CONSENTGATE_TEST_PG_URL``, default ``postgresql+psycopg://postgres@127.0.0.1:5432/test``),
+migrates it with Alembic, and drops it at the end; each test starts from empty tables.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlmodel import SQLModel
+
+from consentgate.config import load_settings
+from consentgate.core.policy import LoadedPolicy, load_policy
+from consentgate.metrics import Metrics
+from consentgate.runtime import Runtime
+from consentgate.store import models  # noqa: F401  (tables on the metadata)
+from consentgate.store.db import Store, dispose_all
+from consentgate.store.migrate import upgrade
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--db", default=os.environ.get("CONSENTGATE_TEST_DB", "sqlite"),
+                     choices=["sqlite", "postgresql"], help="store the store tier runs on")
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"consentgate store: {config.getoption('--db')}"
+
+
+@pytest.fixture(scope="session")
+def db_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.config.getoption("--db"))
+
+
+@pytest.fixture(scope="session")
+def database_url(db_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A fresh, migrated database for this test run."""
+    if db_kind == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('store') / 'consentgate.db'}"
+        upgrade(Store(url))
+        yield url
+        dispose_all()
+        return
+    admin_url = os.environ.get("CONSENTGATE_TEST_PG_URL", DEFAULT_PG_ADMIN)
+    name = f"consentgate_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    try:
+        upgrade(Store(url))
+        yield url
+    finally:
+        dispose_all()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def _clean(store: Store) -> None:
+    tables = [t.name for t in SQLModel.metadata.sorted_tables]
+    with store.engine.begin() as conn:
+        if store.is_sqlite:
+            for name in reversed(tables):
+                conn.execute(text(f'DELETE FROM "{name}"'))
+        else:
+            quoted = ", ".join(f'"{n}"' for n in tables)
+            conn.execute(text(f"TRUNCATE {quoted} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture
+def store(database_url: str) -> Store:
+    """The test run's store, emptied before each test."""
+    s = Store(database_url)
+    _clean(s)
+    return s
+
+
+@pytest.fixture(scope="session")
+def policy() -> LoadedPolicy:
+    return load_policy(ROOT / "policies" / "default.yaml")
+
+
+class Clock:
+    """A settable clock for services and apps under test."""
+
+    def __init__(self, now: datetime | None = None) -> None:
+        self.now = now or datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def set(self, now: datetime) -> None:
+        self.now = now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def runtime(store: Store, policy: LoadedPolicy, clock: Clock, tmp_path: Path) -> Runtime:
+    settings = load_settings({
+        "env": "test",
+        "database_url": store.url,
+        "secret_key": "test-secret-key-0123456789abcdef",
+        "twilio_auth_token": "twilio-test-token",
+        "webhook_secret": "generic-webhook-secret",
+        "public_url": "https://consentgate.example.com",
+        "secret_file": str(tmp_path / "secret"),
+    })
+    return Runtime(settings=settings, store=store, policy=policy, metrics=Metrics(), clock=clock)
+
+
+@pytest.fixture
+def app(runtime: Runtime):  # type: ignore[no-untyped-def]
+    from consentgate.app import create_app
+
+    return create_app({"TESTING": True}, runtime=runtime)
+
+
+@pytest.fixture
+def client(app):  # type: ignore[no-untyped-def]
+    return app.test_client()
+
+
+@pytest.fixture
+def keys(runtime: Runtime) -> dict[str, dict[str, str]]:
+    """Authorization headers for one fresh key of each role."""
+    from consentgate.services.keys import ROLES, create_key
+
+    out = {}
+    for role in ROLES:
+        _, token = create_key(runtime.store, role, f"test {role}", runtime.clock())
+        out[role] = {"Authorization": f"Bearer {token}"}
+    return out
