@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pydantic import ValidationError
+
 
 @dataclass(frozen=True)
 class FieldError:
@@ -95,3 +97,33 @@ class Unavailable(ConsentgateError):
     """The gate cannot decide (store down, policy missing): it fails closed."""
 
     title = "Service unavailable"
+
+
+_STATUS: dict[type[ConsentgateError], int] = {
+    ValidationFailed: 422,
+    NotFound: 404,
+    Conflict: 409,
+    Unauthorized: 401,
+    Forbidden: 403,
+    BadRequest: 400,
+    Unavailable: 503,
+}
+
+
+def status_of(exc: ConsentgateError) -> int:
+    """The HTTP status an error maps to (500 for errors no client could have avoided)."""
+    return next((s for cls, s in _STATUS.items() if isinstance(exc, cls)), 500)
+
+
+def pydantic_field_errors(exc: ValidationError, prefix: str = "") -> list[FieldError]:
+    """Pydantic's errors as FieldErrors with dotted paths (``items.3.phone``)."""
+    out = []
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"] if p not in ("body",)]
+        # A model-level validator reports its field name as the start of the message.
+        message = err["msg"].removeprefix("Value error, ")
+        field = ".".join(loc)
+        if not field and ": " in message and " " not in message.split(": ", 1)[0]:
+            field, message = message.split(": ", 1)
+        out.append(FieldError(f"{prefix}{field}" if field else prefix.rstrip("."), message))
+    return out

@@ -148,3 +148,15 @@ def keys(runtime: Runtime) -> dict[str, dict[str, str]]:
         _, token = create_key(runtime.store, role, f"test {role}", runtime.clock())
         out[role] = {"Authorization": f"Bearer {token}"}
     return out
+
+
+@pytest.fixture
+def rows(store: Store):  # type: ignore[no-untyped-def]
+    """Every row of a table, read in a fresh transaction: what is really on disk."""
+    from sqlmodel import select
+
+    def read(model: type[SQLModel]) -> list[SQLModel]:
+        with store.transaction(write=False) as session:
+            return list(session.exec(select(model)))
+
+    return read

@@ -1,7 +1,90 @@
-"""Placeholder blueprint: its endpoints arrive with their capability."""
+"""Identities: upsert with dedupe, read, merge and timeline."""
 
 from __future__ import annotations
 
-from flask import Blueprint
+from flask import Blueprint, Response, jsonify, request
 
-bp = Blueprint(__name__.rsplit(".", 1)[-1] + "_" + __name__.split(".")[-2], __name__)
+from consentgate.api.auth import current_actor, require
+from consentgate.api.context import parse_body, runtime
+from consentgate.api.openapi import documented
+from consentgate.core.addresses import Address, normalise_email, normalise_phone
+from consentgate.errors import NotFound, ValidationFailed
+from consentgate.services.directory import (
+    identity_summary,
+    identity_view,
+    require_identity,
+    timeline,
+    upsert_identity,
+)
+from consentgate.services.identities import find_by_address
+from consentgate.services.merge import manual_merge
+from consentgate.services.schemas import IdentityIn, MergeIn
+
+bp = Blueprint("identities_api", __name__)
+
+
+@bp.post("/v1/identities")
+@require("writer")
+@documented("Create or match a person by email, phone and external id (duplicates merge)",
+            tags=["identities"], body=IdentityIn, responses={200: None, 201: None})
+def upsert() -> tuple[Response, int]:
+    rt = runtime()
+    item = parse_body(IdentityIn)
+    now = rt.clock()
+    with rt.store.transaction() as session:
+        person, created, _ = upsert_identity(session, item, rt.policy, current_actor(), now)
+        body = identity_summary(session, person)
+    return jsonify(body), 201 if created else 200
+
+
+@bp.get("/v1/identities/<int:identity_id>")
+@require("writer", "auditor")
+@documented("A person: contact points, attributes, current consent, active revocations and suppressions",
+            tags=["identities"])
+def read(identity_id: int) -> Response:
+    rt = runtime()
+    with rt.store.transaction(write=False) as session:
+        person = require_identity(session, identity_id)
+        body = identity_view(session, person, rt.clock())
+    body["requested_identity_id"] = identity_id
+    return jsonify(body)
+
+
+@bp.get("/v1/identities")
+@require("writer", "auditor")
+@documented("Find a person by email or phone", tags=["identities"])
+def find() -> Response:
+    rt = runtime()
+    spec = rt.policy.policy.identity
+    email, phone = request.args.get("email"), request.args.get("phone")
+    if (email is None) == (phone is None):
+        raise ValidationFailed.field("email", "give exactly one of email or phone")
+    address = (Address("email", normalise_email(email, casefold_local=spec.casefold_email_local_part))
+               if email is not None
+               else Address("phone", normalise_phone(phone or "", default_region=spec.default_region)))
+    with rt.store.transaction(write=False) as session:
+        found = find_by_address(session, address)
+        if found is None:
+            raise NotFound("no identity has this address")
+        return jsonify(identity_view(session, found[0], rt.clock()))
+
+
+@bp.post("/v1/identities/<int:identity_id>/merge")
+@require("writer")
+@documented("Merge another identity into this one (the older survives)", tags=["identities"], body=MergeIn)
+def merge(identity_id: int) -> Response:
+    rt = runtime()
+    item = parse_body(MergeIn)
+    with rt.store.transaction() as session:
+        keep, _ = manual_merge(session, identity_id, item.other_identity_id, current_actor(), rt.clock())
+        return jsonify(identity_summary(session, keep))
+
+
+@bp.get("/v1/identities/<int:identity_id>/timeline")
+@require("auditor")
+@documented("Every event of a person, oldest first", tags=["identities"])
+def person_timeline(identity_id: int) -> Response:
+    rt = runtime()
+    with rt.store.transaction(write=False) as session:
+        person = require_identity(session, identity_id)
+        return jsonify({"identity_id": person.id, "events": timeline(session, person)})

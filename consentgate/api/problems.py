@@ -10,29 +10,16 @@ from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
 from consentgate.errors import (
-    BadRequest,
-    Conflict,
     ConsentgateError,
     FieldError,
-    Forbidden,
-    NotFound,
-    Unauthorized,
-    Unavailable,
     ValidationFailed,
+    pydantic_field_errors,
+    status_of,
 )
 
 log = logging.getLogger(__name__)
 
 PROBLEM_TYPE_BASE = "https://consentgate.dev/problems/"
-STATUS = {
-    ValidationFailed: 422,
-    NotFound: 404,
-    Conflict: 409,
-    Unauthorized: 401,
-    Forbidden: 403,
-    BadRequest: 400,
-    Unavailable: 503,
-}
 
 
 def problem(status: int, title: str, detail: str, *, slug: str | None = None,
@@ -53,24 +40,10 @@ def problem(status: int, title: str, detail: str, *, slug: str | None = None,
     return response
 
 
-def field_errors(exc: ValidationError, prefix: str = "") -> list[FieldError]:
-    """Pydantic's errors as FieldErrors with dotted paths (``items.3.phone``)."""
-    out = []
-    for err in exc.errors():
-        loc = [str(p) for p in err["loc"] if p not in ("body",)]
-        # A model-level validator reports its field name as the start of the message.
-        message = err["msg"].removeprefix("Value error, ")
-        field = ".".join(loc)
-        if not field and ": " in message and " " not in message.split(": ", 1)[0]:
-            field, message = message.split(": ", 1)
-        out.append(FieldError(f"{prefix}{field}" if field else prefix.rstrip("."), message))
-    return out
-
-
 def init_app(app: Flask) -> None:
     @app.errorhandler(ConsentgateError)
     def _domain(exc: ConsentgateError) -> Response:
-        status = next((s for cls, s in STATUS.items() if isinstance(exc, cls)), 500)
+        status = status_of(exc)
         errors = exc.errors if isinstance(exc, ValidationFailed) else None
         if status == 500:
             log.error("unmapped error: %s", exc)
@@ -80,7 +53,7 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(ValidationError)
     def _pydantic(exc: ValidationError) -> Response:
-        errors = field_errors(exc)
+        errors = pydantic_field_errors(exc)
         return problem(422, "Validation failed",
                        "; ".join(f"{e.field}: {e.message}" for e in errors), errors=errors)
 

@@ -140,3 +140,9 @@ def contact_point_for_channel(
                ContactPoint.value.is_not(None))  # type: ignore[union-attr]
         .order_by(ContactPoint.id)
     ).first()
+
+
+def identity_group(session: Session, survivor_id: int) -> list[int]:
+    """The survivor's id and every id merged into it (merges are kept one level deep)."""
+    absorbed = session.exec(select(Identity.id).where(Identity.merged_into_id == survivor_id)).all()
+    return [survivor_id, *[i for i in absorbed if i is not None]]

@@ -1,0 +1,139 @@
+"""Recording consent events: append-only provenance, one row per statement of consent."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import ValidationError
+from sqlmodel import Session
+
+from consentgate.core.policy import LoadedPolicy
+from consentgate.core.timefmt import iso_z
+from consentgate.errors import (
+    ConsentgateError,
+    FieldError,
+    ValidationFailed,
+    pydantic_field_errors,
+    status_of,
+)
+from consentgate.services.identities import contact_point_for_channel, resolve_for_write
+from consentgate.services.keys import Actor
+from consentgate.services.schemas import ConsentIn, utc
+from consentgate.store import chain
+from consentgate.store.db import Store
+from consentgate.store.models import ConsentEvent
+
+# Clocks of the systems that capture consent drift; a few minutes ahead is not "the future".
+CAPTURE_SKEW = timedelta(minutes=5)
+
+
+def check_consent(item: ConsentIn, policy: LoadedPolicy, now: datetime, prefix: str = "") -> None:
+    """The rules that need the policy; each failure names its field."""
+    errors: list[FieldError] = []
+    if item.channel not in policy.channels:
+        errors.append(FieldError(prefix + "channel", f"unknown channel {item.channel!r}; the policy has "
+                                 f"{sorted(policy.channels)}"))
+    if item.purpose not in policy.policy.purposes:
+        errors.append(FieldError(prefix + "purpose", f"unknown purpose {item.purpose!r}; the policy has "
+                                 f"{policy.policy.purposes}"))
+    spec = policy.policy.consent_types.get(item.consent_type)
+    if spec is None:
+        errors.append(FieldError(prefix + "consent_type", f"unknown consent type {item.consent_type!r}; "
+                                 f"the policy has {sorted(policy.policy.consent_types)}"))
+    elif spec.requires_proof and not item.proof_uri:
+        errors.append(FieldError(prefix + "proof_uri",
+                                 f"a {item.consent_type} consent needs a proof_uri (the signed agreement)"))
+    if item.captured_at > now + CAPTURE_SKEW:
+        errors.append(FieldError(prefix + "captured_at", "is in the future"))
+    if item.expires_at is not None and item.expires_at <= item.captured_at:
+        errors.append(FieldError(prefix + "expires_at", "must be after captured_at"))
+    if item.proof_uri is not None and not _is_web_uri(item.proof_uri):
+        errors.append(FieldError(prefix + "proof_uri", "must be an absolute http or https URI"))
+    if errors:
+        raise ValidationFailed(errors)
+
+
+def _is_web_uri(value: str) -> bool:
+    parts = urlsplit(value)
+    return parts.scheme in ("http", "https") and bool(parts.netloc) and " " not in value
+
+
+def write_consent(session: Session, item: ConsentIn, policy: LoadedPolicy, actor: Actor | None,
+                  now: datetime, *, prefix: str = "", inbound_message_id: int | None = None) -> ConsentEvent:
+    """Append one consent event in the caller's transaction (validated first, then written)."""
+    check_consent(item, policy, now, prefix)
+    identity, cp = resolve_for_write(session, item.ref(), policy, now, prefix)
+    if cp is None:
+        kind = policy.channels[item.channel].address
+        cp = contact_point_for_channel(session, identity, kind)
+        if cp is None:
+            raise ValidationFailed.field(prefix + "identity_id",
+                                         f"identity {identity.id} has no {kind} address for {item.channel}")
+    elif cp.kind != policy.channels[item.channel].address:
+        raise ValidationFailed.field(prefix + ("email" if cp.kind == "email" else "phone"),
+                                     f"a {cp.kind} address cannot carry {item.channel} consent")
+    assert identity.id is not None and cp.id is not None
+    event = ConsentEvent(
+        identity_id=identity.id, contact_point_id=cp.id, channel=item.channel, purpose=item.purpose,
+        consent_type=item.consent_type, captured_at=utc(item.captured_at), recorded_at=now,
+        source=item.source, proof_uri=item.proof_uri,
+        proof_sha256=item.proof_sha256.lower() if item.proof_sha256 else None, brand=item.brand,
+        consent_text=item.consent_text, ip=item.ip, user_agent=item.user_agent,
+        expires_at=utc(item.expires_at), api_key_id=actor.key_id if actor else None,
+        inbound_message_id=inbound_message_id,
+    )
+    chain.seal("consent_event", event, cp.value)
+    session.add(event)
+    session.flush()
+    chain.append(session, "consent_event", [event], now)
+    return event
+
+
+def consent_answer(event: ConsentEvent) -> dict[str, Any]:
+    return {"consent_id": event.id, "identity_id": event.identity_id, "recorded_at": iso_z(event.recorded_at)}
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    index: int
+    status: int
+    body: dict[str, Any]
+
+
+def write_consent_batch(store: Store, items: Sequence[Any], policy: LoadedPolicy, actor: Actor | None,
+                        now: datetime) -> list[BatchResult]:
+    """Validate every item, then write the good ones in one transaction; bad ones fail alone."""
+    results: list[BatchResult | None] = [None] * len(items)
+    good: list[tuple[int, ConsentIn]] = []
+    for index, raw in enumerate(items):
+        prefix = f"items[{index}]."
+        try:
+            if not isinstance(raw, dict):
+                raise ValidationFailed.field(f"items[{index}]", "each item must be an object")
+            item = ConsentIn.model_validate(raw)
+            check_consent(item, policy, now, prefix)
+            good.append((index, item))
+        except ValidationError as exc:
+            results[index] = _failed(index, ValidationFailed(pydantic_field_errors(exc, prefix)))
+        except ConsentgateError as exc:
+            results[index] = _failed(index, exc)
+    with store.transaction() as session:
+        for index, item in good:
+            try:
+                with session.begin_nested():
+                    event = write_consent(session, item, policy, actor, now, prefix=f"items[{index}].")
+                results[index] = BatchResult(index, 201, consent_answer(event))
+            except ConsentgateError as exc:
+                results[index] = _failed(index, exc)
+    return [r for r in results if r is not None]
+
+
+def _failed(index: int, exc: ConsentgateError) -> BatchResult:
+    body: dict[str, Any] = {"title": exc.title, "detail": exc.detail or exc.title}
+    if isinstance(exc, ValidationFailed):
+        body["errors"] = [{"field": e.field, "message": e.message} for e in exc.errors]
+    return BatchResult(index, status_of(exc), body)

@@ -1,0 +1,263 @@
+"""The identity directory: upsert by any key, read a person's current state and timeline."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from consentgate.core.addresses import Address, normalise_domain, normalise_email, normalise_phone
+from consentgate.core.consent import current_consents, is_expired
+from consentgate.core.policy import LoadedPolicy
+from consentgate.core.timefmt import iso_z
+from consentgate.errors import NotFound, ValidationFailed
+from consentgate.services.identities import ensure_contact_point, find_by_address, identity_group, survivor
+from consentgate.services.keys import Actor
+from consentgate.services.merge import merge_all
+from consentgate.services.schemas import IdentityIn, utc
+from consentgate.store.facts import consent_fact
+from consentgate.store.models import (
+    ConsentEvent,
+    ContactPoint,
+    DecisionRecord,
+    ErasureEvent,
+    Identity,
+    MergeEvent,
+    Revocation,
+    Suppression,
+    Touch,
+)
+
+
+def _addresses(item: IdentityIn, policy: LoadedPolicy) -> list[Address]:
+    spec = policy.policy.identity
+    found = []
+    if item.email is not None:
+        found.append(Address("email", normalise_email(item.email, casefold_local=spec.casefold_email_local_part)))
+    if item.phone is not None:
+        found.append(Address("phone", normalise_phone(item.phone, default_region=spec.default_region)))
+    return found
+
+
+def upsert_identity(session: Session, item: IdentityIn, policy: LoadedPolicy, actor: Actor | None,
+                    now: datetime, prefix: str = "") -> tuple[Identity, bool, list[int]]:
+    """Find the person by any key, create them if new, merge when keys name several people.
+
+    Returns the survivor, whether it was created, and the ids absorbed by this call.
+    """
+    addresses = _addresses(item, policy)
+    domain = normalise_domain(item.company_domain) if item.company_domain else None
+    if item.last_touch_channel is not None and item.last_touch_channel not in policy.channels:
+        raise ValidationFailed.field(prefix + "last_touch_channel", f"unknown channel {item.last_touch_channel!r}")
+    if not addresses and item.external_id is None:
+        raise ValidationFailed.field(prefix + "email", "give at least one of email, phone or external_id")
+
+    matched: list[Identity] = []
+    for address in addresses:
+        hit = find_by_address(session, address)
+        if hit is not None:
+            matched.append(hit[0])
+    by_external = _by_external_id(session, item.external_id)
+    if by_external is not None:
+        matched.append(by_external)
+
+    created = False
+    absorbed: list[int] = []
+    if matched:
+        person, absorbed = merge_all(session, matched, "dedupe", actor, now)
+    elif addresses:
+        person, _, created = ensure_contact_point(session, addresses[0], policy, now)
+    else:
+        person, created = _create_with_external_id(session, item.external_id or "", now)
+
+    for address in addresses:
+        owner, _, _ = ensure_contact_point(session, address, policy, now, identity=person)
+        if owner.id != person.id:
+            # Someone created this address concurrently for another record: same person.
+            person, more = merge_all(session, [person, owner], "dedupe", actor, now)
+            absorbed += more
+    if item.external_id is not None and person.external_id is None:
+        person = _claim_external_id(session, person, item.external_id, actor, now, absorbed)
+    _update_attributes(person, item, domain, now)
+    session.add(person)
+    session.flush()
+    return person, created, absorbed
+
+
+def _by_external_id(session: Session, external_id: str | None) -> Identity | None:
+    if external_id is None:
+        return None
+    row = session.exec(select(Identity).where(Identity.external_id == external_id)).first()
+    return survivor(session, row.id) if row is not None and row.id is not None else None
+
+
+def _create_with_external_id(session: Session, external_id: str, now: datetime) -> tuple[Identity, bool]:
+    try:
+        with session.begin_nested():
+            person = Identity(external_id=external_id, created_at=now, updated_at=now)
+            session.add(person)
+            session.flush()
+        return person, True
+    except IntegrityError:
+        found = _by_external_id(session, external_id)
+        if found is None:
+            raise
+        return found, False
+
+
+def _claim_external_id(session: Session, person: Identity, external_id: str, actor: Actor | None,
+                       now: datetime, absorbed: list[int]) -> Identity:
+    try:
+        with session.begin_nested():
+            person.external_id = external_id
+            session.add(person)
+            session.flush()
+        return person
+    except IntegrityError:
+        session.refresh(person)
+        other = _by_external_id(session, external_id)
+        if other is None:
+            raise
+        keep, more = merge_all(session, [person, other], "dedupe", actor, now)
+        absorbed += more
+        return keep
+
+
+def _update_attributes(person: Identity, item: IdentityIn, domain: str | None, now: datetime) -> None:
+    if item.attributes is not None:
+        for name, value in item.attributes.model_dump(exclude_none=True).items():
+            setattr(person, name, value)
+    if domain is not None:
+        person.account_domain = domain
+    for name in ("status_at_last_touch", "last_touch_channel"):
+        value = getattr(item, name)
+        if value is not None:
+            setattr(person, name, value)
+    if item.last_touch_at is not None:
+        person.last_touch_at = utc(item.last_touch_at)
+    person.updated_at = now
+
+
+def require_identity(session: Session, identity_id: int) -> Identity:
+    person = survivor(session, identity_id)
+    if person is None:
+        raise NotFound(f"no identity {identity_id}")
+    return person
+
+
+def identity_summary(session: Session, person: Identity) -> dict[str, Any]:
+    assert person.id is not None
+    cps = session.exec(select(ContactPoint).where(ContactPoint.identity_id == person.id)
+                       .order_by(col(ContactPoint.id))).all()
+    return {
+        "identity_id": person.id,
+        "contact_points": [{"kind": cp.kind, "value": cp.value} for cp in cps if cp.value is not None],
+        "account_domain": person.account_domain,
+        "merged_identity_ids": identity_group(session, person.id)[1:],
+    }
+
+
+def identity_view(session: Session, person: Identity, now: datetime) -> dict[str, Any]:
+    """Everything a writer or auditor needs to see of a person right now."""
+    assert person.id is not None
+    group = identity_group(session, person.id)
+    cps = session.exec(select(ContactPoint).where(ContactPoint.identity_id == person.id)
+                       .order_by(col(ContactPoint.id))).all()
+    by_cp = {cp.id: cp for cp in cps}
+    events = session.exec(select(ConsentEvent).where(col(ConsentEvent.identity_id).in_(group))).all()
+    current = current_consents(consent_fact(e) for e in events)
+    revocations = session.exec(select(Revocation).where(
+        col(Revocation.identity_id).in_(group), col(Revocation.lifted_at).is_(None))
+        .order_by(col(Revocation.id))).all()
+    account_revocations = []
+    if person.account_domain:
+        account_revocations = session.exec(select(Revocation).where(
+            Revocation.scope == "account", Revocation.account_domain == person.account_domain,
+            col(Revocation.lifted_at).is_(None), col(Revocation.identity_id).not_in(group))).all()
+    suppressions = session.exec(select(Suppression).where(
+        col(Suppression.identity_id).in_(group), col(Suppression.lifted_at).is_(None))
+        .order_by(col(Suppression.id))).all()
+    return {
+        **identity_summary(session, person),
+        "external_id": person.external_id,
+        "attributes": {"timezone": person.timezone, "state": person.state, "country": person.country,
+                       "name": person.name},
+        "status_at_last_touch": person.status_at_last_touch,
+        "last_touch_channel": person.last_touch_channel,
+        "last_touch_at": iso_z(person.last_touch_at),
+        "erased": person.erased_at is not None,
+        "erased_at": iso_z(person.erased_at),
+        "created_at": iso_z(person.created_at),
+        "contact_points": [{"id": cp.id, "kind": cp.kind, "value": cp.value, "status": cp.status,
+                            "erased": cp.erased_at is not None} for cp in cps],
+        "consents": [
+            {"consent_id": c.id,
+             "contact_point": _address(by_cp.get(c.contact_point_id)),
+             "channel": c.channel, "purpose": c.purpose, "brand": c.brand, "consent_type": c.consent_type,
+             "captured_at": iso_z(c.captured_at), "source": c.source, "proof_uri": c.proof_uri,
+             "expires_at": iso_z(c.expires_at), "status": "expired" if is_expired(c, now) else "active"}
+            for c in sorted(current.values(), key=lambda c: c.id)
+        ],
+        "revocations": [revocation_view(r, by_cp) for r in [*revocations, *account_revocations]],
+        "suppressions": [
+            {"suppression_id": s.id, "kind": s.kind, "contact_point": _address(by_cp.get(s.contact_point_id)),
+             "since": iso_z(s.since), "created_at": iso_z(s.created_at)}
+            for s in suppressions
+        ],
+    }
+
+
+def _address(cp: ContactPoint | None) -> dict[str, Any] | None:
+    if cp is None:
+        return None
+    return {"kind": cp.kind, "value": cp.value}
+
+
+def revocation_view(r: Revocation, by_cp: dict[int | None, ContactPoint]) -> dict[str, Any]:
+    return {"revocation_id": r.id, "scope": r.scope, "account_domain": r.account_domain,
+            "channels": r.channels, "purposes": r.purposes, "brands": r.brands, "source": r.source,
+            "contact_point": _address(by_cp.get(r.contact_point_id)),
+            "received_at": iso_z(r.received_at), "effective_at": iso_z(r.effective_at),
+            "deadline_at": iso_z(r.deadline_at)}
+
+
+def timeline(session: Session, person: Identity) -> list[dict[str, Any]]:
+    """Every event of a person and everyone merged into them, oldest first."""
+    assert person.id is not None
+    group = identity_group(session, person.id)
+    events: list[dict[str, Any]] = []
+    for ident in session.exec(select(Identity).where(col(Identity.id).in_(group))):
+        events.append({"at": ident.created_at, "type": "identity_created", "identity_id": ident.id})
+    for cp in session.exec(select(ContactPoint).where(col(ContactPoint.identity_id).in_(group))):
+        events.append({"at": cp.created_at, "type": "contact_point_added", "contact_point_id": cp.id,
+                       "kind": cp.kind, "value": cp.value})
+    for c in session.exec(select(ConsentEvent).where(col(ConsentEvent.identity_id).in_(group))):
+        events.append({"at": c.recorded_at, "type": "consent", "consent_id": c.id, "channel": c.channel,
+                       "purpose": c.purpose, "consent_type": c.consent_type, "captured_at": c.captured_at,
+                       "source": c.source, "proof_uri": c.proof_uri, "brand": c.brand})
+    for r in session.exec(select(Revocation).where(col(Revocation.identity_id).in_(group))):
+        events.append({"at": r.received_at, "type": "revocation", "revocation_id": r.id,
+                       "channels": r.channels, "purposes": r.purposes, "brands": r.brands,
+                       "scope": r.scope, "source": r.source, "raw_text": r.raw_text,
+                       "effective_at": r.effective_at, "deadline_at": r.deadline_at, "lifted_at": r.lifted_at})
+    for s in session.exec(select(Suppression).where(col(Suppression.identity_id).in_(group))):
+        events.append({"at": s.created_at, "type": "suppression", "suppression_id": s.id, "kind": s.kind,
+                       "since": s.since})
+    for m in session.exec(select(MergeEvent).where(col(MergeEvent.survivor_id).in_(group))):
+        events.append({"at": m.created_at, "type": "merge", "merge_id": m.id, "survivor_id": m.survivor_id,
+                       "absorbed_id": m.absorbed_id, "reason": m.reason})
+    for t in session.exec(select(Touch).where(col(Touch.identity_id).in_(group))):
+        events.append({"at": t.at, "type": "touch", "touch_id": t.id, "channel": t.channel,
+                       "purpose": t.purpose, "program": t.program, "segment": t.segment,
+                       "campaign": t.campaign, "state": t.state})
+    for d in session.exec(select(DecisionRecord).where(col(DecisionRecord.identity_id).in_(group))):
+        events.append({"at": d.decided_at, "type": "decision", "decision_id": d.id, "channel": d.channel,
+                       "purpose": d.purpose, "allowed": d.allowed, "codes": d.codes.split(",") if d.codes
+                       else []})
+    for e in session.exec(select(ErasureEvent).where(col(ErasureEvent.identity_id).in_(group))):
+        events.append({"at": e.erased_at, "type": "erasure", "erasure_id": e.id, "law": e.law,
+                       "requested_by": e.requested_by})
+    events.sort(key=lambda e: (e["at"], e["type"]))
+    return events

@@ -1,0 +1,175 @@
+"""Revocations (the person's "do not contact me") and suppressions (facts about an address).
+
+A revocation is effective from the transaction that writes it: the gate reads the ledger, so
+the next eligibility call after the commit denies. Its deadline is the legal outer bound for
+downstream senders (N business days, policy), which the SLA report and the outbox track.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Session, select
+
+from consentgate.core.business_days import revocation_deadline
+from consentgate.core.policy import WILDCARD, LoadedPolicy
+from consentgate.core.timefmt import iso_z
+from consentgate.errors import ValidationFailed
+from consentgate.services.identities import resolve_for_write
+from consentgate.services.keys import Actor
+from consentgate.services.schemas import RevocationIn, SuppressionIn, utc
+from consentgate.store import chain
+from consentgate.store.models import (
+    ContactPoint,
+    Identity,
+    OutboxMessage,
+    Revocation,
+    Subscription,
+    Suppression,
+    Touch,
+)
+
+# What a suppression says about the address itself (the contact point's status).
+_STATUS_FOR_KIND = {"bounce": "bounced", "complaint": "complained", "reassigned": "reassigned"}
+REVOCATION_EVENT = "revocation.created"
+
+
+def deadline_for(policy: LoadedPolicy, channels: list[str], received_at: datetime) -> datetime:
+    """The earliest deadline among the channels a revocation names (the strictest law wins)."""
+    calendar = policy.policy.revocation.calendar
+    named = list(policy.channels) if WILDCARD in channels else channels
+    days = min(policy.deadline_business_days(c) for c in named)
+    return revocation_deadline(received_at, days, country=calendar.country, timezone=calendar.timezone)
+
+
+def _check_lists(item: RevocationIn, policy: LoadedPolicy, prefix: str) -> None:
+    for name, known in (("channels", set(policy.channels)), ("purposes", set(policy.policy.purposes))):
+        values: list[str] = getattr(item, name)
+        unknown = [v for v in values if v != WILDCARD and v not in known]
+        if unknown:
+            raise ValidationFailed.field(prefix + name, f"unknown {name} {unknown}; the policy has {sorted(known)}")
+
+
+def write_revocation(session: Session, item: RevocationIn, policy: LoadedPolicy, actor: Actor | None,
+                     now: datetime, *, prefix: str = "", inbound_message_id: int | None = None,
+                     contact_point: ContactPoint | None = None, identity: Identity | None = None,
+                     ) -> Revocation:
+    """Record a revocation in the caller's transaction, with its outbox rows and chain link."""
+    _check_lists(item, policy, prefix)
+    received_at = utc(item.received_at) or now
+    if received_at > now:
+        raise ValidationFailed.field(prefix + "received_at", "is in the future")
+    if identity is None:
+        identity, contact_point = resolve_for_write(session, item.ref(), policy, now, prefix)
+    assert identity.id is not None
+    account_domain = None
+    if item.scope == "account":
+        account_domain = identity.account_domain
+        if account_domain is None:
+            raise ValidationFailed.field(prefix + "scope", "an account-wide revocation needs an identity "
+                                         "with a company domain (a work email or company_domain)")
+    revocation = Revocation(
+        identity_id=identity.id, contact_point_id=contact_point.id if contact_point else None,
+        scope=item.scope, account_domain=account_domain, channels=sorted(set(item.channels)),
+        purposes=sorted(set(item.purposes)), brands=sorted(set(item.brands)), source=item.source,
+        reason=item.reason, raw_text=item.raw_text, inbound_message_id=inbound_message_id,
+        received_at=received_at, effective_at=now,
+        deadline_at=deadline_for(policy, item.channels, received_at),
+        api_key_id=actor.key_id if actor else None,
+        attributed_touch_id=_last_touch_before(session, identity.id, item.channels, received_at),
+    )
+    chain.seal("revocation", revocation, contact_point.value if contact_point else None)
+    session.add(revocation)
+    session.flush()
+    chain.append(session, "revocation", [revocation], now)
+    enqueue_propagation(session, revocation, contact_point, now)
+    return revocation
+
+
+def _last_touch_before(session: Session, identity_id: int, channels: list[str],
+                       before: datetime) -> int | None:
+    """The touch an opt-out is attributed to: the person's last one on that channel before it."""
+    from consentgate.services.identities import identity_group
+
+    query = (select(Touch.id).where(Touch.identity_id.in_(identity_group(session, identity_id)),  # type: ignore[attr-defined]
+                                    Touch.at <= before, Touch.state.in_(("sent", "reserved")))  # type: ignore[attr-defined]
+             .order_by(Touch.at.desc(), Touch.id.desc()).limit(1))  # type: ignore[attr-defined]
+    if WILDCARD not in channels:
+        query = query.where(Touch.channel.in_(channels))  # type: ignore[attr-defined]
+    return session.exec(query).first()
+
+
+def revocation_payload(revocation: Revocation, contact_point: ContactPoint | None) -> dict[str, Any]:
+    """What downstream senders are told: enough to suppress the address on their side."""
+    return {
+        "event": REVOCATION_EVENT,
+        "revocation_id": revocation.id,
+        "identity_id": revocation.identity_id,
+        "address": ({"kind": contact_point.kind, "value": contact_point.value} if contact_point else None),
+        "scope": revocation.scope,
+        "account_domain": revocation.account_domain,
+        "channels": revocation.channels,
+        "purposes": revocation.purposes,
+        "brands": revocation.brands,
+        "source": revocation.source,
+        "received_at": iso_z(revocation.received_at),
+        "effective_at": iso_z(revocation.effective_at),
+        "deadline_at": iso_z(revocation.deadline_at),
+    }
+
+
+def enqueue_propagation(session: Session, revocation: Revocation, contact_point: ContactPoint | None,
+                        now: datetime) -> int:
+    """One outbox row per active downstream subscription, in the revocation's transaction."""
+    subscriptions = session.exec(select(Subscription).where(Subscription.active == True)).all()  # noqa: E712
+    payload = revocation_payload(revocation, contact_point)
+    count = 0
+    for sub in subscriptions:
+        if sub.event_types and REVOCATION_EVENT not in sub.event_types and WILDCARD not in sub.event_types:
+            continue
+        assert revocation.id is not None and sub.id is not None
+        session.add(OutboxMessage(revocation_id=revocation.id, subscription_id=sub.id,
+                                  event_type=REVOCATION_EVENT, payload=payload, status="pending",
+                                  next_attempt_at=now, created_at=now))
+        count += 1
+    return count
+
+
+def write_suppression(session: Session, item: SuppressionIn, policy: LoadedPolicy, actor: Actor | None,
+                      now: datetime, *, prefix: str = "", source: str = "api") -> Suppression:
+    since = utc(item.since)
+    if item.kind == "reassigned" and since is None:
+        since = now
+    identity, cp = resolve_for_write(session, item.ref(), policy, now, prefix)
+    assert identity.id is not None
+    if cp is None and item.kind not in ("legal_hold", "litigator"):
+        raise ValidationFailed.field(prefix + "identity_id",
+                                     f"a {item.kind} suppression names an address: give email or phone")
+    if cp is not None and item.kind in ("bounce", "complaint") and cp.kind != "email":
+        raise ValidationFailed.field(prefix + "phone", f"a {item.kind} suppression is for an email address")
+    if cp is not None and item.kind in ("dnc_national", "reassigned") and cp.kind != "phone":
+        raise ValidationFailed.field(prefix + "email", f"a {item.kind} suppression is for a phone number")
+    suppression = Suppression(identity_id=identity.id, contact_point_id=cp.id if cp else None,
+                              kind=item.kind, since=since, note=item.note, source=source, created_at=now,
+                              api_key_id=actor.key_id if actor else None)
+    chain.seal("suppression", suppression, cp.value if cp else None)
+    session.add(suppression)
+    if cp is not None and item.kind in _STATUS_FOR_KIND:
+        cp.status = _STATUS_FOR_KIND[item.kind]
+        session.add(cp)
+    session.flush()
+    chain.append(session, "suppression", [suppression], now)
+    return suppression
+
+
+def revocation_answer(revocation: Revocation) -> dict[str, Any]:
+    return {"revocation_id": revocation.id, "identity_id": revocation.identity_id,
+            "effective_at": iso_z(revocation.effective_at), "deadline_at": iso_z(revocation.deadline_at),
+            "received_at": iso_z(revocation.received_at)}
+
+
+def suppression_answer(suppression: Suppression) -> dict[str, Any]:
+    return {"suppression_id": suppression.id, "identity_id": suppression.identity_id,
+            "kind": suppression.kind, "since": iso_z(suppression.since),
+            "created_at": iso_z(suppression.created_at)}

@@ -1,0 +1,120 @@
+"""Request shapes shared by the HTTP API, the batch endpoints and the CSV imports.
+
+Pydantic checks types and shapes here; rules that need the policy (known channels, proof
+requirements, normalised addresses) are checked by the use-cases, which name the field too.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+from consentgate.services.identities import AddressRef
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class AddressIn(Strict):
+    """An address: exactly one of email, phone or identity_id (checked with the policy)."""
+
+    email: str | None = Field(None, max_length=320)
+    phone: str | None = Field(None, max_length=40)
+    identity_id: int | None = Field(None, ge=1)
+
+    def ref(self) -> AddressRef:
+        return AddressRef(email=self.email, phone=self.phone, identity_id=self.identity_id)
+
+
+class Attributes(Strict):
+    timezone: str | None = Field(None, max_length=64, description="IANA time zone, e.g. America/Chicago")
+    state: str | None = Field(None, max_length=2, description="two-letter state or region code")
+    country: str | None = Field(None, max_length=2, description="ISO 3166-1 alpha-2")
+    name: str | None = Field(None, max_length=300)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not an IANA time zone (e.g. America/New_York)") from None
+        return value
+
+    @field_validator("state", "country")
+    @classmethod
+    def _code(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if len(value) != 2 or not value.isalpha():
+            raise ValueError("a two-letter code is required")
+        return value.upper()
+
+
+class IdentityIn(Strict):
+    email: str | None = Field(None, max_length=320)
+    phone: str | None = Field(None, max_length=40)
+    company_domain: str | None = Field(None, max_length=253)
+    external_id: str | None = Field(None, min_length=1, max_length=200)
+    attributes: Attributes | None = None
+    status_at_last_touch: str | None = Field(None, max_length=100)
+    last_touch_channel: str | None = Field(None, max_length=32)
+    last_touch_at: AwareDatetime | None = None
+
+
+class MergeIn(Strict):
+    other_identity_id: int = Field(ge=1)
+
+
+class ConsentIn(AddressIn):
+    channel: str = Field(min_length=1, max_length=32)
+    purpose: str = Field(min_length=1, max_length=32)
+    consent_type: str = Field(min_length=1, max_length=32)
+    captured_at: AwareDatetime
+    source: str = Field(min_length=1, max_length=100)
+    proof_uri: str | None = Field(None, max_length=2000)
+    proof_sha256: str | None = Field(None, pattern=r"^[0-9a-fA-F]{64}$")
+    brand: str | None = Field(None, min_length=1, max_length=100)
+    consent_text: str | None = Field(None, max_length=20_000)
+    ip: str | None = Field(None, max_length=64)
+    user_agent: str | None = Field(None, max_length=1000)
+    expires_at: AwareDatetime | None = None
+
+
+RevocationSource = Literal["sms_keyword", "sms_free_text", "email_one_click", "email_link", "api",
+                           "manual", "complaint", "bounce", "import"]
+
+
+class RevocationIn(AddressIn):
+    channels: list[str] = Field(min_length=1)
+    purposes: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
+    brands: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
+    scope: Literal["identity", "account"] = "identity"
+    source: RevocationSource = "api"
+    reason: str | None = Field(None, max_length=2000)
+    raw_text: str | None = Field(None, max_length=20_000)
+    received_at: AwareDatetime | None = None
+
+
+SuppressionKind = Literal["bounce", "complaint", "dnc_national", "reassigned", "legal_hold", "litigator"]
+
+
+class SuppressionIn(AddressIn):
+    kind: SuppressionKind
+    since: AwareDatetime | None = None
+    note: str | None = Field(None, max_length=2000)
+
+
+class BatchIn(Strict):
+    items: list[Any] = Field(min_length=1, max_length=10_000)
+
+
+def utc(value: datetime | None) -> datetime | None:
+    """Pydantic keeps offsets as written; the store keeps UTC."""
+    return value.astimezone(UTC) if value is not None else None

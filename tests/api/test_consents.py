@@ -1,0 +1,93 @@
+"""Consent events: provenance, validation, idempotency, batches."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from consentgate.store.models import ChainEntry, ConsentEvent
+
+
+def consent(clock, **over):  # type: ignore[no-untyped-def]
+    body = {"phone": "(305) 555-0150", "channel": "sms", "purpose": "marketing",
+            "consent_type": "express_written", "captured_at": (clock.now - timedelta(hours=1)).isoformat(),
+            "source": "web_form", "proof_uri": "https://proof.example.com/forms/77",
+            "proof_sha256": "a" * 64, "brand": "acme", "consent_text": "I agree to receive texts",
+            "ip": "203.0.113.9", "user_agent": "Mozilla/5.0"}
+    body.update(over)
+    return {k: v for k, v in body.items() if v is not None}
+
+
+def test_records_every_provenance_field(client, keys, clock, rows) -> None:  # type: ignore[no-untyped-def]
+    answer = client.post("/v1/consents", json=consent(clock), headers=keys["writer"])
+    assert answer.status_code == 201
+    body = answer.get_json()
+    assert body["recorded_at"].endswith("Z")
+    [event] = rows(ConsentEvent)
+    assert (event.id, event.identity_id) == (body["consent_id"], body["identity_id"])
+    assert event.proof_uri == "https://proof.example.com/forms/77" and event.ip == "203.0.113.9"
+    assert event.api_key_id is not None
+    assert [e.table_name for e in rows(ChainEntry)] == ["consent_event"]
+    view = client.get(f"/v1/identities/{body['identity_id']}", headers=keys["auditor"]).get_json()
+    assert view["consents"][0]["consent_type"] == "express_written"
+
+
+@pytest.mark.parametrize("over, field", [
+    ({"proof_uri": None}, "proof_uri"),
+    ({"proof_uri": "ftp://x/y"}, "proof_uri"),
+    ({"channel": "fax"}, "channel"),
+    ({"purpose": "gossip"}, "purpose"),
+    ({"consent_type": "telepathic"}, "consent_type"),
+    ({"phone": "12"}, "phone"),
+    ({"captured_at": "2020-01-01T00:00:00"}, "captured_at"),
+    ({"proof_sha256": "xyz"}, "proof_sha256"),
+])
+def test_bad_consent_names_the_field(client, keys, clock, rows, over, field) -> None:  # type: ignore[no-untyped-def]
+    answer = client.post("/v1/consents", json=consent(clock, **over), headers=keys["writer"])
+    assert answer.status_code == 422
+    assert field in [e["field"] for e in answer.get_json()["errors"]]
+    assert rows(ConsentEvent) == []
+
+
+def test_future_capture_is_refused_but_small_skew_is_not(client, keys, clock) -> None:  # type: ignore[no-untyped-def]
+    late = consent(clock, captured_at=(clock.now + timedelta(minutes=10)).isoformat())
+    assert client.post("/v1/consents", json=late, headers=keys["writer"]).status_code == 422
+    skew = consent(clock, captured_at=(clock.now + timedelta(minutes=2)).isoformat())
+    assert client.post("/v1/consents", json=skew, headers=keys["writer"]).status_code == 201
+
+
+def test_malformed_json_is_400(client, keys) -> None:  # type: ignore[no-untyped-def]
+    answer = client.post("/v1/consents", data="{nope", content_type="application/json", headers=keys["writer"])
+    assert answer.status_code == 400
+    assert answer.mimetype == "application/problem+json"
+
+
+def test_idempotency_key(client, keys, clock, rows) -> None:  # type: ignore[no-untyped-def]
+    headers = {**keys["writer"], "Idempotency-Key": "k-1"}
+    first = client.post("/v1/consents", json=consent(clock), headers=headers)
+    again = client.post("/v1/consents", json=consent(clock), headers=headers)
+    assert first.status_code == again.status_code == 201
+    assert first.get_json() == again.get_json()
+    assert len(rows(ConsentEvent)) == 1
+    other = client.post("/v1/consents", json=consent(clock, brand="other"), headers=headers)
+    assert other.status_code == 409
+    assert len(rows(ConsentEvent)) == 1
+
+
+def test_batch_bad_items_fail_alone(client, keys, clock, rows) -> None:  # type: ignore[no-untyped-def]
+    items = [consent(clock, phone=f"+1305555{1000 + i:04d}") for i in range(5)]
+    items[1]["channel"] = "fax"
+    items[3] = "not an object"
+    answer = client.post("/v1/consents/batch", json={"items": items}, headers=keys["writer"])
+    assert answer.status_code == 200
+    body = answer.get_json()
+    assert [r["status"] for r in body["results"]] == [201, 422, 201, 422, 201]
+    assert body["results"][1]["errors"][0]["field"] == "items[1].channel"
+    assert (body["created"], body["failed"]) == (3, 2)
+    assert len(rows(ConsentEvent)) == 3
+
+
+def test_batch_limit(client, keys, clock) -> None:  # type: ignore[no-untyped-def]
+    answer = client.post("/v1/consents/batch", json={"items": [{}] * 10_001}, headers=keys["writer"])
+    assert answer.status_code == 422

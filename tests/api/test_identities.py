@@ -1,0 +1,115 @@
+"""Identities: upsert, dedupe by every key, merges that never widen consent, races."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+
+from consentgate.store.models import Identity
+
+
+def _post(client, keys, body, role="writer"):  # type: ignore[no-untyped-def]
+    return client.post("/v1/identities", json=body, headers=keys[role])
+
+
+def test_create_then_match_in_another_format(client, keys) -> None:  # type: ignore[no-untyped-def]
+    first = _post(client, keys, {"phone": "(305) 555-0142", "email": "Jane.Doe@Example.COM"})
+    assert first.status_code == 201
+    body = first.get_json()
+    assert {"kind": "phone", "value": "+13055550142"} in body["contact_points"]
+    assert {"kind": "email", "value": "jane.doe@example.com"} in body["contact_points"]
+    assert body["account_domain"] == "example.com"
+    again = _post(client, keys, {"phone": "+1 305.555.0142"})
+    assert again.status_code == 200
+    assert again.get_json()["identity_id"] == body["identity_id"]
+
+
+def test_free_mail_gives_no_account(client, keys) -> None:  # type: ignore[no-untyped-def]
+    body = _post(client, keys, {"email": "someone@gmail.com"}).get_json()
+    assert body["account_domain"] is None
+    explicit = _post(client, keys, {"email": "someone@gmail.com", "company_domain": "WWW.Acme.io"}).get_json()
+    assert explicit["account_domain"] == "acme.io"
+
+
+def test_keys_of_two_people_merge_into_the_oldest(client, keys, clock) -> None:  # type: ignore[no-untyped-def]
+    older = _post(client, keys, {"email": "a@corp.com"}).get_json()["identity_id"]
+    clock.set(clock.now + timedelta(seconds=5))
+    newer = _post(client, keys, {"phone": "+13055550100", "external_id": "crm-9"}).get_json()["identity_id"]
+    merged = _post(client, keys, {"email": "a@corp.com", "phone": "305-555-0100"}).get_json()
+    assert merged["identity_id"] == older
+    assert merged["merged_identity_ids"] == [newer]
+    # The absorbed id resolves to the survivor everywhere.
+    read = client.get(f"/v1/identities/{newer}", headers=keys["auditor"]).get_json()
+    assert read["identity_id"] == older
+    assert read["external_id"] == "crm-9"
+    timeline = client.get(f"/v1/identities/{newer}/timeline", headers=keys["auditor"]).get_json()
+    assert any(e["type"] == "merge" and e["absorbed_id"] == newer for e in timeline["events"])
+
+
+def test_merge_never_widens_consent_and_keeps_revocations(client, keys, clock) -> None:  # type: ignore[no-untyped-def]
+    a = _post(client, keys, {"phone": "+13055550101"}).get_json()["identity_id"]
+    b = _post(client, keys, {"phone": "+13055550102"}).get_json()["identity_id"]
+    consent = {"phone": "+13055550101", "channel": "sms", "purpose": "marketing",
+               "consent_type": "express_written", "captured_at": clock.now.isoformat(),
+               "source": "web_form", "proof_uri": "https://proof.example.com/1"}
+    assert client.post("/v1/consents", json=consent, headers=keys["writer"]).status_code == 201
+    revoke = {"phone": "+13055550102", "channels": ["email"], "source": "api"}
+    assert client.post("/v1/revocations", json=revoke, headers=keys["writer"]).status_code == 201
+    merged = client.post(f"/v1/identities/{b}/merge", json={"other_identity_id": a}, headers=keys["writer"])
+    assert merged.status_code == 200 and merged.get_json()["identity_id"] == a
+    view = client.get(f"/v1/identities/{a}", headers=keys["writer"]).get_json()
+    assert [c["contact_point"]["value"] for c in view["consents"]] == ["+13055550101"]
+    assert [r["channels"] for r in view["revocations"]] == [["email"]]
+
+
+def test_find_by_address(client, keys) -> None:  # type: ignore[no-untyped-def]
+    made = _post(client, keys, {"email": "find@me.org", "attributes": {"timezone": "America/Chicago",
+                                                                       "state": "tx", "name": "F M"}})
+    found = client.get("/v1/identities?email=FIND@me.org", headers=keys["auditor"])
+    assert found.status_code == 200
+    assert found.get_json()["identity_id"] == made.get_json()["identity_id"]
+    assert found.get_json()["attributes"] == {"timezone": "America/Chicago", "state": "TX", "country": None,
+                                              "name": "F M"}
+    assert client.get("/v1/identities?email=nobody@me.org", headers=keys["auditor"]).status_code == 404
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"phone": "555"}, "phone"),
+    ({"email": "not-an-email"}, "email"),
+    ({}, "email"),
+    ({"email": "x@y.com", "attributes": {"timezone": "Mars/Base"}}, "attributes.timezone"),
+    ({"email": "x@y.com", "last_touch_channel": "pigeon"}, "last_touch_channel"),
+])
+def test_bad_input_names_the_field_and_writes_nothing(client, keys, rows, body, field) -> None:  # type: ignore[no-untyped-def]
+    answer = _post(client, keys, body)
+    assert answer.status_code == 422
+    assert answer.mimetype == "application/problem+json"
+    assert field in [e["field"] for e in answer.get_json()["errors"]]
+    assert rows(Identity) == []
+
+
+def test_roles(client, keys) -> None:  # type: ignore[no-untyped-def]
+    assert _post(client, keys, {"email": "r@x.com"}, role="sender").status_code == 403
+    assert client.post("/v1/identities", json={"email": "r@x.com"}).status_code == 401
+
+
+def test_racing_creates_end_as_one_identity(app, keys, rows) -> None:  # type: ignore[no-untyped-def]
+    barrier = threading.Barrier(4)
+    answers: list[int] = []
+
+    def create(i: int) -> None:
+        client = app.test_client()
+        barrier.wait()
+        body = {"email": "race@corp.com"} if i % 2 else {"phone": "+13055550199", "email": "race@corp.com"}
+        answers.append(client.post("/v1/identities", json=body, headers=keys["writer"]).status_code)
+
+    threads = [threading.Thread(target=create, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(answers)[-1] in (200, 201) and all(a in (200, 201) for a in answers)
+    live = [i for i in rows(Identity) if i.merged_into_id is None]
+    assert len(live) == 1

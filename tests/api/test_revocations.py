@@ -1,0 +1,69 @@
+"""Revocations and suppressions: scope, deadlines, account scope, evidence."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from consentgate.store.models import ContactPoint, Revocation, Suppression
+
+
+def test_revocation_is_recorded_with_business_day_deadline(client, keys, clock, rows) -> None:  # type: ignore[no-untyped-def]
+    clock.set(datetime(2026, 12, 23, 15, 0, tzinfo=UTC))
+    answer = client.post("/v1/revocations", json={"phone": "305-555-0160", "channels": ["sms"],
+                                                  "source": "api", "raw_text": "stop please"},
+                         headers=keys["writer"])
+    assert answer.status_code == 201
+    body = answer.get_json()
+    assert body["effective_at"] == "2026-12-23T15:00:00Z"
+    # Christmas and New Year's Day do not count: the 10th business day is Friday 8 January.
+    assert body["deadline_at"] == "2027-01-09T04:59:59.999999Z"
+    [row] = rows(Revocation)
+    assert row.raw_text == "stop please" and row.channels == ["sms"] and row.purposes == ["*"]
+
+
+def test_account_scope_needs_a_company(client, keys) -> None:  # type: ignore[no-untyped-def]
+    free = client.post("/v1/revocations", json={"email": "x@gmail.com", "channels": ["*"], "scope": "account",
+                                                "source": "api"}, headers=keys["writer"])
+    assert free.status_code == 422 and free.get_json()["errors"][0]["field"] == "scope"
+    work = client.post("/v1/revocations", json={"email": "boss@acme.io", "channels": ["*"],
+                                                "scope": "account", "source": "manual"}, headers=keys["writer"])
+    assert work.status_code == 201
+    colleague = client.post("/v1/identities", json={"email": "peer@acme.io"}, headers=keys["writer"]).get_json()
+    view = client.get(f"/v1/identities/{colleague['identity_id']}", headers=keys["writer"]).get_json()
+    assert [r["scope"] for r in view["revocations"]] == ["account"]
+
+
+def test_unknown_channel_and_future_receipt_refused(client, keys, clock, rows) -> None:  # type: ignore[no-untyped-def]
+    bad = client.post("/v1/revocations", json={"email": "a@b.com", "channels": ["fax"]}, headers=keys["writer"])
+    assert bad.status_code == 422 and bad.get_json()["errors"][0]["field"] == "channels"
+    future = client.post("/v1/revocations", json={"email": "a@b.com", "channels": ["email"],
+                                                  "received_at": "2999-01-01T00:00:00Z"}, headers=keys["writer"])
+    assert future.status_code == 422
+    assert rows(Revocation) == []
+
+
+def test_suppressions_mark_the_address(client, keys, rows) -> None:  # type: ignore[no-untyped-def]
+    assert client.post("/v1/suppressions", json={"email": "b@corp.com", "kind": "bounce"},
+                       headers=keys["writer"]).status_code == 201
+    reassigned = client.post("/v1/suppressions", json={"phone": "+13055550170", "kind": "reassigned",
+                                                       "since": "2026-01-01T00:00:00Z"}, headers=keys["writer"])
+    assert reassigned.status_code == 201
+    assert sorted(cp.status for cp in rows(ContactPoint)) == ["bounced", "reassigned"]
+    wrong = client.post("/v1/suppressions", json={"phone": "+13055550171", "kind": "bounce"},
+                        headers=keys["writer"])
+    assert wrong.status_code == 422
+    assert len(rows(Suppression)) == 2
+
+
+def test_chain_verifies_and_catches_tampering(client, keys, runtime) -> None:  # type: ignore[no-untyped-def]
+    client.post("/v1/revocations", json={"phone": "+13055550180", "channels": ["sms"], "raw_text": "STOP"},
+                headers=keys["writer"])
+    client.post("/v1/suppressions", json={"email": "c@corp.com", "kind": "complaint"}, headers=keys["writer"])
+    ok = client.get("/v1/audit/verify", headers=keys["auditor"]).get_json()
+    assert ok == {"ok": True, "checked": 2, "first_broken": None}
+    with runtime.store.transaction() as session:
+        row = session.get(Revocation, 1) or next(iter(session.exec(__import__("sqlmodel").select(Revocation))))
+        row.raw_text = "changed"
+        session.add(row)
+    broken = client.get("/v1/audit/verify", headers=keys["auditor"]).get_json()
+    assert broken["ok"] is False and broken["first_broken"]["table"] == "revocation"
