@@ -100,3 +100,33 @@ def serve_forever(rt: Runtime) -> None:
                           next_run_time=rt.clock())
     log.info("scheduler %s running jobs: %s", holder, ", ".join(registered()) or "(none)")
     scheduler.start()
+
+
+@job("reservation_expiry", every=timedelta(minutes=1))
+def _expire_reservations(rt: Runtime) -> int:
+    """Reserved slots nobody used are given back when their time to live ends."""
+    from consentgate.services.eligibility import expire_reservations
+
+    with rt.store.transaction() as session:
+        return expire_reservations(session, rt.clock())
+
+
+@job("propagation", every=timedelta(seconds=30))
+def _propagate(rt: Runtime) -> object:
+    """Deliver due revocations to downstream senders; failures back off and retry."""
+    from consentgate.services.propagation import deliver_due, http_poster
+
+    return deliver_due(rt.store, rt.clock(), http_poster())
+
+
+@job("revocation_sla", every=timedelta(minutes=15))
+def _sla(rt: Runtime) -> object:
+    """Revocations near or past their legal deadline without every acknowledgement raise an alert."""
+    from consentgate.services.propagation import sla_summary
+
+    summary = sla_summary(rt.store, rt.policy, rt.clock())
+    for status, count in summary.items():
+        rt.metrics.sla.labels(status=status).set(count)
+    if summary["at_risk"] or summary["missed"]:
+        log.warning("revocation SLA alert: %s at risk, %s missed", summary["at_risk"], summary["missed"])
+    return summary

@@ -8,6 +8,7 @@ migrates it with Alembic, and drops it at the end; each test starts from empty t
 
 from __future__ import annotations
 
+import base64
 import os
 import uuid
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from nacl.signing import SigningKey
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlmodel import SQLModel
@@ -29,6 +31,9 @@ from consentgate.store.migrate import upgrade
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+# A fixed Ed25519 key pair stands in for the Telnyx account's key in webhook tests.
+TELNYX_SEED = bytes(range(32))
+TELNYX_PUBLIC_KEY = base64.b64encode(bytes(SigningKey(TELNYX_SEED).verify_key)).decode()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -120,6 +125,7 @@ def runtime(store: Store, policy: LoadedPolicy, clock: Clock, tmp_path: Path) ->
         "secret_key": "test-secret-key-0123456789abcdef",
         "twilio_auth_token": "twilio-test-token",
         "webhook_secret": "generic-webhook-secret",
+        "telnyx_public_key": TELNYX_PUBLIC_KEY,
         "public_url": "https://consentgate.example.com",
         "secret_file": str(tmp_path / "secret"),
     })

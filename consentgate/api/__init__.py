@@ -21,6 +21,7 @@ BLUEPRINT_MODULES = (
     "consentgate.api.subscriptions",
     "consentgate.reports.views",
     "consentgate.api.erasure",
+    "consentgate.api.auditor_page",
 )
 
 

@@ -1,7 +1,77 @@
-"""Placeholder blueprint: its endpoints arrive with their capability."""
+"""The gate's endpoints: eligibility, batch eligibility, touches and reservations."""
 
 from __future__ import annotations
 
-from flask import Blueprint
+from flask import Blueprint, Response, jsonify
 
-bp = Blueprint(__name__.rsplit(".", 1)[-1] + "_" + __name__.split(".")[-2], __name__)
+from consentgate.api.auth import current_actor, require
+from consentgate.api.context import parse_body, runtime
+from consentgate.api.openapi import documented
+from consentgate.services.eligibility import (
+    EligibilityIn,
+    TouchIn,
+    decide_batch,
+    decide_one,
+    decision_answer,
+    record_touch,
+    release_reservation,
+)
+from consentgate.services.schemas import BatchIn
+
+bp = Blueprint("eligibility_api", __name__)
+
+
+def _count(answers: list[dict]) -> None:  # type: ignore[type-arg]
+    metrics = runtime().metrics
+    for answer in answers:
+        metrics.decisions.labels(outcome="allowed" if answer.get("allowed") else "denied").inc()
+        for reason in answer.get("reasons") or ():
+            metrics.decision_reasons.labels(code=reason["code"]).inc()
+
+
+@bp.post("/v1/eligibility")
+@require("sender")
+@documented("May I contact this person on this channel now, for this purpose? A denial is still 200.",
+            tags=["eligibility"], body=EligibilityIn)
+def eligibility() -> Response:
+    rt = runtime()
+    item = parse_body(EligibilityIn)
+    with rt.store.transaction() as session:
+        record, decision = decide_one(session, item, rt.policy, rt.secret_key, current_actor(), rt.clock())
+        answer = decision_answer(record, decision)
+    _count([answer])
+    return jsonify(answer)
+
+
+@bp.post("/v1/eligibility/batch")
+@require("sender")
+@documented("Up to 10,000 eligibility questions; answers in input order", tags=["eligibility"], body=BatchIn)
+def eligibility_batch() -> Response:
+    rt = runtime()
+    items = parse_body(BatchIn).items
+    with rt.store.transaction() as session:
+        answers = decide_batch(session, items, rt.policy, rt.secret_key, current_actor(), rt.clock())
+    _count(answers)
+    return jsonify({"decisions": answers})
+
+
+@bp.post("/v1/touches")
+@require("sender")
+@documented("Report a touch (from a reservation, or directly): it counts towards fatigue caps from now on",
+            tags=["eligibility"], body=TouchIn, responses={201: None})
+def touch() -> tuple[Response, int]:
+    rt = runtime()
+    item = parse_body(TouchIn)
+    with rt.store.transaction() as session:
+        made = record_touch(session, item, rt.policy, current_actor(), rt.clock())
+    return jsonify({"touch_id": made.id, "state": made.state}), 201
+
+
+@bp.delete("/v1/reservations/<int:reservation_id>")
+@require("sender")
+@documented("Give a reserved slot back", tags=["eligibility"], responses={204: None})
+def release(reservation_id: int) -> tuple[str, int]:
+    rt = runtime()
+    with rt.store.transaction() as session:
+        release_reservation(session, reservation_id, rt.clock())
+    return "", 204

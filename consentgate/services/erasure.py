@@ -38,7 +38,6 @@ from consentgate.store.models import (
 
 # Suppression kinds that mean "do not contact this address" and so survive an erasure.
 _DNC_SUPPRESSIONS = {"complaint", "dnc_national", "legal_hold", "litigator"}
-_ERASED_ADDRESS_KEYS = ("email", "phone")
 
 
 @dataclass(frozen=True)
@@ -157,12 +156,10 @@ def _blank(session: Session, ids: list[int], cp_ids: list[int], now: datetime) -
     # Decisions keep their outcome and reasons; the request loses the address it named.
     for decision in session.exec(select(DecisionRecord).where(DecisionRecord.identity_id.in_(ids))):  # type: ignore[union-attr]
         request = dict(decision.request or {})
-        if any(request.get(k) for k in _ERASED_ADDRESS_KEYS):
-            for key in _ERASED_ADDRESS_KEYS:
-                if request.get(key):
-                    request[key] = "[erased]"
+        if isinstance(request.get("address"), dict):
+            request["address"] = {"kind": request["address"].get("kind"), "value": None, "erased": True}
             decision.request = request
-
+            session.add(decision)
 
 def purge_expired_tombstones(store: Store, now: datetime) -> int:
     """Delete tombstones past their retention period; returns how many."""

@@ -18,6 +18,7 @@ from consentgate.core.addresses import Address, company_domain_of, normalise_ema
 from consentgate.core.policy import LoadedPolicy
 from consentgate.errors import NotFound, ValidationFailed
 from consentgate.store.models import ContactPoint, Identity
+from consentgate.store.subjects import group_ids
 
 
 @dataclass(frozen=True)
@@ -142,7 +143,7 @@ def contact_point_for_channel(
     ).first()
 
 
+
 def identity_group(session: Session, survivor_id: int) -> list[int]:
     """The survivor's id and every id merged into it (merges are kept one level deep)."""
-    absorbed = session.exec(select(Identity.id).where(Identity.merged_into_id == survivor_id)).all()
-    return [survivor_id, *[i for i in absorbed if i is not None]]
+    return group_ids(session, survivor_id)

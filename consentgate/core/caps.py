@@ -1,0 +1,117 @@
+"""Fatigue caps and segment cadences on rolling windows over a person's touches.
+
+A touch counts when it was sent, or is reserved and its reservation has not run out: two
+senders holding reservations are both counted, so the last slot cannot be taken twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from consentgate.core.facts import EligibilityRequest, TouchFact
+from consentgate.core.policy import FatigueCap, LoadedPolicy, SegmentCadence, matches
+from consentgate.core.reasons import ReasonCode
+
+
+@dataclass(frozen=True)
+class Limit:
+    code: ReasonCode
+    message: str
+    next_allowed_at: datetime | None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+def counts(touch: TouchFact, at: datetime) -> bool:
+    if touch.state == "sent":
+        return True
+    return touch.state == "reserved" and (touch.expires_at is None or touch.expires_at > at)
+
+
+def _cap_applies(cap: FatigueCap, request: EligibilityRequest, states: frozenset[str]) -> bool:
+    if cap.states is not None and not states & set(cap.states):
+        return False
+    return (matches(cap.channels, request.channel) and matches(cap.purposes, request.purpose)
+            and matches(cap.programs, request.program or "") and matches(cap.segments, request.segment or ""))
+
+
+def _cap_counts(cap: FatigueCap, touch: TouchFact) -> bool:
+    return (matches(cap.channels, touch.channel) and matches(cap.purposes, touch.purpose)
+            and matches(cap.programs, touch.program or "") and matches(cap.segments, touch.segment or ""))
+
+
+def cap_limits(policy: LoadedPolicy, request: EligibilityRequest, touches: Iterable[TouchFact],
+               account_touches: Iterable[TouchFact], states: frozenset[str]) -> list[Limit]:
+    own, account = list(touches), list(account_touches)
+    at = request.at
+    out = []
+    for cap in policy.policy.fatigue_caps:
+        if not _cap_applies(cap, request, states):
+            continue
+        pool = account if cap.per == "account" else own
+        times = sorted(t.at for t in pool
+                       if counts(t, at) and _cap_counts(cap, t) and t.at > at - cap.window)
+        if len(times) < cap.max:
+            continue
+        # The slot frees when enough of the oldest counted touches have left the window.
+        frees = times[len(times) - cap.max] + cap.window
+        out.append(Limit(cap.reason, f"{cap.name}: {len(times)} of at most {cap.max} touches in "
+                         f"{_span(cap.window)}" + (f" ({cap.description})" if cap.description else ""),
+                         frees, {"cap": cap.name, "max": cap.max, "window": _span(cap.window),
+                                 "counted": len(times), "per": cap.per,
+                                 **({"source": cap.source} if cap.source else {})}))
+    return out
+
+
+def _span(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def cadence_limit(policy: LoadedPolicy, request: EligibilityRequest, touches: Iterable[TouchFact]) -> Limit | None:
+    """The segment's playbook: stages of touches within windows from the first touch, then a pause."""
+    if request.segment is None or request.segment not in policy.policy.segment_cadences:
+        return None
+    cadence = policy.policy.segment_cadences[request.segment]
+    at = request.at
+    times = sorted(t.at for t in touches if t.segment == request.segment and counts(t, at) and t.at <= at)
+    span = max(s.after + s.within for s in cadence.stages)
+    start = _cycle_start(cadence, span, times)
+    if start is None or at >= start + span + cadence.pause:
+        return None
+    used = [t for t in times if t >= start]
+    next_at: datetime | None = None
+    remaining = list(used)
+    for stage in cadence.stages:
+        opens, closes = start + stage.after, start + stage.after + stage.within
+        taken = [t for t in remaining if opens <= t < closes][: stage.touches]
+        for t in taken:
+            remaining.remove(t)
+        if len(taken) >= stage.touches:
+            continue
+        if opens <= at < closes:
+            return None
+        if at < opens and (next_at is None or opens < next_at):
+            next_at = opens
+    resume = next_at or start + span + cadence.pause
+    return Limit(ReasonCode.SEGMENT_CADENCE,
+                 f"segment {request.segment}: the cadence allows no touch now", resume,
+                 {"segment": request.segment, "cycle_started_at": start, "touches_in_cycle": len(used)})
+
+
+def _cycle_start(cadence: SegmentCadence, span: timedelta, times: list[datetime]) -> datetime | None:
+    start = None
+    for t in times:
+        if start is None or t >= start + span + cadence.pause:
+            start = t
+    return start
+
+
+def repermission_touches(policy: LoadedPolicy, touches: Iterable[TouchFact], at: datetime) -> int:
+    purpose = policy.policy.repermission.purpose
+    return sum(1 for t in touches if t.purpose == purpose and counts(t, at))

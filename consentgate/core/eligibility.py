@@ -1,0 +1,266 @@
+"""The decision: may this person be contacted on this channel now, for this purpose?
+
+``decide()`` is a pure function of plain facts, the policy and the request (``request.at`` is
+"now"): no clock, no store, no Flask. It collects every rule that denies, not only the first,
+so a sender and an auditor see the whole picture. It fails closed: an unknown person, a
+missing address, a channel the policy does not know, or a (channel, purpose) the policy has no
+consent rule for is a denial.
+
+Two readings the law leaves to us, chosen to protect the person:
+- A revocation is undone only by the person's own later, proven opt-in on the same address and
+  channel: a consent captured after the revocation was received that carries a proof URI (or
+  came by SMS keyword, where the message itself is the proof). A CRM re-import never does it.
+- Suppressions name an address (bounce, complaint, DNC, reassigned) and stop that address;
+  legal hold and litigator stop the whole person.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from consentgate.core.caps import Limit, cadence_limit, cap_limits, repermission_touches
+from consentgate.core.consent import current_consents, is_expired
+from consentgate.core.facts import (
+    IDENTITY_WIDE_SUPPRESSIONS,
+    ConsentFact,
+    Decision,
+    EligibilityRequest,
+    Reason,
+    RevocationFact,
+    Subject,
+    SuppressionFact,
+)
+from consentgate.core.policy import NO_CONSENT_NEEDED, WILDCARD, LoadedPolicy, matches
+from consentgate.core.quiet_hours import applicable_windows, closed_windows, next_open, recipient_states
+from consentgate.core.reasons import TIME_BOUND, ReasonCode
+
+_MAX_SETTLE_STEPS = 64
+
+
+def decide(subject: Subject, request: EligibilityRequest, policy: LoadedPolicy) -> Decision:
+    reasons = _standing_reasons(subject, request, policy)
+    consent, consent_reasons = _consent(subject, request, policy)
+    reasons += consent_reasons
+    timed = _timed_reasons(subject, request, policy, request.at)
+    reasons += [Reason(limit.code, limit.message, limit.data) for limit in timed]
+    if reasons:
+        next_at = None
+        if all(r.code in TIME_BOUND for r in reasons):
+            next_at = _settle(subject, request, policy, timed)
+        return Decision(False, tuple(reasons), next_at, consent)
+    return Decision(True, (), None, consent)
+
+
+def _standing_reasons(subject: Subject, request: EligibilityRequest, policy: LoadedPolicy) -> list[Reason]:
+    """Rules that waiting does not cure."""
+    channel = policy.channels.get(request.channel)
+    if channel is None or not channel.enabled:
+        return [Reason(ReasonCode.CHANNEL_DISABLED, f"channel {request.channel!r} is not enabled by the policy")]
+    if subject.identity is None:
+        return [Reason(ReasonCode.UNKNOWN_IDENTITY, "no identity has this address: nobody to have consented")]
+    if subject.target is None:
+        return [Reason(ReasonCode.NO_CONSENT, f"the identity has no {channel.address} address for {request.channel}")]
+    reasons = [_revocation_reason(r, subject) for r in _revocations_in_force(subject, request, policy)]
+    reasons += _suppression_reasons(subject, request, policy)
+    return reasons
+
+
+def _applies(values: tuple[str, ...], wanted: str | None) -> bool:
+    # A revocation naming specific brands stops a send that names no brand: it may be any brand.
+    return WILDCARD in values or wanted is None or wanted in values
+
+
+def _in_force(lifted_at: datetime | None, since: datetime, at: datetime) -> bool:
+    return since <= at and (lifted_at is None or lifted_at > at)
+
+
+def _revocations_in_force(subject: Subject, request: EligibilityRequest,
+                          policy: LoadedPolicy) -> list[RevocationFact]:
+    assert subject.identity is not None
+    out = []
+    for revocation in subject.revocations:
+        if not _in_force(revocation.lifted_at, revocation.effective_at, request.at):
+            continue
+        if revocation.scope == "account" and (
+                revocation.account_domain is None or revocation.account_domain != subject.identity.account_domain):
+            continue
+        if not (matches(revocation.channels, request.channel) and matches(revocation.purposes, request.purpose)
+                and _applies(revocation.brands, request.brand)):
+            continue
+        if _overridden(revocation, subject, request, policy):
+            continue
+        out.append(revocation)
+    return out
+
+
+def _overridden(revocation: RevocationFact, subject: Subject, request: EligibilityRequest,
+                policy: LoadedPolicy) -> bool:
+    """The person opted in again, after this revocation, on this address and channel, with proof."""
+    if revocation.scope == "account":
+        return False
+    for consent in _candidates(subject, request):
+        if (consent.captured_at > revocation.received_at and (consent.proof_uri or consent.source == "sms_keyword")
+                and not is_expired(consent, request.at)):
+            return True
+    return False
+
+
+def _revocation_reason(revocation: RevocationFact, subject: Subject) -> Reason:
+    data = {"revocation_id": revocation.id, "received_at": revocation.received_at, "source": revocation.source,
+            "channels": list(revocation.channels), "purposes": list(revocation.purposes)}
+    if revocation.tombstone:
+        return Reason(ReasonCode.DNC_INTERNAL, "this address opted out before its owner's data was erased",
+                      {"tombstone_id": revocation.id, "received_at": revocation.received_at})
+    if revocation.scope == "account":
+        return Reason(ReasonCode.ACCOUNT_DNC, f"everyone at {revocation.account_domain} asked not to be contacted",
+                      data | {"account_domain": revocation.account_domain})
+    return Reason(ReasonCode.REVOKED, f"the person revoked consent ({revocation.source})", data)
+
+
+def _suppression_reasons(subject: Subject, request: EligibilityRequest, policy: LoadedPolicy) -> list[Reason]:
+    assert subject.target is not None
+    out = []
+    for suppression in subject.suppressions:
+        rule = policy.policy.suppressions.get(suppression.kind)
+        if rule is None or not _in_force(suppression.lifted_at, suppression.created_at, request.at):
+            continue
+        if suppression.kind not in IDENTITY_WIDE_SUPPRESSIONS and suppression.contact_point_id != subject.target.id:
+            continue
+        if not (matches(rule.channels, request.channel) and matches(rule.purposes, request.purpose)):
+            continue
+        if rule.waived_by and _has_consent_of(subject, request, policy, rule.waived_by, suppression):
+            continue
+        if rule.voids_consent_before_since and _has_consent_of(subject, request, policy, None, suppression):
+            continue
+        out.append(Reason(rule.reason, _suppression_message(suppression),
+                          {"suppression_id": suppression.id, "kind": suppression.kind,
+                           **({"since": suppression.since} if suppression.since else {}),
+                           **({"source": rule.source} if rule.source else {})}))
+    return out
+
+
+def _suppression_message(suppression: SuppressionFact) -> str:
+    return {
+        "bounce": "the address hard-bounced",
+        "complaint": "the person marked a message as spam",
+        "dnc_national": "the number is on the National Do Not Call Registry",
+        "reassigned": "the number was reassigned to someone else",
+        "legal_hold": "the person is under a legal hold",
+        "litigator": "the person is on a litigator list",
+    }.get(suppression.kind, f"suppressed ({suppression.kind})")
+
+
+def _has_consent_of(subject: Subject, request: EligibilityRequest, policy: LoadedPolicy, minimum: str | None,
+                    suppression: SuppressionFact) -> bool:
+    """A valid consent strong enough to lift a suppression (or, for a reassigned number, any given since)."""
+    for consent in _valid(subject, request, policy):
+        if minimum is not None and policy.rank(consent.consent_type) >= policy.rank(minimum):
+            return True
+        if minimum is None and suppression.since is not None and consent.captured_at >= suppression.since:
+            return True
+    return False
+
+
+def _candidates(subject: Subject, request: EligibilityRequest) -> list[ConsentFact]:
+    """Consents on the target address for this channel and purpose that cover the brand."""
+    assert subject.target is not None
+    events = [c for c in subject.consents
+              if c.contact_point_id == subject.target.id and c.channel == request.channel
+              and c.purpose == request.purpose and c.recorded_at <= request.at
+              and (c.brand is None or c.brand == request.brand)]
+    return list(current_consents(events).values())
+
+
+def _void(consent: ConsentFact, subject: Subject, policy: LoadedPolicy, at: datetime) -> bool:
+    """A consent captured before its number was reassigned belongs to someone else."""
+    for suppression in subject.suppressions:
+        rule = policy.policy.suppressions.get(suppression.kind)
+        if (rule is not None and rule.voids_consent_before_since and suppression.since is not None
+                and suppression.contact_point_id == consent.contact_point_id
+                and _in_force(suppression.lifted_at, suppression.created_at, at)
+                and consent.captured_at < suppression.since):
+            return True
+    return False
+
+
+def _valid(subject: Subject, request: EligibilityRequest, policy: LoadedPolicy) -> list[ConsentFact]:
+    return [c for c in _candidates(subject, request)
+            if not is_expired(c, request.at) and not _void(c, subject, policy, request.at)]
+
+
+def _consent(subject: Subject, request: EligibilityRequest,
+             policy: LoadedPolicy) -> tuple[ConsentFact | None, list[Reason]]:
+    if subject.identity is None or subject.target is None or request.channel not in policy.channels:
+        return None, []
+    valid = sorted(_valid(subject, request, policy), key=lambda c: (policy.rank(c.consent_type), c.captured_at),
+                   reverse=True)
+    best = valid[0] if valid else None
+    requirement = policy.requirement(request.channel, request.purpose)
+    if requirement is None:
+        return best, [Reason(ReasonCode.NO_CONSENT, f"the policy has no consent rule for {request.channel} "
+                             f"{request.purpose}: the gate says no")]
+    reasons: list[Reason] = []
+    minimum = requirement.minimum
+    if request.purpose == policy.policy.repermission.purpose:
+        sent = repermission_touches(policy, subject.touches, request.at)
+        if sent >= policy.policy.repermission.max_touches:
+            reasons.append(Reason(ReasonCode.REPERMISSION_ONLY, f"the re-permission touch was already used "
+                                  f"({sent} of {policy.policy.repermission.max_touches})", {"touches": sent}))
+    if minimum == NO_CONSENT_NEEDED:
+        return best, reasons
+    data = {"required": minimum, **({"source": requirement.source} if requirement.source else {})}
+    if best is not None and policy.rank(best.consent_type) >= policy.rank(minimum):
+        return best, reasons
+    if best is not None and best.consent_type == "uncertain":
+        reasons.append(Reason(ReasonCode.REPERMISSION_ONLY, "consent of uncertain provenance allows only a "
+                              f"{policy.policy.repermission.purpose} touch", data | {"consent_id": best.id}))
+    elif best is not None:
+        reasons.append(Reason(ReasonCode.CONSENT_INSUFFICIENT, f"{best.consent_type} consent does not meet the "
+                              f"required {minimum}", data | {"consent_id": best.id, "consent_type": best.consent_type}))
+    elif any(is_expired(c, request.at) for c in _candidates(subject, request)):
+        reasons.append(Reason(ReasonCode.CONSENT_EXPIRED, "the consent has expired", data))
+    else:
+        reasons.append(Reason(ReasonCode.NO_CONSENT, f"no {minimum} consent for {request.channel} "
+                              f"{request.purpose} on this address", data))
+    return None, reasons
+
+
+def _timed_reasons(subject: Subject, request: EligibilityRequest, policy: LoadedPolicy, at: datetime) -> list[Limit]:
+    """Rules that waiting cures: calling windows, caps and cadences, judged at ``at``."""
+    if subject.identity is None or subject.target is None or request.channel not in policy.channels:
+        return []
+    from dataclasses import replace
+
+    at_request = replace(request, at=at) if at != request.at else request
+    out: list[Limit] = []
+    windows = applicable_windows(policy, request.channel, request.purpose, subject.identity, subject.target)
+    closed = closed_windows(windows, at)
+    if closed:
+        opens = next_open(windows, at)
+        for c in closed:
+            where = "federal" if c.window.name == "federal" else c.window.name
+            out.append(Limit(c.window.code, f"outside the {where} calling window "
+                             f"{c.window.spec.start:%H:%M}-{c.window.spec.end:%H:%M} at the recipient "
+                             f"({c.local:%a %H:%M} {c.zone})", opens,
+                             {"window": where, "local_time": c.local.isoformat(), "zone": c.zone,
+                              **({"source": c.window.spec.source} if c.window.spec.source else {})}))
+    states = recipient_states(subject.identity, subject.target)
+    out += cap_limits(policy, at_request, subject.touches, subject.account_touches, states)
+    cadence = cadence_limit(policy, at_request, subject.touches)
+    if cadence is not None:
+        out.append(cadence)
+    return out
+
+
+def _settle(subject: Subject, request: EligibilityRequest, policy: LoadedPolicy,
+            limits: list[Limit]) -> datetime | None:
+    """The earliest instant at which no time-bound rule denies, if one exists."""
+    candidate = request.at
+    for _ in range(_MAX_SETTLE_STEPS):
+        if not limits:
+            return candidate
+        if any(limit.next_allowed_at is None for limit in limits):
+            return None
+        candidate = max(limit.next_allowed_at for limit in limits if limit.next_allowed_at is not None)
+        limits = _timed_reasons(subject, request, policy, candidate)
+    return None

@@ -1,0 +1,131 @@
+"""Quiet hours at the recipient's location: federal and state calling windows.
+
+The zone is the identity's known IANA zone; else every zone the phone number may be in (the
+send must be inside the window in each of them); with no zone at all, every mainland US zone,
+so an unplaceable number is held to the strictest reading rather than to none.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+import holidays
+
+from consentgate.core.addresses import phone_timezones, phone_us_state
+from consentgate.core.facts import ContactPointFact, IdentityFact
+from consentgate.core.policy import LoadedPolicy, WindowSpec, matches
+from consentgate.core.reasons import ReasonCode
+
+UNPLACED_ZONES = ("America/New_York", "America/Chicago", "America/Denver", "America/Los_Angeles")
+SEARCH_LIMIT = timedelta(days=14)
+
+
+@dataclass(frozen=True)
+class Window:
+    """One calling window that applies to a send, with the zones it is judged in."""
+
+    code: ReasonCode
+    name: str                 # "federal" or a state code
+    spec: WindowSpec
+    zones: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Closed:
+    window: Window
+    zone: str
+    local: datetime
+
+
+def recipient_zones(identity: IdentityFact | None, target: ContactPointFact | None) -> tuple[str, ...]:
+    if identity is not None and identity.timezone:
+        return (identity.timezone,)
+    if target is not None and target.kind == "phone" and target.value:
+        zones = phone_timezones(target.value)
+        if zones:
+            return zones
+    return UNPLACED_ZONES
+
+
+def recipient_states(identity: IdentityFact | None, target: ContactPointFact | None) -> frozenset[str]:
+    """The identity's known state and the number's area-code state: both apply."""
+    states = set()
+    if identity is not None and identity.state:
+        states.add(identity.state.upper())
+    if target is not None and target.kind == "phone" and target.value:
+        state = phone_us_state(target.value)
+        if state:
+            states.add(state)
+    return frozenset(states)
+
+
+def applicable_windows(policy: LoadedPolicy, channel: str, purpose: str, identity: IdentityFact | None,
+                       target: ContactPointFact | None) -> list[Window]:
+    spec = policy.policy.quiet_hours
+    if not (matches(spec.channels, channel) and matches(spec.purposes, purpose)):
+        return []
+    zones = recipient_zones(identity, target)
+    windows = [Window(ReasonCode.QUIET_HOURS, "federal", spec.federal, zones)]
+    for state in sorted(recipient_states(identity, target)):
+        if state in spec.states:
+            windows.append(Window(ReasonCode.STATE_RULE, state, spec.states[state], zones))
+    return windows
+
+
+@lru_cache(maxsize=16)
+def _holidays(year: int) -> holidays.HolidayBase:
+    return holidays.country_holidays("US", years=range(year - 1, year + 2), observed=True)
+
+
+def _day_allowed(spec: WindowSpec, day: date) -> bool:
+    if spec.no_sunday and day.weekday() == 6:
+        return False
+    return not (spec.no_holidays and day in _holidays(day.year))
+
+
+def _open_at(spec: WindowSpec, local: datetime) -> bool:
+    return _day_allowed(spec, local.date()) and spec.start <= local.time().replace(tzinfo=None) < spec.end
+
+
+def closed_windows(windows: list[Window], at: datetime) -> list[Closed]:
+    out = []
+    for window in windows:
+        for zone in window.zones:
+            local = at.astimezone(ZoneInfo(zone))
+            if not _open_at(window.spec, local):
+                out.append(Closed(window, zone, local))
+                break
+    return out
+
+
+def _next_opening(spec: WindowSpec, zone: str, at: datetime) -> datetime:
+    """The first instant >= ``at`` at which this window is open in ``zone``."""
+    tz = ZoneInfo(zone)
+    local = at.astimezone(tz)
+    day = local.date()
+    for _ in range(20):
+        if _day_allowed(spec, day):
+            start = datetime.combine(day, spec.start, tzinfo=tz)
+            end = datetime.combine(day, spec.end, tzinfo=tz)
+            if local < start:
+                return start
+            if local < end:
+                return at
+        day += timedelta(days=1)
+        local = datetime.combine(day, time(0), tzinfo=tz)
+    return at + SEARCH_LIMIT
+
+
+def next_open(windows: list[Window], at: datetime) -> datetime | None:
+    """The earliest instant >= ``at`` at which every window is open in every zone."""
+    candidate = at
+    while candidate - at <= SEARCH_LIMIT:
+        closed = closed_windows(windows, candidate)
+        if not closed:
+            return candidate
+        candidate = max(_next_opening(c.window.spec, z, candidate) for c in closed for z in c.window.zones
+                        if not _open_at(c.window.spec, candidate.astimezone(ZoneInfo(z))))
+    return None

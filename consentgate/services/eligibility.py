@@ -1,0 +1,238 @@
+"""The gate: load the facts, let the core decide, log the decision, reserve the slot.
+
+One write transaction per decision: the decision log row, and the reservation when asked, are
+written together with the read they depend on. On PostgreSQL the person's identity row is
+locked first, so two senders racing for the last fatigue slot are serialised and only one
+gets it; on SQLite ``BEGIN IMMEDIATE`` serialises writers already.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from pydantic import AwareDatetime, Field, ValidationError
+from sqlmodel import Session, col, update
+
+from consentgate.core.addresses import Address
+from consentgate.core.eligibility import decide
+from consentgate.core.facts import Decision, EligibilityRequest
+from consentgate.core.policy import LoadedPolicy
+from consentgate.core.timefmt import iso_z
+from consentgate.errors import (
+    Conflict,
+    ConsentgateError,
+    NotFound,
+    ValidationFailed,
+    pydantic_field_errors,
+    status_of,
+)
+from consentgate.services.identities import (
+    contact_point_for_channel,
+    find_by_address,
+    normalise_ref,
+    resolve_for_write,
+    survivor,
+)
+from consentgate.services.keys import Actor
+from consentgate.services.policies import remember_policy
+from consentgate.services.schemas import AddressIn, utc
+from consentgate.store.models import ContactPoint, DecisionRecord, Identity, Touch
+from consentgate.store.subjects import load_subject
+
+
+class EligibilityIn(AddressIn):
+    channel: str = Field(min_length=1, max_length=32)
+    purpose: str = Field(min_length=1, max_length=32)
+    program: str | None = Field(None, max_length=100)
+    segment: str | None = Field(None, max_length=100)
+    campaign: str | None = Field(None, max_length=200)
+    brand: str | None = Field(None, max_length=100)
+    at: AwareDatetime | None = None
+    reserve: bool = False
+
+
+class TouchIn(AddressIn):
+    reservation_id: int | None = Field(None, ge=1)
+    channel: str | None = Field(None, max_length=32)
+    purpose: str | None = Field(None, max_length=32)
+    program: str | None = Field(None, max_length=100)
+    segment: str | None = Field(None, max_length=100)
+    campaign: str | None = Field(None, max_length=200)
+    brand: str | None = Field(None, max_length=100)
+    sent_at: AwareDatetime | None = None
+
+
+def _check_channel(item: EligibilityIn | TouchIn, policy: LoadedPolicy, prefix: str) -> None:
+    if item.channel not in policy.channels:
+        raise ValidationFailed.field(prefix + "channel", f"unknown channel {item.channel!r}; the policy has "
+                                     f"{sorted(policy.channels)}")
+    if item.purpose not in policy.policy.purposes:
+        raise ValidationFailed.field(prefix + "purpose", f"unknown purpose {item.purpose!r}; the policy has "
+                                     f"{policy.policy.purposes}")
+
+
+def _target(session: Session, item: AddressIn, channel: str, policy: LoadedPolicy,
+            prefix: str) -> tuple[Identity | None, ContactPoint | None, dict[str, Any]]:
+    """The person and the address a request names; unknown addresses give (None, None)."""
+    wanted_kind = policy.channels[channel].address
+    target = normalise_ref(item.ref(), policy, prefix)
+    if isinstance(target, Address):
+        if target.kind != wanted_kind:
+            raise ValidationFailed.field(prefix + target.kind, f"{channel} goes to a {wanted_kind} address")
+        found = find_by_address(session, target)
+        named = {"address": {"kind": target.kind, "value": target.value}}
+        return (found[0], found[1], named) if found else (None, None, named)
+    identity = survivor(session, target)
+    named = {"identity_id": target}
+    if identity is None:
+        return None, None, named
+    return identity, contact_point_for_channel(session, identity, wanted_kind), named
+
+
+def decision_answer(record: DecisionRecord, decision: Decision) -> dict[str, Any]:
+    consent = decision.consent
+    return {
+        "allowed": record.allowed,
+        "decision_id": record.id,
+        "identity_id": record.identity_id,
+        "reasons": record.reasons,
+        "next_allowed_at": iso_z(record.next_allowed_at),
+        "consent": None if consent is None else {
+            "consent_id": consent.id, "consent_type": consent.consent_type,
+            "captured_at": iso_z(consent.captured_at), "source": consent.source, "proof_uri": consent.proof_uri,
+        },
+        "reservation_id": record.reservation_id,
+        "policy_version": record.policy_version,
+    }
+
+
+def reasons_json(decision: Decision) -> list[dict[str, Any]]:
+    return [{"code": str(r.code), "message": r.message,
+             **{k: (iso_z(v) if isinstance(v, datetime) else v) for k, v in r.data.items()}}
+            for r in decision.reasons]
+
+
+def decide_one(session: Session, item: EligibilityIn, policy: LoadedPolicy, secret: str, actor: Actor | None,
+               now: datetime, prefix: str = "") -> tuple[DecisionRecord, Decision]:
+    """Decide, log and (when asked and allowed) reserve, in the caller's transaction."""
+    _check_channel(item, policy, prefix)
+    at = utc(item.at) or now
+    identity, target, named = _target(session, item, item.channel, policy, prefix)
+    subject = load_subject(session, policy, secret, identity=identity, target=target, at=at, lock=item.reserve)
+    request = EligibilityRequest(channel=item.channel, purpose=item.purpose, at=at, program=item.program,
+                                 segment=item.segment, campaign=item.campaign, brand=item.brand)
+    decision = decide(subject, request, policy)
+    remember_policy(session, policy, now)
+    record = DecisionRecord(
+        identity_id=identity.id if identity else None, channel=item.channel, purpose=item.purpose,
+        request={**named, "channel": item.channel, "purpose": item.purpose, "program": item.program,
+                 "segment": item.segment, "campaign": item.campaign, "brand": item.brand, "at": iso_z(at),
+                 "reserve": item.reserve},
+        allowed=decision.allowed, reasons=reasons_json(decision),
+        codes=",".join(sorted({str(r.code) for r in decision.reasons})),
+        next_allowed_at=decision.next_allowed_at, consent_id=decision.consent.id if decision.consent else None,
+        policy_version=policy.version, decided_at=now, api_key_id=actor.key_id if actor else None,
+        is_test=bool(identity and identity.is_test),
+    )
+    session.add(record)
+    session.flush()
+    if item.reserve and decision.allowed and identity is not None and identity.id is not None:
+        touch = Touch(identity_id=identity.id, contact_point_id=target.id if target else None,
+                      account_domain=identity.account_domain, channel=item.channel, purpose=item.purpose,
+                      program=item.program, segment=item.segment, campaign=item.campaign, brand=item.brand,
+                      state="reserved", at=at, reserved_at=now, expires_at=now + policy.policy.reservations.ttl,
+                      decision_id=record.id, api_key_id=actor.key_id if actor else None, created_at=now)
+        session.add(touch)
+        session.flush()
+        record.reservation_id = touch.id
+        session.add(record)
+    return record, decision
+
+
+def decide_batch(session: Session, items: Sequence[Any], policy: LoadedPolicy, secret: str,
+                 actor: Actor | None, now: datetime) -> list[dict[str, Any]]:
+    """Decisions in input order; an invalid item answers with its problem, not a decision."""
+    out: list[dict[str, Any]] = []
+    for index, raw in enumerate(items):
+        prefix = f"items[{index}]."
+        try:
+            if not isinstance(raw, dict):
+                raise ValidationFailed.field(f"items[{index}]", "each item must be an object")
+            item = EligibilityIn.model_validate(raw)
+            with session.begin_nested():
+                record, decision = decide_one(session, item, policy, secret, actor, now, prefix)
+            out.append(decision_answer(record, decision))
+        except ValidationError as exc:
+            out.append(_problem(index, ValidationFailed(pydantic_field_errors(exc, prefix))))
+        except ConsentgateError as exc:
+            out.append(_problem(index, exc))
+    return out
+
+
+def _problem(index: int, exc: ConsentgateError) -> dict[str, Any]:
+    body: dict[str, Any] = {"index": index, "allowed": False, "status": status_of(exc), "title": exc.title,
+                            "detail": exc.detail}
+    if isinstance(exc, ValidationFailed):
+        body["errors"] = [{"field": e.field, "message": e.message} for e in exc.errors]
+    return body
+
+
+def record_touch(session: Session, item: TouchIn, policy: LoadedPolicy, actor: Actor | None,
+                 now: datetime) -> Touch:
+    """A touch made: a reservation turned into a send, or a send the gate was not asked about."""
+    sent_at = utc(item.sent_at) or now
+    if item.reservation_id is not None:
+        touch = session.get(Touch, item.reservation_id)
+        if touch is None:
+            raise NotFound(f"no reservation {item.reservation_id}")
+        if touch.state != "reserved" or (touch.expires_at is not None and touch.expires_at <= now):
+            raise Conflict(f"reservation {item.reservation_id} is {_state(touch, now)}: ask the gate again")
+        touch.state, touch.sent_at, touch.at = "sent", sent_at, sent_at
+    else:
+        if item.channel is None or item.purpose is None:
+            raise ValidationFailed.field("channel" if item.channel is None else "purpose",
+                                         "give reservation_id, or an address with channel and purpose")
+        _check_channel(item, policy, "")
+        identity, cp = resolve_for_write(session, item.ref(), policy, now)
+        assert identity.id is not None
+        touch = Touch(identity_id=identity.id, contact_point_id=cp.id if cp else None,
+                      account_domain=identity.account_domain, channel=item.channel, purpose=item.purpose,
+                      program=item.program, segment=item.segment, campaign=item.campaign, brand=item.brand,
+                      state="sent", at=sent_at, sent_at=sent_at, api_key_id=actor.key_id if actor else None,
+                      created_at=now)
+    session.add(touch)
+    person = session.get(Identity, touch.identity_id)
+    if person is not None and (person.last_touch_at is None or person.last_touch_at <= sent_at):
+        person.last_touch_at, person.last_touch_channel, person.updated_at = sent_at, touch.channel, now
+        session.add(person)
+    session.flush()
+    return touch
+
+
+def _state(touch: Touch, now: datetime) -> str:
+    if touch.state == "reserved":
+        return "expired"
+    return touch.state
+
+
+def release_reservation(session: Session, reservation_id: int, now: datetime) -> None:
+    touch = session.get(Touch, reservation_id)
+    if touch is None:
+        raise NotFound(f"no reservation {reservation_id}")
+    if touch.state == "sent":
+        raise Conflict(f"reservation {reservation_id} was already used for a send")
+    if touch.state == "reserved":
+        touch.state = "released"
+        session.add(touch)
+
+
+def expire_reservations(session: Session, now: datetime) -> int:
+    """Reservations never used give their slot back when their time to live ends."""
+    result = session.execute(
+        update(Touch).where(Touch.state == "reserved", col(Touch.expires_at) <= now)  # type: ignore[arg-type]
+        .values(state="expired")
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+

@@ -1,0 +1,102 @@
+"""The identity evidence bundle: everything behind a person's decisions, with its chain links.
+
+Counsel gets one document per person: the identity, every contact point, consent event (with
+its proof reference), revocation (with the raw inbound message), suppression, merge, touch and
+decision, and the hash-chain entries that cover the ledger rows, so the bundle can be checked
+against ``/v1/audit/verify`` months later. Erased values appear as null with ``erased: true``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from consentgate.core.timefmt import iso_z
+from consentgate.services.directory import identity_view
+from consentgate.services.identities import identity_group
+from consentgate.store.models import (
+    ChainEntry,
+    ConsentEvent,
+    ContactPoint,
+    DecisionRecord,
+    ErasureEvent,
+    Identity,
+    InboundMessage,
+    MergeEvent,
+    Revocation,
+    Suppression,
+    Touch,
+)
+
+BUNDLE_VERSION = "consentgate-evidence/1"
+
+
+def _row(obj: Any, drop: tuple[str, ...] = ("pii_salt",)) -> dict[str, Any]:
+    out = {}
+    for column in obj.__table__.columns:
+        if column.name in drop:
+            continue
+        value = getattr(obj, column.name)
+        out[column.name] = iso_z(value) if hasattr(value, "tzinfo") and hasattr(value, "hour") else value
+    if "erased_at" in out:
+        out["erased"] = out["erased_at"] is not None
+    return out
+
+
+def identity_evidence(session: Session, person: Identity, now: Any) -> dict[str, Any]:
+    assert person.id is not None
+    ids = identity_group(session, person.id)
+    identities = list(session.exec(select(Identity).where(col(Identity.id).in_(ids))))
+    cps = list(session.exec(select(ContactPoint).where(col(ContactPoint.identity_id).in_(ids))))
+    consents = list(session.exec(select(ConsentEvent).where(col(ConsentEvent.identity_id).in_(ids))
+                                 .order_by(col(ConsentEvent.id))))
+    revocations = list(session.exec(select(Revocation).where(col(Revocation.identity_id).in_(ids))
+                                    .order_by(col(Revocation.id))))
+    suppressions = list(session.exec(select(Suppression).where(col(Suppression.identity_id).in_(ids))
+                                     .order_by(col(Suppression.id))))
+    merges = list(session.exec(select(MergeEvent).where(
+        col(MergeEvent.survivor_id).in_(ids) | col(MergeEvent.absorbed_id).in_(ids)).order_by(col(MergeEvent.id))))
+    erasures = list(session.exec(select(ErasureEvent).where(col(ErasureEvent.identity_id).in_(ids))))
+    touches = list(session.exec(select(Touch).where(col(Touch.identity_id).in_(ids)).order_by(col(Touch.id))))
+    decisions = list(session.exec(select(DecisionRecord).where(col(DecisionRecord.identity_id).in_(ids))
+                                  .order_by(col(DecisionRecord.id))))
+    message_ids = {r.inbound_message_id for r in revocations if r.inbound_message_id} | {
+        c.inbound_message_id for c in consents if c.inbound_message_id}
+    messages = {m.id: m for m in session.exec(select(InboundMessage).where(col(InboundMessage.id).in_(message_ids)))}
+
+    ledger = {"consent_event": [c.id for c in consents], "revocation": [r.id for r in revocations],
+              "suppression": [s.id for s in suppressions], "merge_event": [m.id for m in merges],
+              "erasure_event": [e.id for e in erasures]}
+    chain = []
+    for table, row_ids in ledger.items():
+        if not row_ids:
+            continue
+        for entry in session.exec(select(ChainEntry).where(ChainEntry.table_name == table,
+                                                           col(ChainEntry.row_id).in_(row_ids))):
+            chain.append({"seq": entry.seq, "table": entry.table_name, "row_id": entry.row_id,
+                          "content_hash": entry.content_hash, "prev_hash": entry.prev_hash,
+                          "entry_hash": entry.entry_hash})
+    chain.sort(key=lambda e: e["seq"])
+
+    def with_message(row: Any) -> dict[str, Any]:
+        out = _row(row)
+        message = messages.get(row.inbound_message_id) if row.inbound_message_id else None
+        out["inbound_message"] = _row(message) if message is not None else None
+        return out
+
+    return {
+        "bundle": BUNDLE_VERSION,
+        "generated_at": iso_z(now),
+        "identity": identity_view(session, person, now),
+        "identities": [_row(i) for i in identities],
+        "contact_points": [_row(cp) for cp in cps],
+        "consent_events": [with_message(c) for c in consents],
+        "revocations": [with_message(r) for r in revocations],
+        "suppressions": [_row(s) for s in suppressions],
+        "merges": [_row(m) for m in merges],
+        "erasures": [_row(e) for e in erasures],
+        "touches": [_row(t) for t in touches],
+        "decisions": [_row(d) for d in decisions],
+        "chain": chain,
+    }

@@ -1,0 +1,71 @@
+"""Decision replay: re-run a logged decision on the ledger as it stood, under the policy it used.
+
+Evidence for litigation that the gate decided from the data it had: the ledger is append-only,
+so the state at the decision's instant is the rows recorded up to it (lifts made later undone,
+the decision's own reservation left out), and every policy version served is stored.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlmodel import Session
+
+from consentgate.core.addresses import Address
+from consentgate.core.eligibility import decide
+from consentgate.core.facts import EligibilityRequest
+from consentgate.core.timefmt import iso_z
+from consentgate.errors import Conflict, NotFound
+from consentgate.services.identities import contact_point_for_channel, find_by_address, survivor
+from consentgate.services.policies import policy_at_version
+from consentgate.store.models import DecisionRecord
+from consentgate.store.subjects import load_subject
+
+
+def replay_decision(session: Session, secret: str, decision_id: int) -> dict[str, Any]:
+    record = session.get(DecisionRecord, decision_id)
+    if record is None:
+        raise NotFound(f"no decision {decision_id}")
+    policy = policy_at_version(session, record.policy_version)
+    request = dict(record.request or {})
+    at = _instant(request.get("at")) or record.decided_at
+    address = request.get("address")
+    if isinstance(address, dict) and address.get("erased"):
+        raise Conflict(f"decision {decision_id} was about a person since erased: the address is gone")
+    identity, target = None, None
+    if isinstance(address, dict) and address.get("value"):
+        found = find_by_address(session, Address(address["kind"], address["value"]))
+        if found is not None:
+            identity, target = found
+    elif request.get("identity_id"):
+        identity = survivor(session, int(request["identity_id"]))
+        if identity is not None:
+            target = contact_point_for_channel(session, identity, policy.channels[record.channel].address)
+    if identity is not None and (identity.created_at > record.decided_at):
+        identity, target = None, None     # the person was not known yet when the gate decided
+    subject = load_subject(session, policy, secret, identity=identity, target=target, at=at,
+                           as_of=record.decided_at, exclude_decision=record.id)
+    decision = decide(subject, EligibilityRequest(
+        channel=record.channel, purpose=record.purpose, at=at, program=request.get("program"),
+        segment=request.get("segment"), campaign=request.get("campaign"), brand=request.get("brand")), policy)
+    replayed_codes = sorted({str(r.code) for r in decision.reasons})
+    original_codes = sorted(c for c in record.codes.split(",") if c)
+    return {
+        "decision_id": record.id,
+        "decided_at": iso_z(record.decided_at),
+        "policy_version": record.policy_version,
+        "original": {"allowed": record.allowed, "codes": original_codes, "consent_id": record.consent_id},
+        "replayed": {"allowed": decision.allowed, "codes": replayed_codes,
+                     "consent_id": decision.consent.id if decision.consent else None,
+                     "next_allowed_at": iso_z(decision.next_allowed_at),
+                     "reasons": [{"code": str(r.code), "message": r.message} for r in decision.reasons]},
+        "same": decision.allowed == record.allowed and replayed_codes == original_codes,
+    }
+
+
+def _instant(value: Any) -> Any:
+    from datetime import datetime
+
+    if not isinstance(value, str):
+        return None
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))

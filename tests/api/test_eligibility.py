@@ -1,0 +1,168 @@
+"""The gate over HTTP: decisions from the ledger, quiet hours, caps, reservations, batches, races."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from consentgate.store.models import DecisionRecord, PolicyVersion, Touch
+
+NOON_ET = datetime(2026, 11, 25, 17, 0, tzinfo=UTC)      # Wednesday 12:00 in Miami
+PHONE = "+13055550190"                                      # a Miami (FL) number
+
+
+def consent(client, keys, phone=PHONE, **over):  # type: ignore[no-untyped-def]
+    body = {"phone": phone, "channel": "sms", "purpose": "marketing", "consent_type": "express_written",
+            "captured_at": (NOON_ET - timedelta(days=3)).isoformat(), "source": "web_form",
+            "proof_uri": "https://proof.example.com/p/1"}
+    body.update(over)
+    answer = client.post("/v1/consents", json=body, headers=keys["writer"])
+    assert answer.status_code == 201, answer.get_json()
+    return answer.get_json()
+
+
+def ask(client, keys, **over):  # type: ignore[no-untyped-def]
+    body = {"phone": PHONE, "channel": "sms", "purpose": "marketing"}
+    body.update(over)
+    answer = client.post("/v1/eligibility", json=body, headers=keys["sender"])
+    assert answer.status_code == 200, answer.get_json()
+    return answer.get_json()
+
+
+def codes(answer) -> set[str]:  # type: ignore[no-untyped-def]
+    return {r["code"] for r in answer["reasons"]}
+
+
+@pytest.fixture(autouse=True)
+def _noon(clock) -> None:  # type: ignore[no-untyped-def]
+    clock.set(NOON_ET)
+
+
+def test_unknown_person_is_never_allowed(client, keys, rows) -> None:  # type: ignore[no-untyped-def]
+    answer = ask(client, keys)
+    assert answer["allowed"] is False and codes(answer) == {"UNKNOWN_IDENTITY"}
+    assert answer["identity_id"] is None
+    assert [d.allowed for d in rows(DecisionRecord)] == [False]
+
+
+def test_allowed_with_proven_consent_and_cites_it(client, keys, rows, runtime) -> None:  # type: ignore[no-untyped-def]
+    made = consent(client, keys)
+    answer = ask(client, keys, phone="(305) 555-0190")
+    assert answer["allowed"] is True, answer
+    assert answer["reasons"] == [] and answer["next_allowed_at"] is None
+    assert answer["consent"]["consent_id"] == made["consent_id"]
+    assert answer["consent"]["proof_uri"] == "https://proof.example.com/p/1"
+    assert answer["policy_version"] == runtime.policy.version
+    assert [p.version for p in rows(PolicyVersion)] == [runtime.policy.version]
+
+
+def test_marketing_sms_without_written_consent_is_denied(client, keys) -> None:  # type: ignore[no-untyped-def]
+    consent(client, keys, consent_type="express", proof_uri=None)
+    consent(client, keys, consent_type="express", proof_uri=None, purpose="informational")
+    assert codes(ask(client, keys)) == {"CONSENT_INSUFFICIENT"}
+    assert ask(client, keys, purpose="informational")["allowed"] is True
+
+
+def test_revocation_denies_from_the_write_on(client, keys) -> None:  # type: ignore[no-untyped-def]
+    consent(client, keys)
+    client.post("/v1/revocations", json={"phone": PHONE, "channels": ["sms"], "source": "api"},
+                headers=keys["writer"])
+    assert "REVOKED" in codes(ask(client, keys))
+    # A marketing-only revocation does not stop transactional messages; a revoke-all does.
+    other = "+13055550191"
+    consent(client, keys, phone=other)
+    client.post("/v1/revocations", json={"phone": other, "channels": ["sms"], "purposes": ["marketing"]},
+                headers=keys["writer"])
+    assert ask(client, keys, phone=other, purpose="transactional")["allowed"] is True
+    client.post("/v1/revocations", json={"phone": other, "channels": ["*"]}, headers=keys["writer"])
+    assert "REVOKED" in codes(ask(client, keys, phone=other, purpose="transactional"))
+
+
+def test_quiet_hours_give_the_opening_time(client, keys, clock) -> None:  # type: ignore[no-untyped-def]
+    consent(client, keys)
+    late = datetime(2026, 11, 26, 1, 30, tzinfo=UTC)          # 20:30 in Miami: FL closes at 20:00
+    clock.set(late)
+    answer = ask(client, keys)
+    assert answer["allowed"] is False
+    assert codes(answer) <= {"QUIET_HOURS", "STATE_RULE"} and codes(answer)
+    opens = datetime.fromisoformat(answer["next_allowed_at"].replace("Z", "+00:00"))
+    assert opens == datetime(2026, 11, 26, 13, 0, tzinfo=UTC)  # 08:00 in Miami
+    clock.set(opens)
+    assert ask(client, keys)["allowed"] is True
+
+
+def test_email_marketing_is_opt_out_based(client, keys) -> None:  # type: ignore[no-untyped-def]
+    client.post("/v1/identities", json={"email": "reader@corp.com"}, headers=keys["writer"])
+    assert ask(client, keys, phone=None, email="reader@corp.com", channel="email")["allowed"] is True
+    client.post("/v1/suppressions", json={"email": "reader@corp.com", "kind": "bounce"}, headers=keys["writer"])
+    answer = ask(client, keys, phone=None, email="reader@corp.com", channel="email")
+    assert codes(answer) == {"SUPPRESSED_BOUNCE"}
+
+
+def test_weekly_reactivation_cap_and_reservations(client, keys, rows) -> None:  # type: ignore[no-untyped-def]
+    consent(client, keys)
+    first = ask(client, keys, program="reactivation", reserve=True)
+    assert first["allowed"] and first["reservation_id"]
+    assert client.post("/v1/touches", json={"reservation_id": first["reservation_id"]},
+                       headers=keys["sender"]).status_code == 201
+    second = ask(client, keys, program="reactivation", reserve=True)
+    assert second["allowed"] and second["reservation_id"]
+    # The reserved slot counts: the weekly cap of 2 is reached.
+    third = ask(client, keys, program="reactivation", reserve=True)
+    assert third["allowed"] is False and "FATIGUE_CAP" in codes(third) and third["reservation_id"] is None
+    assert third["next_allowed_at"] is not None
+    # Giving the slot back frees it.
+    assert client.delete(f"/v1/reservations/{second['reservation_id']}", headers=keys["sender"]).status_code == 204
+    assert ask(client, keys, program="reactivation")["allowed"] is True
+    # A released reservation cannot be used for a send.
+    used = client.post("/v1/touches", json={"reservation_id": second["reservation_id"]}, headers=keys["sender"])
+    assert used.status_code == 409
+    assert sorted(t.state for t in rows(Touch)) == ["released", "sent"]
+
+
+def test_batch_answers_in_input_order(client, keys) -> None:  # type: ignore[no-untyped-def]
+    consent(client, keys)
+    items = [{"phone": PHONE, "channel": "sms", "purpose": "marketing"},
+             {"phone": "nonsense", "channel": "sms", "purpose": "marketing"},
+             {"phone": "+13055550199", "channel": "sms", "purpose": "marketing"},
+             {"phone": PHONE, "channel": "fax", "purpose": "marketing"}]
+    answer = client.post("/v1/eligibility/batch", json={"items": items}, headers=keys["sender"])
+    assert answer.status_code == 200
+    decisions = answer.get_json()["decisions"]
+    assert [d["allowed"] for d in decisions] == [True, False, False, False]
+    assert decisions[1]["status"] == 422 and decisions[1]["errors"][0]["field"] == "items[1].phone"
+    assert codes(decisions[2]) == {"UNKNOWN_IDENTITY"}
+    assert decisions[3]["errors"][0]["field"] == "items[3].channel"
+
+
+def test_channel_and_address_must_agree(client, keys) -> None:  # type: ignore[no-untyped-def]
+    answer = client.post("/v1/eligibility", json={"email": "a@b.com", "channel": "sms", "purpose": "marketing"},
+                         headers=keys["sender"])
+    assert answer.status_code == 422
+
+
+def test_two_senders_never_both_take_the_last_slot(app, keys) -> None:  # type: ignore[no-untyped-def]
+    client = app.test_client()
+    consent(client, keys)
+    ask(client, keys, program="reactivation", reserve=True)     # one of two weekly slots taken
+    barrier = threading.Barrier(6)
+    results: list[bool] = []
+    lock = threading.Lock()
+
+    def race() -> None:
+        own = app.test_client()
+        barrier.wait()
+        answer = own.post("/v1/eligibility", json={"phone": PHONE, "channel": "sms", "purpose": "marketing",
+                                                   "program": "reactivation", "reserve": True},
+                          headers=keys["sender"]).get_json()
+        with lock:
+            results.append(bool(answer["allowed"]))
+
+    threads = [threading.Thread(target=race) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results.count(True) == 1

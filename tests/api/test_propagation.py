@@ -1,0 +1,71 @@
+"""Downstream propagation: signed deliveries, retries with backoff, acknowledgements, SLA status."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+from consentgate.core.signatures import verify_outbound
+from consentgate.services.propagation import deliver_due, sla_summary
+from consentgate.store.models import OutboxMessage
+
+NOON_ET = datetime(2026, 11, 25, 17, 0, tzinfo=UTC)
+
+
+class Downstream:
+    """A downstream sender that fails a given number of times, then acknowledges."""
+
+    def __init__(self, failures: int = 0) -> None:
+        self.failures, self.received = failures, []
+
+    def __call__(self, url: str, body: bytes, headers: dict[str, str]) -> int:
+        self.received.append((url, body, headers))
+        if self.failures:
+            self.failures -= 1
+            return 503
+        return 200
+
+
+def test_revocations_reach_every_subscriber_signed(client, keys, runtime, clock, rows) -> None:  # type: ignore[no-untyped-def]
+    clock.set(NOON_ET)
+    sub = client.post("/v1/subscriptions", json={"name": "dialer", "url": "https://dialer.example.com/hook"},
+                      headers=keys["admin"]).get_json()
+    client.post("/v1/revocations", json={"phone": "+13055550144", "channels": ["sms"]}, headers=keys["writer"])
+    [pending] = rows(OutboxMessage)
+    assert pending.status == "pending"
+    downstream = Downstream(failures=1)
+    first = deliver_due(runtime.store, clock.now, downstream)
+    assert (first.attempted, first.failed) == (1, 1)
+    [retry] = rows(OutboxMessage)
+    assert retry.next_attempt_at > clock.now and retry.last_error == "HTTP 503"
+    # Not due yet: nothing is sent.
+    assert deliver_due(runtime.store, clock.now, downstream).attempted == 0
+    clock.set(retry.next_attempt_at)
+    assert deliver_due(runtime.store, clock.now, downstream).acknowledged == 1
+    [done] = rows(OutboxMessage)
+    assert done.status == "acknowledged" and done.acknowledged_at == clock.now
+    url, body, headers = downstream.received[-1]
+    assert url == "https://dialer.example.com/hook"
+    assert verify_outbound(sub["secret"], headers["X-Consentgate-Signature"], body)
+    payload = json.loads(body)
+    assert payload["address"] == {"kind": "phone", "value": "+13055550144"} and payload["channels"] == ["sms"]
+
+
+def test_sla_alerts_near_and_past_the_deadline(client, keys, runtime, clock) -> None:  # type: ignore[no-untyped-def]
+    clock.set(NOON_ET)
+    client.post("/v1/subscriptions", json={"name": "crm", "url": "https://crm.example.com/hook"}, headers=keys["admin"])
+    deadline = client.post("/v1/revocations", json={"email": "a@corp.com", "channels": ["email"]},
+                           headers=keys["writer"]).get_json()["deadline_at"]
+    assert sla_summary(runtime.store, runtime.policy, clock.now) == {"pending": 1, "at_risk": 0, "missed": 0}
+    due = datetime.fromisoformat(deadline.replace("Z", "+00:00"))
+    assert sla_summary(runtime.store, runtime.policy, due - timedelta(days=1)) == {
+        "pending": 0, "at_risk": 1, "missed": 0}
+    assert sla_summary(runtime.store, runtime.policy, due + timedelta(seconds=1)) == {
+        "pending": 0, "at_risk": 0, "missed": 1}
+
+
+def test_subscriptions_need_admin_and_a_web_url(client, keys) -> None:  # type: ignore[no-untyped-def]
+    assert client.post("/v1/subscriptions", json={"name": "x", "url": "https://x.example.com"},
+                       headers=keys["writer"]).status_code == 403
+    bad = client.post("/v1/subscriptions", json={"name": "x", "url": "ftp://x"}, headers=keys["admin"])
+    assert bad.status_code == 422 and bad.get_json()["errors"][0]["field"] == "url"

@@ -1,0 +1,162 @@
+"""Inbound SMS end to end: signatures, dedupe, keywords, free text, START, HELP, confirmation once."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlencode
+
+import pytest
+from nacl.signing import SigningKey
+
+from consentgate.store.models import ConsentEvent, InboundMessage, Revocation, Suppression
+
+NOON_ET = datetime(2026, 11, 25, 17, 0, tzinfo=UTC)
+PHONE = "+13055550133"
+TWILIO_PATH = "/v1/webhooks/sms/twilio"
+BASE = "https://consentgate.example.com"
+
+
+def twilio_signature(token: str, url: str, params: dict[str, str]) -> str:
+    # Written from Twilio's description: the URL, then each name and value in name order.
+    payload = url + "".join(name + params[name] for name in sorted(params))
+    return base64.b64encode(hmac.new(token.encode(), payload.encode(), hashlib.sha1).digest()).decode()
+
+
+def twilio(client, body: str, sid: str, phone: str = PHONE, **extra: str):  # type: ignore[no-untyped-def]
+    params = {"MessageSid": sid, "AccountSid": "AC123", "From": phone, "To": "+18005550100", "Body": body, **extra}
+    signature = twilio_signature("twilio-test-token", BASE + TWILIO_PATH, params)
+    return client.post(TWILIO_PATH, data=urlencode(params), content_type="application/x-www-form-urlencoded",
+                       headers={"X-Twilio-Signature": signature})
+
+
+@pytest.fixture(autouse=True)
+def _consented(client, keys, clock):  # type: ignore[no-untyped-def]
+    clock.set(NOON_ET)
+    for purpose in ("marketing", "informational"):
+        client.post("/v1/consents", json={"phone": PHONE, "channel": "sms", "purpose": purpose,
+                                          "consent_type": "express_written", "source": "web_form",
+                                          "captured_at": (NOON_ET - timedelta(days=9)).isoformat(),
+                                          "proof_uri": "https://proof.example.com/sms"}, headers=keys["writer"])
+
+
+def allowed(client, keys, channel="sms", purpose="marketing") -> bool:  # type: ignore[no-untyped-def]
+    return client.post("/v1/eligibility", json={"phone": PHONE, "channel": channel, "purpose": purpose},
+                       headers=keys["sender"]).get_json()["allowed"]
+
+
+def test_stop_revokes_before_the_answer_and_confirms_once(client, keys, rows, runtime) -> None:  # type: ignore[no-untyped-def]
+    assert allowed(client, keys)
+    first = twilio(client, "Stop", "SM1")
+    assert first.status_code == 200 and first.mimetype == "text/xml"
+    assert "<Message>" in first.get_data(as_text=True)
+    assert runtime.policy.policy.sms.confirmation_text.split(".")[0] in first.get_data(as_text=True)
+    assert not allowed(client, keys) and not allowed(client, keys, "voice")
+    [revocation] = rows(Revocation)
+    assert revocation.source == "sms_keyword" and revocation.raw_text == "Stop"
+    [message] = rows(InboundMessage)
+    assert message.raw_sha256 == hashlib.sha256(message.raw.encode()).hexdigest()
+    # The provider retries the same message: same answer, nothing written.
+    retry = twilio(client, "Stop", "SM1")
+    assert retry.get_data() == first.get_data()
+    assert len(rows(InboundMessage)) == 1 and len(rows(Revocation)) == 1
+    # A second STOP is recorded but not confirmed again.
+    second = twilio(client, "STOP", "SM2")
+    assert "<Message>" not in second.get_data(as_text=True)
+    assert len(rows(Revocation)) == 1
+
+
+def test_bad_signature_changes_nothing(client, rows) -> None:  # type: ignore[no-untyped-def]
+    params = {"MessageSid": "SM9", "From": PHONE, "To": "+18005550100", "Body": "STOP"}
+    bad = client.post(TWILIO_PATH, data=params, headers={"X-Twilio-Signature": "bm9wZQ=="})
+    assert bad.status_code == 403 and bad.mimetype == "application/problem+json"
+    assert client.post(TWILIO_PATH, data=params).status_code == 403
+    assert rows(InboundMessage) == [] and rows(Revocation) == []
+
+
+@pytest.mark.parametrize("text, source", [
+    ("please stop texting me", "sms_free_text"),
+    ("Remove me from your list!!", "sms_free_text"),
+    ("STIP", "sms_keyword"),
+    ("no más", "sms_free_text"),
+])
+def test_reasonable_means_revoke(client, keys, rows, text, source) -> None:  # type: ignore[no-untyped-def]
+    twilio(client, text, "SM-free")
+    [revocation] = rows(Revocation)
+    assert revocation.raw_text == text
+    assert not allowed(client, keys)
+
+
+def test_wrong_number_also_marks_reassigned(client, keys, rows) -> None:  # type: ignore[no-untyped-def]
+    twilio(client, "wrong number", "SM-wrong")
+    assert [s.kind for s in rows(Suppression)] == ["reassigned"]
+    assert not allowed(client, keys, purpose="informational")
+
+
+def test_start_restores_exactly_what_stop_took(client, keys, rows) -> None:  # type: ignore[no-untyped-def]
+    twilio(client, "STOP", "SM-a")
+    assert not allowed(client, keys)
+    answer = twilio(client, "START", "SM-b")
+    assert answer.status_code == 200
+    assert allowed(client, keys) and allowed(client, keys, purpose="informational")
+    restored = [c for c in rows(ConsentEvent) if c.source == "sms_keyword"]
+    assert sorted(c.purpose for c in restored) == ["informational", "marketing"]
+    assert all(c.inbound_message_id is not None for c in restored)
+    # Voice was never consented to: START does not invent it.
+    assert not allowed(client, keys, "voice")
+
+
+def test_help_replies_without_changing_anything(client, keys, rows, runtime) -> None:  # type: ignore[no-untyped-def]
+    answer = twilio(client, "HELP", "SM-h").get_data(as_text=True)
+    assert runtime.policy.policy.sms.help_text.split(".")[0] in answer
+    assert rows(Revocation) == [] and allowed(client, keys)
+
+
+def test_twilio_opt_out_type_is_honoured(client, keys) -> None:  # type: ignore[no-untyped-def]
+    twilio(client, "arrêtez svp", "SM-o", OptOutType="STOP")
+    assert not allowed(client, keys)
+
+
+def test_ordinary_replies_do_not_revoke(client, keys, rows) -> None:  # type: ignore[no-untyped-def]
+    twilio(client, "What time is my appointment?", "SM-q")
+    assert rows(Revocation) == [] and allowed(client, keys)
+
+
+def test_telnyx(client, keys, rows) -> None:  # type: ignore[no-untyped-def]
+    signing = SigningKey(bytes(range(32)))    # the key pair the test runtime trusts
+    event = {"data": {"event_type": "message.received", "id": "evt-1", "occurred_at": NOON_ET.isoformat(),
+                      "payload": {"id": "tx-msg-1", "from": {"phone_number": PHONE},
+                                  "to": [{"phone_number": "+18005550100"}], "text": "unsubscribe",
+                                  "received_at": NOON_ET.isoformat()}}}
+    raw = json.dumps(event).encode()
+    stamp = str(int(NOON_ET.timestamp()))
+    signature = base64.b64encode(signing.sign(stamp.encode() + b"|" + raw).signature).decode()
+    headers = {"telnyx-signature-ed25519": signature, "telnyx-timestamp": stamp}
+    answer = client.post("/v1/webhooks/sms/telnyx", data=raw, content_type="application/json", headers=headers)
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    assert not allowed(client, keys)
+    tampered = client.post("/v1/webhooks/sms/telnyx", data=raw.replace(b"unsubscribe", b"hello"),
+                           content_type="application/json", headers=headers)
+    assert tampered.status_code == 403
+    old = str(int(NOON_ET.timestamp()) - 600)
+    stale = {"telnyx-signature-ed25519": base64.b64encode(signing.sign(old.encode() + b"|" + raw).signature).decode(),
+             "telnyx-timestamp": old}
+    assert client.post("/v1/webhooks/sms/telnyx", data=raw, content_type="application/json",
+                       headers=stale).status_code == 403
+    assert len(rows(InboundMessage)) == 1
+
+
+def test_generic(client, keys, rows) -> None:  # type: ignore[no-untyped-def]
+    raw = json.dumps({"from": PHONE, "to": "+18005550100", "text": "quit", "message_id": "g-1"}).encode()
+    signature = "sha256=" + hmac.new(b"generic-webhook-secret", raw, hashlib.sha256).hexdigest()
+    answer = client.post("/v1/webhooks/sms/generic", data=raw, content_type="application/json",
+                         headers={"X-Consentgate-Signature": signature})
+    assert answer.status_code == 200 and answer.get_json()["intent"] == "opt_out"
+    assert not allowed(client, keys)
+    forged = client.post("/v1/webhooks/sms/generic", data=raw, content_type="application/json",
+                         headers={"X-Consentgate-Signature": "sha256=" + "0" * 64})
+    assert forged.status_code == 403
+    assert len(rows(InboundMessage)) == 1
