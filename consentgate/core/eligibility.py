@@ -16,7 +16,7 @@ Two readings the law leaves to us, chosen to protect the person:
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from consentgate.core.caps import Limit, cadence_limit, cap_limits, repermission_touches
 from consentgate.core.consent import current_consents, is_expired
@@ -258,7 +258,7 @@ def _settle(subject: Subject, request: EligibilityRequest, policy: LoadedPolicy,
     candidate = request.at
     for _ in range(_MAX_SETTLE_STEPS):
         if not limits:
-            return candidate
+            return candidate.astimezone(UTC)
         if any(limit.next_allowed_at is None for limit in limits):
             return None
         candidate = max(limit.next_allowed_at for limit in limits if limit.next_allowed_at is not None)
