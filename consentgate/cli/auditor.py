@@ -1,9 +1,44 @@
-"""Placeholder command group: its commands arrive with their capability."""
+"""Evidence for auditors from the command line: decision replay and identity evidence bundles."""
 
 from __future__ import annotations
 
+import json
+
 import click
+
+from consentgate.services.directory import require_identity
+from consentgate.services.evidence import identity_evidence
+from consentgate.services.replay import replay_decision
 
 
 def register(cli: click.Group) -> None:
-    """Add this module's commands to the ``consentgate`` group."""
+    cli.add_command(replay)
+    cli.add_command(evidence)
+
+
+@click.command()
+@click.argument("decision_id", type=int)
+def replay(decision_id: int) -> None:
+    """Re-run a logged decision on the ledger as it stood then; exit 1 if the answer differs."""
+    from consentgate.cli.base import open_runtime
+
+    rt = open_runtime()
+    with rt.store.transaction(write=False) as session:
+        result = replay_decision(session, rt.secret_key, decision_id)
+    click.echo(json.dumps(result, indent=2))
+    if not result["same"]:
+        raise SystemExit(1)
+
+
+@click.command()
+@click.argument("identity_id", type=int)
+@click.option("--output", "-o", type=click.File("w"), default="-", help="file to write (default: stdout)")
+def evidence(identity_id: int, output: click.utils.LazyFile) -> None:
+    """Write the evidence bundle of a person: every ledger row behind their decisions, with chain links."""
+    from consentgate.cli.base import open_runtime
+
+    rt = open_runtime()
+    with rt.store.transaction(write=False) as session:
+        bundle = identity_evidence(session, require_identity(session, identity_id), rt.clock())
+    json.dump(bundle, output, indent=2, default=str)
+    output.write("\n")

@@ -9,6 +9,7 @@ at request time would make the gate's answer depend on a third party).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
 
 import phonenumbers
@@ -100,6 +101,7 @@ def normalise_domain(raw: str, *, field: str = "company_domain") -> str:
     return (checked.ascii_domain or checked.domain).lower()
 
 
+@lru_cache(maxsize=65536)
 def phone_timezones(e164: str) -> tuple[str, ...]:
     """Every IANA zone a number may be in (several for some area codes), empty when unknown."""
     number = phonenumbers.parse(e164, None)
@@ -131,6 +133,7 @@ _US_STATES = {
 _US_CODES = frozenset(_US_STATES.values())
 
 
+@lru_cache(maxsize=65536)
 def phone_us_state(e164: str) -> str | None:
     """The US state of a number's area code, from phonenumbers' geocoder; None outside the US."""
     number = phonenumbers.parse(e164, None)
