@@ -166,3 +166,55 @@ def rows(store: Store):  # type: ignore[no-untyped-def]
             return list(session.exec(select(model)))
 
     return read
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def live_server(runtime: Runtime, tmp_path: Path) -> Iterator[str]:
+    """consentgate served by gunicorn (4 sync worker processes) on the test store."""
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    port = _free_port()
+    env = {**os.environ, "CONSENTGATE_DATABASE_URL": runtime.store.url,
+           "CONSENTGATE_SECRET_KEY": runtime.secret_key,
+           "CONSENTGATE_TWILIO_AUTH_TOKEN": "twilio-test-token",
+           "CONSENTGATE_WEBHOOK_SECRET": "generic-webhook-secret",
+           "CONSENTGATE_TELNYX_PUBLIC_KEY": TELNYX_PUBLIC_KEY,
+           "CONSENTGATE_PUBLIC_URL": f"http://127.0.0.1:{port}",
+           "CONSENTGATE_POLICY": str(ROOT / "policies" / "default.yaml"),
+           "CONSENTGATE_LOG_LEVEL": "ERROR"}
+    log = (tmp_path / "server.log").open("wb")
+    process = subprocess.Popen([sys.executable, "-m", "consentgate", "serve", "--port", str(port), "--workers", "4"],
+                               env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(150):
+            try:
+                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        else:
+            process.kill()
+            raise RuntimeError("the server did not start: " + (tmp_path / "server.log").read_text()[-2000:])
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+        print((tmp_path / "server.log").read_text(errors="replace")[-3000:])

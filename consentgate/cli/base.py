@@ -13,7 +13,7 @@ from consentgate.config import load_settings
 from consentgate.core.policy import load_policy
 from consentgate.runtime import Runtime, build_runtime, utc_now
 from consentgate.services import keys as key_service
-from consentgate.store.db import Store
+from consentgate.store.db import Store, dispose_all
 
 
 def open_runtime(migrate: bool | None = None) -> Runtime:
@@ -44,6 +44,8 @@ def serve(host: str, port: int, workers: int) -> None:
         create_app().run(host=host, port=port, threaded=True)
         return
     build_runtime(settings)  # migrate once, before the workers fork
+    # Pooled connections must not cross the fork: two processes on one socket corrupt both.
+    dispose_all()
     _gunicorn(host, port, workers)
 
 

@@ -1,0 +1,5 @@
+"""``python -m consentgate``: the same command line as ``consentgate``."""
+
+from consentgate.cli import main
+
+main()
