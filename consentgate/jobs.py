@@ -130,3 +130,28 @@ def _sla(rt: Runtime) -> object:
     if summary["at_risk"] or summary["missed"]:
         log.warning("revocation SLA alert: %s at risk, %s missed", summary["at_risk"], summary["missed"])
     return summary
+
+
+@job("repermission_window", every=timedelta(hours=1))
+def _close_repermission(rt: Runtime) -> int:
+    """Non-responders to a re-permission touch are suppressed when the policy's window ends."""
+    from consentgate.services.repermission import close_repermission_windows
+
+    return close_repermission_windows(rt.store, rt.policy, rt.clock())
+
+
+@job("consent_expiry", every=timedelta(hours=1))
+def _consent_expiry(rt: Runtime) -> int:
+    """Consents past their expiry stop counting at once (the gate checks ``expires_at`` itself);
+    this job reports how many ended in the last interval so operators can re-permission them."""
+    from sqlmodel import col, select
+
+    from consentgate.store.models import ConsentEvent
+
+    now = rt.clock()
+    with rt.store.transaction(write=False) as session:
+        ended = session.exec(select(ConsentEvent.id).where(
+            col(ConsentEvent.expires_at) > now - timedelta(hours=1), col(ConsentEvent.expires_at) <= now)).all()
+    if ended:
+        log.info("%d consent(s) expired in the last hour", len(ended))
+    return len(ended)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -17,7 +16,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, field_validator
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, select, update
 
 from consentgate.core.business_days import business_days_between
 from consentgate.core.policy import LoadedPolicy
@@ -82,6 +81,27 @@ class DeliveryRun:
     failed: int
 
 
+CLAIM = timedelta(minutes=2)
+
+
+def _claim(store: Store, message_id: int, now: datetime) -> tuple[str, str, bytes] | None:
+    """Take one due message for this run by pushing its next attempt out (a conditional update)."""
+    with store.transaction() as session:
+        result = session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == message_id, OutboxMessage.status == "pending",  # type: ignore[arg-type]
+                   col(OutboxMessage.next_attempt_at) <= now)
+            .values(next_attempt_at=now + CLAIM))
+        if not result.rowcount:  # type: ignore[attr-defined]
+            return None
+        message = session.get(OutboxMessage, message_id)
+        sub = session.get(Subscription, message.subscription_id) if message else None
+        if message is None or sub is None:
+            return None
+        body = json.dumps(message.payload, sort_keys=True, separators=(",", ":")).encode()
+        return sub.url, sub.secret, body
+
+
 def backoff(attempts: int) -> timedelta:
     return min(FIRST_RETRY * (2 ** max(attempts - 1, 0)), MAX_BACKOFF)
 
@@ -94,15 +114,12 @@ def deliver_due(store: Store, now: datetime, post: Poster, limit: int = 200) -> 
             .order_by(col(OutboxMessage.next_attempt_at)).limit(limit))]
     counts: Counter[str] = Counter()
     for message_id in due:
-        with store.transaction(write=False) as session:
-            message = session.get(OutboxMessage, message_id)
-            sub = session.get(Subscription, message.subscription_id) if message else None
-            if message is None or sub is None or message.status != "pending":
-                continue
-            body = json.dumps(message.payload, sort_keys=True, separators=(",", ":")).encode()
-            url, secret = sub.url, sub.secret
+        claimed = _claim(store, message_id, now)
+        if claimed is None:
+            continue    # another scheduler instance took it: it is delivered once, not twice
+        url, secret, body = claimed
         headers = {"Content-Type": "application/json", "User-Agent": "consentgate",
-                   SIGNATURE_HEADER: sign_outbound(secret, int(time.time()), body),
+                   SIGNATURE_HEADER: sign_outbound(secret, int(now.timestamp()), body),
                    "X-Consentgate-Delivery": str(message_id)}
         try:
             status, error = post(url, body, headers), None
@@ -121,7 +138,7 @@ def deliver_due(store: Store, now: datetime, post: Poster, limit: int = 200) -> 
                 message.next_attempt_at = now + backoff(message.attempts)
             session.add(message)
         counts["acknowledged" if ok else "failed"] += 1
-    return DeliveryRun(len(due), counts["acknowledged"], counts["failed"])
+    return DeliveryRun(sum(counts.values()), counts["acknowledged"], counts["failed"])
 
 
 def sla_status(revocation: Revocation, messages: list[OutboxMessage], policy: LoadedPolicy,
