@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "consentgate.cli.scheduler",
     "consentgate.cli.erase",
     "consentgate.cli.auditor",
+    "consentgate.cli.qa",
 )
 
 

@@ -137,6 +137,8 @@ def _update_attributes(person: Identity, item: IdentityIn, domain: str | None, n
             setattr(person, name, value)
     if item.last_touch_at is not None:
         person.last_touch_at = utc(item.last_touch_at)
+    if item.test_record is not None:
+        person.is_test = item.test_record
     person.updated_at = now
 
 
@@ -187,6 +189,7 @@ def identity_view(session: Session, person: Identity, now: datetime) -> dict[str
         "status_at_last_touch": person.status_at_last_touch,
         "last_touch_channel": person.last_touch_channel,
         "last_touch_at": iso_z(person.last_touch_at),
+        "test_record": person.is_test,
         "erased": person.erased_at is not None,
         "erased_at": iso_z(person.erased_at),
         "created_at": iso_z(person.created_at),

@@ -66,6 +66,7 @@ class IdentityIn(Strict):
     status_at_last_touch: str | None = Field(None, max_length=100)
     last_touch_channel: str | None = Field(None, max_length=32)
     last_touch_at: AwareDatetime | None = None
+    test_record: bool | None = Field(None, description="a synthetic person (QA): kept out of every report")
 
 
 class MergeIn(Strict):
