@@ -1,9 +1,121 @@
-"""Placeholder command group: its commands arrive with their capability."""
+"""``consentgate import consents|suppressions|dnc FILE``: streamed CSV imports.
+
+Exit codes: 0 when every row was imported, 2 when some rows were rejected (each reported with
+its line number and field, on stderr or in ``--errors FILE``), 1 when the file cannot be used.
+"""
 
 from __future__ import annotations
 
+import csv
+import sys
+from datetime import date
+from pathlib import Path
+from typing import IO
+
 import click
+
+from consentgate.services.imports import (
+    ImportFileError,
+    Rejected,
+    import_consents,
+    import_dnc,
+    import_suppressions,
+)
 
 
 def register(cli: click.Group) -> None:
-    """Add this module's commands to the ``consentgate`` group."""
+    cli.add_command(import_)
+
+
+@click.group("import")
+def import_() -> None:
+    """Import consents, suppressions or the National DNC Registry from files."""
+
+
+def _open(path: Path) -> IO[str]:
+    try:
+        return path.open(newline="", encoding="utf-8-sig")
+    except OSError as exc:
+        raise click.ClickException(f"{path}: cannot be read ({exc.strerror})") from None
+
+
+def _report(read: int, imported: int, rejected: list[Rejected], errors: Path | None, noun: str) -> None:
+    if errors is not None:
+        with errors.open("w", newline="", encoding="utf-8") as out:
+            writer = csv.writer(out)
+            writer.writerow(["line", "field", "message", "row"])
+            for r in rejected:
+                writer.writerow([r.line, r.field, r.message, "; ".join(f"{k}={v}" for k, v in r.row.items() if v)])
+    else:
+        for r in rejected:
+            click.echo(f"line {r.line}: {r.field + ': ' if r.field else ''}{r.message}", err=True)
+    click.echo(f"{read} rows read, {imported} {noun}, {len(rejected) and len({r.line for r in rejected})} rejected")
+    if rejected:
+        sys.exit(2)
+
+
+_errors_option = click.option("--errors", "errors", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                              help="write rejected rows to this CSV instead of stderr")
+_dry_run_option = click.option("--dry-run", is_flag=True, help="validate every row, write nothing")
+
+
+@import_.command("consents")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@_errors_option
+@_dry_run_option
+def consents(file: Path, errors: Path | None, dry_run: bool) -> None:
+    """Consent events (columns of POST /v1/consents, plus external_id, company_domain, timezone, state, ...)."""
+    from consentgate.cli.base import open_runtime
+
+    rt = open_runtime()
+    with _open(file) as stream:
+        try:
+            result = import_consents(rt.store, rt.policy, stream, rt.clock(), dry_run=dry_run)
+        except ImportFileError as exc:
+            raise click.ClickException(f"{file}: {exc.detail}") from None
+    _report(result.read, result.imported, result.rejected, errors, "valid" if dry_run else "imported")
+
+
+@import_.command("suppressions")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@_errors_option
+@_dry_run_option
+def suppressions(file: Path, errors: Path | None, dry_run: bool) -> None:
+    """Suppressions (columns email, phone, kind, since, note)."""
+    from consentgate.cli.base import open_runtime
+
+    rt = open_runtime()
+    with _open(file) as stream:
+        try:
+            result = import_suppressions(rt.store, rt.policy, stream, rt.clock(), dry_run=dry_run)
+        except ImportFileError as exc:
+            raise click.ClickException(f"{file}: {exc.detail}") from None
+    _report(result.read, result.imported, result.rejected, errors, "valid" if dry_run else "imported")
+
+
+@import_.command("dnc")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--snapshot-date", type=click.DateTime(["%Y-%m-%d"]), default=None,
+              help="the registry download's date (default: today)")
+@click.option("--replace", is_flag=True, help="numbers absent from this file are marked removed from the registry")
+@_errors_option
+def dnc(file: Path, snapshot_date: object, replace: bool, errors: Path | None) -> None:
+    """The National DNC Registry download: one number per line (10 digits, or area code,number)."""
+    from consentgate.cli.base import open_runtime
+
+    rt = open_runtime()
+    snapshot = snapshot_date.date() if snapshot_date is not None else date.today()  # type: ignore[attr-defined]
+    progress = None
+    bar = None
+    if sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(unit=" numbers", file=sys.stderr)
+        progress = bar.update
+    with _open(file) as stream:
+        result = import_dnc(rt.store, rt.policy, stream, rt.clock(), snapshot, replace=replace, progress=progress)
+    if bar is not None:
+        bar.close()
+    if replace:
+        click.echo(f"{result.removed} numbers no longer listed")
+    _report(result.read, result.loaded, result.rejected, errors, "listed")

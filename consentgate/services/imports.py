@@ -1,0 +1,232 @@
+"""CSV imports: CRM consent exports, suppression lists and the National DNC Registry file.
+
+Files are streamed (never read whole), written in chunks of one transaction each, and every
+row in its own savepoint, so one bad row fails alone and is reported with its line number and
+field. Rows go through the same normalisation and use-cases as the HTTP API: re-importing the
+same people in another spelling matches them, and an erased person's tombstones still hold.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import IO, Any
+
+from pydantic import ValidationError
+from sqlalchemy import update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, col
+
+from consentgate.core.addresses import normalise_phone
+from consentgate.core.policy import LoadedPolicy
+from consentgate.errors import ConsentgateError, ValidationFailed, pydantic_field_errors
+from consentgate.services.consents import write_consent
+from consentgate.services.directory import upsert_identity
+from consentgate.services.revocations import write_suppression
+from consentgate.services.schemas import Attributes, ConsentIn, IdentityIn, SuppressionIn
+from consentgate.store.db import Store
+from consentgate.store.models import DncNumber
+
+CHUNK = 1000
+DNC_CHUNK = 5000
+CONSENT_COLUMNS = ("email", "phone", "identity_id", "channel", "purpose", "consent_type", "captured_at", "source",
+                   "proof_uri", "proof_sha256", "brand", "consent_text", "ip", "user_agent", "expires_at")
+IDENTITY_COLUMNS = ("external_id", "company_domain", "timezone", "state", "country", "name")
+CONSENT_REQUIRED = ("channel", "purpose", "consent_type", "captured_at", "source")
+SUPPRESSION_COLUMNS = ("email", "phone", "kind", "since", "note")
+
+
+@dataclass(frozen=True)
+class Rejected:
+    line: int
+    field: str
+    message: str
+    row: dict[str, str]
+
+
+@dataclass
+class ImportResult:
+    read: int = 0
+    imported: int = 0
+    rejected: list[Rejected] = field(default_factory=list)
+
+
+class ImportFileError(ConsentgateError):
+    title = "Unusable import file"
+
+
+def _reader(stream: IO[str], known: tuple[str, ...], required: tuple[str, ...]) -> csv.DictReader[str]:
+    reader = csv.DictReader(stream)
+    header = [h.strip() for h in reader.fieldnames or []]
+    if not header:
+        raise ImportFileError("the file is empty: a header row is required")
+    reader.fieldnames = header
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise ImportFileError(f"the header lacks the column(s) {', '.join(missing)}")
+    if not any(c in header for c in ("email", "phone", "identity_id")):
+        raise ImportFileError("the header needs an address column: email, phone or identity_id")
+    unknown = [c for c in header if c not in known]
+    if unknown:
+        raise ImportFileError(f"unknown column(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    return reader
+
+
+def _cells(row: dict[str, str | None], columns: Iterable[str]) -> dict[str, str]:
+    return {c: (row.get(c) or "").strip() for c in columns if (row.get(c) or "").strip()}
+
+
+def _chunks(reader: csv.DictReader[str], size: int) -> Iterator[list[tuple[int, dict[str, str]]]]:
+    chunk: list[tuple[int, dict[str, str]]] = []
+    for row in reader:
+        chunk.append((reader.line_num, {k: v for k, v in row.items() if k is not None}))
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _run(store: Store, reader: csv.DictReader[str], write: Callable[[Session, dict[str, str]], None],
+         dry_run: bool) -> ImportResult:
+    result = ImportResult()
+    for chunk in _chunks(reader, CHUNK):
+        with store.transaction() as session:
+            for line, row in chunk:
+                result.read += 1
+                try:
+                    with session.begin_nested():
+                        write(session, row)
+                        if dry_run:
+                            raise _DryRun
+                    result.imported += 1
+                except _DryRun:
+                    result.imported += 1
+                except ValidationError as exc:
+                    for error in pydantic_field_errors(exc):
+                        result.rejected.append(Rejected(line, error.field, error.message, row))
+                except ValidationFailed as exc:
+                    for failure in exc.errors:
+                        result.rejected.append(Rejected(line, failure.field, failure.message, row))
+                except ConsentgateError as exc:
+                    result.rejected.append(Rejected(line, "", exc.detail, row))
+    return result
+
+
+class _DryRun(Exception):
+    """Rolls a validated row's savepoint back when nothing may be written."""
+
+
+def import_consents(store: Store, policy: LoadedPolicy, stream: IO[str], now: datetime,
+                    dry_run: bool = False) -> ImportResult:
+    reader = _reader(stream, CONSENT_COLUMNS + IDENTITY_COLUMNS, CONSENT_REQUIRED)
+
+    def write(session: Session, row: dict[str, str]) -> None:
+        cells = _cells(row, CONSENT_COLUMNS + IDENTITY_COLUMNS)
+        if cells.get("email") or cells.get("phone"):
+            attributes = {k: cells[k] for k in ("timezone", "state", "country", "name") if k in cells}
+            upsert_identity(session, IdentityIn(
+                email=cells.get("email"), phone=cells.get("phone"), external_id=cells.get("external_id"),
+                company_domain=cells.get("company_domain"),
+                attributes=Attributes(**attributes) if attributes else None), policy, None, now)
+        consent = {k: v for k, v in cells.items() if k in CONSENT_COLUMNS}
+        channel_kind = policy.channels[consent["channel"]].address if consent.get("channel") in policy.channels \
+            else None
+        # A row may name both addresses; the consent belongs to the one its channel uses.
+        if channel_kind and "email" in consent and "phone" in consent:
+            consent.pop("phone" if channel_kind == "email" else "email")
+        write_consent(session, ConsentIn.model_validate(consent), policy, None, now)
+
+    return _run(store, reader, write, dry_run)
+
+
+def import_suppressions(store: Store, policy: LoadedPolicy, stream: IO[str], now: datetime,
+                        dry_run: bool = False) -> ImportResult:
+    reader = _reader(stream, SUPPRESSION_COLUMNS, ("kind",))
+
+    def write(session: Session, row: dict[str, str]) -> None:
+        item = SuppressionIn.model_validate(_cells(row, SUPPRESSION_COLUMNS))
+        write_suppression(session, item, policy, None, now, source="import")
+
+    return _run(store, reader, write, dry_run)
+
+
+@dataclass
+class DncResult:
+    read: int = 0
+    loaded: int = 0
+    removed: int = 0
+    rejected: list[Rejected] = field(default_factory=list)
+
+
+def _dnc_numbers(stream: IO[str], region: str) -> Iterator[tuple[int, str | None, str]]:
+    """(line, E.164 or None, raw) for each line of the FTC file: 10 digits, or area,number columns."""
+    for line, raw in enumerate(stream, start=1):
+        text = raw.strip()
+        if not text:
+            continue
+        parts = [p.strip().strip('"') for p in text.split(",")]
+        digits = "".join(parts[:2]) if len(parts) >= 2 and parts[0].isdigit() and len(parts[0]) == 3 else parts[0]
+        if line == 1 and not any(ch.isdigit() for ch in digits):
+            continue   # a header row
+        try:
+            yield line, normalise_phone(digits, default_region=region, field="phone"), text
+        except ValidationFailed:
+            yield line, None, text
+
+
+def import_dnc(store: Store, policy: LoadedPolicy, stream: IO[str], now: datetime, snapshot: date,
+               replace: bool = False, progress: Callable[[int], None] | None = None) -> DncResult:
+    """Load the registry file: new numbers added, listed ones refreshed, absent ones removed with ``replace``."""
+    result = DncResult()
+    batch: list[dict[str, Any]] = []
+
+    def flush() -> None:
+        if not batch:
+            return
+        with store.transaction() as session:
+            session.execute(_upsert(store, batch))
+        result.loaded += len(batch)
+        if progress:
+            progress(len(batch))
+        batch.clear()
+
+    seen_in_batch: set[str] = set()
+    for line, phone, raw in _dnc_numbers(stream, policy.policy.identity.default_region):
+        result.read += 1
+        if phone is None:
+            result.rejected.append(Rejected(line, "phone", "not a valid phone number", {"line": raw}))
+            continue
+        if phone in seen_in_batch:
+            continue
+        seen_in_batch.add(phone)
+        batch.append({"phone": phone, "snapshot_date": snapshot, "added_at": now, "removed_at": None})
+        if len(batch) >= DNC_CHUNK:
+            flush()
+            seen_in_batch.clear()
+    flush()
+    if replace:
+        with store.transaction() as session:
+            outcome = session.execute(update(DncNumber).where(
+                col(DncNumber.snapshot_date) != snapshot, col(DncNumber.removed_at).is_(None))
+                .values(removed_at=now))
+            result.removed = int(outcome.rowcount or 0)  # type: ignore[attr-defined]
+    return result
+
+
+def _upsert(store: Store, rows: list[dict[str, Any]]) -> Any:
+    table = DncNumber.__table__  # type: ignore[attr-defined]
+    dialect = postgresql if store.dialect == "postgresql" else sqlite
+    statement = dialect.insert(table).values(rows)
+    # A number already listed keeps its first added_at; it is listed again as of this snapshot.
+    return statement.on_conflict_do_update(
+        index_elements=["phone"],
+        set_={"snapshot_date": statement.excluded.snapshot_date, "removed_at": None})
+
+
+def rejects_as_rows(rejected: list[Rejected]) -> Iterator[list[str]]:
+    for r in rejected:
+        yield [str(r.line), r.field, r.message, *(f"{k}={v}" for k, v in r.row.items() if v)]
+

@@ -1,0 +1,129 @@
+"""Erasure that never re-enables contact: tombstones, blanked values, a chain that still verifies."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import String, Text, inspect, text
+
+from consentgate.cli import cli
+from consentgate.jobs import run_once
+from consentgate.store.models import ErasureEvent, Tombstone
+
+NOON_ET = datetime(2026, 11, 25, 17, 0, tzinfo=UTC)
+ROOT = Path(__file__).resolve().parents[2]
+PHONE, EMAIL = "+13055550177", "erin.erased@corp.com"
+
+
+@pytest.fixture
+def person(client, keys, clock, runtime):  # type: ignore[no-untyped-def]
+    clock.set(NOON_ET)
+    ident = client.post("/v1/identities", json={"phone": PHONE, "email": EMAIL, "external_id": "crm-erase-1",
+                                                "attributes": {"name": "Erin Erased", "timezone": "America/New_York"}},
+                        headers=keys["writer"]).get_json()["identity_id"]
+    for channel, address in (("sms", {"phone": PHONE}), ("email", {"email": EMAIL})):
+        client.post("/v1/consents", json={**address, "channel": channel, "purpose": "marketing",
+                                          "consent_type": "express_written", "source": "web_form",
+                                          "captured_at": (NOON_ET - timedelta(days=30)).isoformat(),
+                                          "proof_uri": "https://proof.example.com/erin", "ip": "198.51.100.23",
+                                          "user_agent": "ErinBrowser/1.0"}, headers=keys["writer"])
+    # An SMS STOP and an email unsubscribe, then the deletion request.
+    client.post("/v1/revocations", json={"phone": PHONE, "channels": ["sms", "voice"], "source": "sms_keyword",
+                                         "raw_text": "STOP texting Erin"}, headers=keys["writer"])
+    link = client.post("/v1/unsubscribe-links", json={"email": EMAIL}, headers=keys["sender"]).get_json()
+    path = link["url"].removeprefix(runtime.settings.public_url)
+    assert client.post(path, data={"List-Unsubscribe": "One-Click"}).status_code == 200
+    client.post("/v1/eligibility", json={"phone": PHONE, "channel": "sms", "purpose": "marketing"},
+                headers=keys["sender"])
+    return ident
+
+
+def _allowed(client, keys, channel, **address):  # type: ignore[no-untyped-def]
+    body = client.post("/v1/eligibility", json={**address, "channel": channel, "purpose": "marketing"},
+                       headers=keys["sender"]).get_json()
+    return body["allowed"], {r["code"] for r in body["reasons"]}
+
+
+def _text_values(store) -> list[str]:  # type: ignore[no-untyped-def]
+    """Every text value of every table: an erasure must leave none of the person's."""
+    values = []
+    with store.engine.connect() as conn:
+        for table in inspect(conn).get_table_names():
+            columns = [c["name"] for c in inspect(conn).get_columns(table)
+                       if isinstance(c["type"], String | Text) or "JSON" in str(c["type"]).upper()]
+            for column in columns:
+                for (value,) in conn.execute(text(f'SELECT "{column}" FROM "{table}"')):
+                    if value is not None:
+                        values.append(str(value))
+    return values
+
+
+def test_erased_opt_out_stays_denied_and_nothing_personal_remains(client, keys, person, runtime, store, rows, clock,
+                                                                  tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    assert client.get("/v1/audit/verify", headers=keys["auditor"]).get_json()["ok"] is True
+    erased = client.delete(f"/v1/identities/{person}?law=CCPA%201798.105&reason=consumer%20request",
+                           headers=keys["admin"])
+    assert erased.status_code == 200, erased.get_json()
+    assert erased.get_json()["tombstones"] >= 2
+
+    leftovers = "\n".join(_text_values(store))
+    for secret in ("3055550177", "erin.erased", "Erin Erased", "crm-erase-1", "198.51.100.23",
+                   "ErinBrowser", "STOP texting Erin"):
+        assert secret.lower() not in leftovers.lower(), secret
+    verify = client.get("/v1/audit/verify", headers=keys["auditor"]).get_json()
+    assert verify["ok"] is True, verify
+    [event] = rows(ErasureEvent)
+    assert event.law == "CCPA 1798.105" and event.reason == "consumer request"
+
+    # They come back through the API in another format, and through a CSV import.
+    again = client.post("/v1/identities", json={"phone": "(305) 555-0177", "email": "ERIN.ERASED@corp.com"},
+                        headers=keys["writer"])
+    assert again.status_code == 201
+    assert _allowed(client, keys, "sms", phone="305.555.0177")[0] is False
+    assert _allowed(client, keys, "email", email=EMAIL)[0] is False
+    monkeypatch.setenv("CONSENTGATE_DATABASE_URL", store.url)
+    monkeypatch.setenv("CONSENTGATE_SECRET_KEY", runtime.secret_key)
+    monkeypatch.setenv("CONSENTGATE_POLICY", str(ROOT / "policies" / "default.yaml"))
+    csv_file = tmp_path / "crm.csv"
+    csv_file.write_text("phone,email,channel,purpose,consent_type,captured_at,source\n"
+                        f"1-305-555-0177,Erin.Erased@Corp.com,email,marketing,implied_ebr,"
+                        f"{(NOON_ET - timedelta(days=1)).isoformat()},crm_import\n")
+    result = CliRunner().invoke(cli, ["import", "consents", str(csv_file)])
+    assert result.exit_code == 0, result.output
+    sms_allowed, sms_codes = _allowed(client, keys, "sms", phone=PHONE)
+    assert not sms_allowed and sms_codes & {"REVOKED", "DNC_INTERNAL"}
+    email_allowed, email_codes = _allowed(client, keys, "email", email=EMAIL)
+    assert not email_allowed and email_codes & {"REVOKED", "DNC_INTERNAL"}
+
+    # A new, proven express written opt-in lifts the tombstone for that channel only.
+    clock.set(NOON_ET + timedelta(hours=1))
+    client.post("/v1/consents", json={"phone": PHONE, "channel": "sms", "purpose": "marketing",
+                                      "consent_type": "express_written", "source": "web_form",
+                                      "captured_at": clock.now.isoformat(),
+                                      "proof_uri": "https://proof.example.com/erin-again"}, headers=keys["writer"])
+    assert _allowed(client, keys, "sms", phone=PHONE)[0] is True
+    assert _allowed(client, keys, "voice", phone=PHONE)[0] is False
+    assert _allowed(client, keys, "email", email=EMAIL)[0] is False
+
+
+def test_retention_job_purges_expired_tombstones(client, keys, person, runtime, clock, rows) -> None:  # type: ignore[no-untyped-def]
+    client.delete(f"/v1/identities/{person}", headers=keys["admin"])
+    assert rows(Tombstone)
+    clock.set(NOON_ET + timedelta(days=365 * 5 - 10))
+    run_once(runtime, "tombstone_retention")
+    assert rows(Tombstone)
+    clock.set(NOON_ET + timedelta(days=365 * 5 + 10))
+    run_once(runtime, "tombstone_retention")
+    assert rows(Tombstone) == []
+
+
+def test_erasure_needs_admin_and_an_existing_person(client, keys, person) -> None:  # type: ignore[no-untyped-def]
+    assert client.delete(f"/v1/identities/{person}", headers=keys["writer"]).status_code == 403
+    assert client.delete("/v1/identities/999999", headers=keys["admin"]).status_code == 404
+    assert client.delete(f"/v1/identities/{person}", headers=keys["admin"]).status_code == 200
+    assert client.delete(f"/v1/identities/{person}", headers=keys["admin"]).status_code == 404
+    view = client.get(f"/v1/identities/{person}", headers=keys["auditor"]).get_json()
+    assert view["erased"] is True and all(cp["value"] is None for cp in view["contact_points"])

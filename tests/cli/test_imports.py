@@ -1,0 +1,98 @@
+"""CSV imports: good rows written, bad rows reported by line, re-imports matching the same people."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from consentgate.cli import cli
+from consentgate.store.models import ConsentEvent, DncNumber, Identity, Suppression
+
+ROOT = Path(__file__).resolve().parents[2]
+WHEN = (datetime.now(UTC) - timedelta(days=3)).isoformat()
+
+
+@pytest.fixture
+def env(runtime, tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("CONSENTGATE_DATABASE_URL", runtime.store.url)
+    monkeypatch.setenv("CONSENTGATE_SECRET_KEY", runtime.secret_key)
+    monkeypatch.setenv("CONSENTGATE_POLICY", str(ROOT / "policies" / "default.yaml"))
+    return tmp_path
+
+
+def run(*args: str):  # type: ignore[no-untyped-def]
+    return CliRunner().invoke(cli, list(args))
+
+
+def test_consents_good_rows_in_bad_rows_reported(env, rows) -> None:  # type: ignore[no-untyped-def]
+    csv_file = env / "consents.csv"
+    csv_file.write_text(
+        "phone,email,channel,purpose,consent_type,captured_at,source,proof_uri,external_id,timezone\n"
+        f"(305) 555-0100,,sms,marketing,express_written,{WHEN},web,https://p.example.com/1,crm-1,America/New_York\n"
+        f"555,,sms,marketing,express,{WHEN},web,,,\n"
+        f"+13055550101,,fax,marketing,express,{WHEN},web,,,\n"
+        f"+13055550102,,sms,marketing,express_written,{WHEN},web,,,\n"
+        f",Pat@Corp.com,email,marketing,implied_ebr,{WHEN},crm,,crm-2,\n")
+    result = run("import", "consents", str(csv_file))
+    assert result.exit_code == 2, result.output
+    assert "line 3: phone:" in result.stderr
+    assert "line 4: channel:" in result.stderr
+    assert "line 5: proof_uri:" in result.stderr
+    assert "5 rows read, 2 imported, 3 rejected" in result.stdout
+    assert len(rows(ConsentEvent)) == 2
+    people = rows(Identity)
+    assert sorted(p.external_id or "" for p in people) == ["crm-1", "crm-2"]
+
+    # The same people again, spelled differently: no new identity.
+    again = env / "again.csv"
+    again.write_text("phone,email,channel,purpose,consent_type,captured_at,source\n"
+                     f"+1 305.555.0100,,sms,informational,express,{WHEN},web\n"
+                     f",PAT@corp.COM,email,informational,implied_ebr,{WHEN},crm\n")
+    assert run("import", "consents", str(again)).exit_code == 0
+    assert len(rows(Identity)) == 2 and len(rows(ConsentEvent)) == 4
+
+
+def test_dry_run_and_errors_file(env, rows) -> None:  # type: ignore[no-untyped-def]
+    csv_file = env / "c.csv"
+    csv_file.write_text("email,channel,purpose,consent_type,captured_at,source\n"
+                        f"a@b.com,email,marketing,express,{WHEN},x\nbad,email,marketing,express,{WHEN},x\n")
+    errors = env / "rejects.csv"
+    result = run("import", "consents", "--dry-run", "--errors", str(errors), str(csv_file))
+    assert result.exit_code == 2
+    assert rows(ConsentEvent) == [] and rows(Identity) == []
+    assert "3,email," in errors.read_text()
+
+
+def test_unusable_files_exit_1(env) -> None:  # type: ignore[no-untyped-def]
+    assert run("import", "consents", str(env / "missing.csv")).exit_code == 1
+    header_only = env / "h.csv"
+    header_only.write_text("email,channel\n")
+    result = run("import", "consents", str(header_only))
+    assert result.exit_code == 1 and "purpose" in result.output
+
+
+def test_suppressions(env, rows) -> None:  # type: ignore[no-untyped-def]
+    csv_file = env / "s.csv"
+    csv_file.write_text("email,phone,kind,since,note\nx@corp.com,,bounce,,hard bounce\n"
+                        ",+13055550109,reassigned,2026-01-01T00:00:00Z,\n,+13055550110,gone,,\n")
+    result = run("import", "suppressions", str(csv_file))
+    assert result.exit_code == 2 and "line 4: kind" in result.stderr
+    assert sorted(s.kind for s in rows(Suppression)) == ["bounce", "reassigned"]
+    assert {s.source for s in rows(Suppression)} == {"import"}
+
+
+def test_dnc_both_formats_and_replace(env, rows) -> None:  # type: ignore[no-untyped-def]
+    first = env / "dnc1.txt"
+    first.write_text("3055550120\n3055550121\n3055550121\nnot-a-number\n")
+    result = run("import", "dnc", "--snapshot-date", "2026-11-01", str(first))
+    assert result.exit_code == 2, result.output
+    assert sorted(n.phone for n in rows(DncNumber)) == ["+13055550120", "+13055550121"]
+    second = env / "dnc2.csv"
+    second.write_text("area,number\n305,5550121\n305,5550122\n")
+    assert run("import", "dnc", "--snapshot-date", "2026-11-15", "--replace", str(second)).exit_code == 0
+    listed = {n.phone: n.removed_at for n in rows(DncNumber)}
+    assert listed["+13055550120"] is not None
+    assert listed["+13055550121"] is None and listed["+13055550122"] is None
