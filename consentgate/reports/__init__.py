@@ -1,0 +1,1 @@
+"""Auditor reports: streamed exports of the ledger, the decision log and opt-out attribution."""

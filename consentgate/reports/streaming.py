@@ -1,0 +1,80 @@
+"""Streaming encoders: rows out as they come, so a report of 5 million rows needs no more
+memory than one of 10.
+
+CSV is RFC 4180 (``\\r\\n``, a header row, quoting by the csv module) and safe to open in a
+spreadsheet: a text cell that starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return
+is prefixed with ``'`` (OWASP's advice on CSV injection), so no cell is ever run as a formula.
+Numbers are written as numbers and are never touched.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from consentgate.core.timefmt import iso_z
+
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def cell(value: Any) -> Any:
+    """One CSV cell: instants in UTC with Z, lists joined by ``|``, text made formula-safe."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return value
+    if isinstance(value, datetime):
+        return iso_z(value)
+    if isinstance(value, list | tuple):
+        value = "|".join(str(cell(v)) for v in value)
+    elif isinstance(value, dict):
+        value = json.dumps(value, sort_keys=True, default=str)
+    text = str(value)
+    return "'" + text if text.startswith(_FORMULA_STARTS) else text
+
+
+def csv_stream(header: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> Iterator[str]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+
+    def take() -> str:
+        text = buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+        return text
+
+    writer.writerow(header)
+    yield take()
+    for row in rows:
+        writer.writerow([cell(row.get(name)) for name in header])
+        yield take()
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return iso_z(value)
+    return str(value)
+
+
+def _dumps(row: Mapping[str, Any]) -> str:
+    return json.dumps(row, default=_json_default, separators=(",", ":"))
+
+
+def jsonl_stream(rows: Iterable[Mapping[str, Any]]) -> Iterator[str]:
+    for row in rows:
+        yield _dumps(row) + "\n"
+
+
+def json_array_stream(rows: Iterable[Mapping[str, Any]]) -> Iterator[str]:
+    yield "["
+    first = True
+    for row in rows:
+        yield ("" if first else ",\n") + _dumps(row)
+        first = False
+    yield "]\n"

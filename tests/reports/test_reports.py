@@ -1,0 +1,133 @@
+"""Auditor reports: every format, filters, formula safety, SLA states, opt-out attribution."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from consentgate.store.models import OutboxMessage, Touch
+
+NOON_ET = datetime(2026, 11, 25, 17, 0, tzinfo=UTC)
+
+
+def consent(client, keys, **over):  # type: ignore[no-untyped-def]
+    body = {"email": "a@corp.com", "channel": "email", "purpose": "marketing", "consent_type": "double_opt_in",
+            "captured_at": (NOON_ET - timedelta(days=1)).isoformat(), "source": "web_form"}
+    body.update(over)
+    assert client.post("/v1/consents", json=body, headers=keys["writer"]).status_code == 201
+
+
+def report(client, keys, name, **params):  # type: ignore[no-untyped-def]
+    answer = client.get(f"/v1/reports/{name}", query_string=params, headers=keys["auditor"])
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    fmt = params.get("format", "json")
+    text = answer.get_data(as_text=True)
+    if fmt == "csv":
+        assert answer.mimetype == "text/csv" and text.startswith(text.split("\r\n")[0] + "\r\n")
+        return list(csv.DictReader(io.StringIO(text)))
+    if fmt == "jsonl":
+        return [json.loads(line) for line in text.splitlines()]
+    return json.loads(text)
+
+
+@pytest.fixture(autouse=True)
+def _noon(clock) -> None:  # type: ignore[no-untyped-def]
+    clock.set(NOON_ET)
+
+
+def test_consent_report_in_every_format_with_filters(client, keys) -> None:  # type: ignore[no-untyped-def]
+    consent(client, keys, ip="203.0.113.7", brand="acme")
+    consent(client, keys, email="b@corp.com", source="=HYPERLINK(\"http://evil\")", consent_text="+1 call me")
+    rows = report(client, keys, "consents")
+    assert [r["address"] for r in rows] == ["a@corp.com", "b@corp.com"]
+    assert rows[0]["ip"] == "203.0.113.7" and rows[0]["recorded_at"].endswith("Z")
+    assert len(report(client, keys, "consents", format="jsonl")) == 2
+    assert [r["brand"] for r in report(client, keys, "consents", brand="acme")] == ["acme"]
+    as_csv = report(client, keys, "consents", format="csv")
+    assert as_csv[1]["source"] == "'=HYPERLINK(\"http://evil\")" and as_csv[1]["consent_text"] == "'+1 call me"
+    assert report(client, keys, "consents", since=(NOON_ET + timedelta(seconds=1)).isoformat()) == []
+
+
+def test_test_records_stay_out(client, keys) -> None:  # type: ignore[no-untyped-def]
+    client.post("/v1/identities", json={"email": "qa@example.com", "test_record": True}, headers=keys["writer"])
+    consent(client, keys, email="qa@example.com")
+    client.post("/v1/eligibility", json={"email": "qa@example.com", "channel": "email", "purpose": "marketing"},
+                headers=keys["sender"])
+    assert report(client, keys, "consents") == [] and report(client, keys, "decisions") == []
+
+
+def test_revocation_sla_states(client, keys, clock, runtime) -> None:  # type: ignore[no-untyped-def]
+    client.post("/v1/subscriptions", json={"name": "crm", "url": "https://crm.example.com/h"}, headers=keys["admin"])
+    for email in ("met@corp.com", "late@corp.com", "open@corp.com"):
+        client.post("/v1/revocations", json={"email": email, "channels": ["email"]}, headers=keys["writer"])
+    deadline = datetime.fromisoformat(report(client, keys, "revocations")[0]["deadline_at"].replace("Z", "+00:00"))
+    from consentgate.services.propagation import deliver_due
+
+    deliver_due(runtime.store, NOON_ET, lambda url, body, headers: 200 if b"met@" in body else 500)
+    with runtime.store.transaction() as session:
+        from sqlmodel import select
+
+        for message in session.exec(select(OutboxMessage)):
+            if b"late@" in json.dumps(message.payload).encode():
+                message.status, message.acknowledged_at = "acknowledged", deadline + timedelta(hours=1)
+                session.add(message)
+    rows = {r["address"]: r for r in report(client, keys, "revocations")}
+    assert rows["met@corp.com"]["sla_status"] == "met"
+    assert rows["met@corp.com"]["latency_business_days"] == 0
+    assert rows["met@corp.com"]["downstream"][0]["status"] == "acknowledged"
+    assert rows["late@corp.com"]["sla_status"] == "missed"
+    assert rows["open@corp.com"]["sla_status"] == "pending"
+    # Thanksgiving (26 Nov) does not count: two business days before 10 December is 8 December.
+    clock.set(datetime(2026, 12, 8, 15, 0, tzinfo=UTC))
+    assert {r["address"]: r["sla_status"] for r in report(client, keys, "revocations")}["open@corp.com"] == "at_risk"
+    clock.set(datetime(2026, 12, 4, 15, 0, tzinfo=UTC))
+    assert report(client, keys, "revocations", sla_status="pending")[0]["address"] == "open@corp.com"
+    clock.set(deadline + timedelta(seconds=1))
+    assert [r["address"] for r in report(client, keys, "revocations", sla_status="missed")] == [
+        "late@corp.com", "open@corp.com"]
+
+
+def test_decision_report_filters(client, keys) -> None:  # type: ignore[no-untyped-def]
+    client.post("/v1/identities", json={"email": "d@corp.com"}, headers=keys["writer"])
+    for email in ("d@corp.com", "nobody@corp.com"):
+        client.post("/v1/eligibility", json={"email": email, "channel": "email", "purpose": "marketing",
+                                             "campaign": "c1"}, headers=keys["sender"])
+    rows = report(client, keys, "decisions")
+    assert [r["allowed"] for r in rows] == [True, False]
+    assert rows[0]["campaign"] == "c1" and rows[0]["policy_version"]
+    assert [r["codes"] for r in report(client, keys, "decisions", code="UNKNOWN_IDENTITY")] == [["UNKNOWN_IDENTITY"]]
+    assert len(report(client, keys, "decisions", allowed="true")) == 1
+    assert report(client, keys, "decisions", format="csv")[1]["codes"] == "UNKNOWN_IDENTITY"
+
+
+def test_optout_attribution(client, keys, runtime) -> None:  # type: ignore[no-untyped-def]
+    ids = {}
+    for i in range(4):
+        ids[i] = client.post("/v1/identities", json={"email": f"p{i}@corp.com"},
+                             headers=keys["writer"]).get_json()["identity_id"]
+    with runtime.store.transaction() as session:
+        for i, campaign in enumerate(["spring", "spring", "spring", "winback"]):
+            at = NOON_ET - timedelta(hours=3)
+            session.add(Touch(identity_id=ids[i], channel="email", purpose="marketing", campaign=campaign,
+                              segment="churned", state="sent", at=at, sent_at=at, created_at=at))
+    client.post("/v1/revocations", json={"email": "p0@corp.com", "channels": ["email"]}, headers=keys["writer"])
+    client.post("/v1/suppressions", json={"email": "p3@corp.com", "kind": "complaint"}, headers=keys["writer"])
+    rows = {r["group"]: r for r in report(client, keys, "optouts", group_by="campaign")}
+    assert rows["spring"] == {"group": "spring", "group_by": "campaign", "touches": 3, "optouts": 1, "complaints": 0,
+                              "optout_rate": round(1 / 3, 6), "complaint_rate": 0.0}
+    assert rows["winback"]["complaints"] == 1 and rows["winback"]["complaint_rate"] == 1.0
+    by_segment = report(client, keys, "optouts", group_by="segment")
+    assert [(r["group"], r["touches"], r["optouts"]) for r in by_segment] == [("churned", 4, 1)]
+
+
+def test_report_access_and_validation(client, keys) -> None:  # type: ignore[no-untyped-def]
+    assert client.get("/v1/reports/consents").status_code == 401
+    assert client.get("/v1/reports/consents", headers=keys["sender"]).status_code == 403
+    bad = client.get("/v1/reports/consents?format=xml", headers=keys["auditor"])
+    assert bad.status_code == 422 and bad.get_json()["errors"][0]["field"] == "format"
+    assert client.get("/v1/reports/optouts?group_by=planet", headers=keys["auditor"]).status_code == 422
+    assert client.get("/v1/reports/decisions?since=yesterday", headers=keys["auditor"]).status_code == 422
