@@ -1,0 +1,60 @@
+"""Import speed: a CRM consent export and a National DNC Registry file.
+
+    .venv/bin/python bench/import.py [--rows 20000] [--dnc 1000000]
+
+Uses a temporary SQLite store unless CONSENTGATE_DATABASE_URL is set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+from consentgate.config import load_settings
+from consentgate.runtime import build_runtime
+from consentgate.services.imports import import_consents, import_dnc
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, default=20_000)
+    parser.add_argument("--dnc", type=int, default=1_000_000)
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="consentgate-bench-"))
+    url = os.environ.get("CONSENTGATE_DATABASE_URL", f"sqlite:///{workdir}/bench.db")
+    rt = build_runtime(load_settings({"database_url": url, "policy": str(ROOT / "policies" / "default.yaml"),
+                                      "secret_file": str(workdir / "secret"), "log_level": "WARNING"}))
+    now = datetime.now(UTC)
+    captured = (now - timedelta(days=10)).isoformat()
+    consents = workdir / "consents.csv"
+    with consents.open("w") as out:
+        out.write("email,phone,channel,purpose,consent_type,captured_at,source,external_id\n")
+        for i in range(args.rows):
+            out.write(f"person{i}@corp{i % 500}.com,,email,marketing,double_opt_in,{captured},crm,crm-{i}\n")
+    started = time.perf_counter()
+    with consents.open(newline="") as stream:
+        result = import_consents(rt.store, rt.policy, stream, now)
+    elapsed = time.perf_counter() - started
+    print(f"consents: {result.imported} rows in {elapsed:.1f} s = {result.imported / elapsed:,.0f} rows/s "
+          f"({len(result.rejected)} rejected; {url.split(':')[0]})")
+
+    registry = workdir / "dnc.txt"
+    with registry.open("w") as out:
+        for i in range(args.dnc):
+            out.write(f"{212 + (i // 8_000_000) % 700:03d}{2000000 + i % 8_000_000:07d}\n")
+    started = time.perf_counter()
+    with registry.open() as stream:
+        loaded = import_dnc(rt.store, rt.policy, stream, now, date.today())
+    elapsed = time.perf_counter() - started
+    print(f"dnc: {loaded.loaded} numbers in {elapsed:.1f} s = {loaded.loaded / elapsed:,.0f} numbers/s "
+          f"({len(loaded.rejected)} rejected)")
+
+
+if __name__ == "__main__":
+    main()
