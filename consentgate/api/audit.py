@@ -31,7 +31,7 @@ def verify() -> Response:
 def replay(decision_id: int) -> Response:
     rt = runtime()
     with rt.store.transaction(write=False) as session:
-        return jsonify(replay_decision(session, rt.secret_key, decision_id))
+        return jsonify(replay_decision(session, rt.secret_key, decision_id, rt.policy))
 
 
 @bp.get("/v1/identities/<int:identity_id>/evidence")

@@ -24,7 +24,7 @@ def replay(decision_id: int) -> None:
 
     rt = open_runtime()
     with rt.store.transaction(write=False) as session:
-        result = replay_decision(session, rt.secret_key, decision_id)
+        result = replay_decision(session, rt.secret_key, decision_id, rt.policy)
     click.echo(json.dumps(result, indent=2))
     if not result["same"]:
         raise SystemExit(1)

@@ -14,6 +14,7 @@ from sqlmodel import Session
 from consentgate.core.addresses import Address
 from consentgate.core.eligibility import decide
 from consentgate.core.facts import EligibilityRequest
+from consentgate.core.policy import LoadedPolicy
 from consentgate.core.timefmt import iso_z
 from consentgate.errors import Conflict, NotFound
 from consentgate.services.identities import contact_point_for_channel, find_by_address, survivor
@@ -22,7 +23,9 @@ from consentgate.store.models import DecisionRecord
 from consentgate.store.subjects import load_subject
 
 
-def replay_decision(session: Session, secret: str, decision_id: int) -> dict[str, Any]:
+def replay_decision(session: Session, secret: str, decision_id: int,
+                    current: LoadedPolicy | None = None) -> dict[str, Any]:
+    """The decision re-run under its own policy version and, when given, under today's policy."""
     record = session.get(DecisionRecord, decision_id)
     if record is None:
         raise NotFound(f"no decision {decision_id}")
@@ -45,11 +48,22 @@ def replay_decision(session: Session, secret: str, decision_id: int) -> dict[str
         identity, target = None, None     # the person was not known yet when the gate decided
     subject = load_subject(session, policy, secret, identity=identity, target=target, at=at,
                            as_of=record.decided_at, exclude_decision=record.id)
-    decision = decide(subject, EligibilityRequest(
+    question = EligibilityRequest(
         channel=record.channel, purpose=record.purpose, at=at, program=request.get("program"),
-        segment=request.get("segment"), campaign=request.get("campaign"), brand=request.get("brand")), policy)
+        segment=request.get("segment"), campaign=request.get("campaign"), brand=request.get("brand"))
+    decision = decide(subject, question, policy)
     replayed_codes = sorted({str(r.code) for r in decision.reasons})
     original_codes = sorted(c for c in record.codes.split(",") if c)
+    under_current = None
+    if current is not None:
+        today = decide(subject, question, current)
+        today_codes = sorted({str(r.code) for r in today.reasons})
+        under_current = {
+            "policy_version": current.version,
+            "policy_changed": current.version != record.policy_version,
+            "allowed": today.allowed, "codes": today_codes,
+            "same": today.allowed == record.allowed and today_codes == original_codes,
+        }
     return {
         "decision_id": record.id,
         "decided_at": iso_z(record.decided_at),
@@ -60,6 +74,7 @@ def replay_decision(session: Session, secret: str, decision_id: int) -> dict[str
                      "next_allowed_at": iso_z(decision.next_allowed_at),
                      "reasons": [{"code": str(r.code), "message": r.message} for r in decision.reasons]},
         "same": decision.allowed == record.allowed and replayed_codes == original_codes,
+        "under_current_policy": under_current,
     }
 
 

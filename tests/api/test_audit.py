@@ -52,3 +52,25 @@ def test_evidence_bundle_covers_everything_with_chain_links(client, keys, clock)
         ("consent_event", body["consent_events"][0]["id"]), ("revocation", body["revocations"][0]["id"])}
     assert all(len(e["entry_hash"]) == 64 for e in body["chain"])
     assert "pii_salt" not in body["consent_events"][0]
+
+
+def test_replay_names_a_policy_change(client, keys, clock, runtime, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from pathlib import Path
+
+    from consentgate.core.policy import parse_policy
+
+    clock.set(NOON_ET)
+    client.post("/v1/identities", json={"email": "reader@corp.com"}, headers=keys["writer"])
+    answer = client.post("/v1/eligibility", json={"email": "reader@corp.com", "channel": "email",
+                                                  "purpose": "marketing"}, headers=keys["sender"]).get_json()
+    assert answer["allowed"] is True
+    # The organisation tightens its policy: email marketing now needs double opt-in.
+    text = (Path(__file__).resolve().parents[2] / "policies" / "default.yaml").read_text()
+    stricter = parse_policy(text.replace("purposes: [marketing, informational]\n    minimum: none",
+                                         "purposes: [marketing, informational]\n    minimum: double_opt_in"))
+    assert stricter.version != runtime.policy.version
+    monkeypatch.setattr(runtime, "policy", stricter)
+    body = client.post(f"/v1/decisions/{answer['decision_id']}/replay", headers=keys["auditor"]).get_json()
+    assert body["same"] is True and body["policy_version"] == answer["policy_version"]
+    today = body["under_current_policy"]
+    assert today["policy_changed"] is True and today["same"] is False and today["codes"] == ["NO_CONSENT"]
