@@ -13,24 +13,27 @@ import csv
 import io
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from consentgate.core.timefmt import iso_z
 
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+FLUSH_ROWS = 500
 
 
 def cell(value: Any) -> Any:
     """One CSV cell: instants in UTC with Z, lists joined by ``|``, text made formula-safe."""
     if value is None:
         return ""
+    if type(value) is str:
+        return "'" + value if value.startswith(_FORMULA_STARTS) else value
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
         return value
     if isinstance(value, datetime):
-        return iso_z(value)
+        return value.isoformat().replace("+00:00", "Z") if value.tzinfo is UTC else iso_z(value)
     if isinstance(value, list | tuple):
         value = "|".join(str(cell(v)) for v in value)
     elif isinstance(value, dict):
@@ -51,8 +54,14 @@ def csv_stream(header: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> Iter
 
     writer.writerow(header)
     yield take()
+    pending = 0
     for row in rows:
         writer.writerow([cell(row.get(name)) for name in header])
+        pending += 1
+        if pending == FLUSH_ROWS:    # a few hundred rows per chunk: fewer, larger writes to the socket
+            yield take()
+            pending = 0
+    if pending:
         yield take()
 
 
@@ -67,8 +76,14 @@ def _dumps(row: Mapping[str, Any]) -> str:
 
 
 def jsonl_stream(rows: Iterable[Mapping[str, Any]]) -> Iterator[str]:
+    batch: list[str] = []
     for row in rows:
-        yield _dumps(row) + "\n"
+        batch.append(_dumps(row) + "\n")
+        if len(batch) == FLUSH_ROWS:
+            yield "".join(batch)
+            batch.clear()
+    if batch:
+        yield "".join(batch)
 
 
 def json_array_stream(rows: Iterable[Mapping[str, Any]]) -> Iterator[str]:
