@@ -33,10 +33,19 @@ def main() -> None:
     now = datetime.now(UTC)
     captured = (now - timedelta(days=10)).isoformat()
     consents = workdir / "consents.csv"
+    formats = ["+1 212-{a}-{b}", "(212) {a}-{b}", "212.{a}.{b}", "1-212-{a}-{b}", "212{a}{b}"]
     with consents.open("w") as out:
-        out.write("email,phone,channel,purpose,consent_type,captured_at,source,external_id\n")
+        out.write("email,phone,channel,purpose,consent_type,captured_at,source,proof_uri\n")
         for i in range(args.rows):
-            out.write(f"person{i}@corp{i % 500}.com,,email,marketing,double_opt_in,{captured},crm,crm-{i}\n")
+            n = i if i % 20 else i // 2                    # about 5% of rows name someone seen before
+            a, b = f"{200 + n // 10000 % 800:03d}", f"{n % 10000:04d}"
+            if i % 100 == 99:
+                out.write(f"not-an-email,,email,marketing,double_opt_in,{captured},crm,\n")   # 1% bad rows
+            elif i % 2:
+                phone = formats[i % len(formats)].format(a=a, b=b)
+                out.write(f",{phone},sms,marketing,express_written,{captured},web_form,https://proof.example.com/{n}\n")
+            else:
+                out.write(f"Person.{n}@Corp{n % 500}.com,,email,marketing,double_opt_in,{captured},crm,\n")
     started = time.perf_counter()
     with consents.open(newline="") as stream:
         result = import_consents(rt.store, rt.policy, stream, now)

@@ -10,7 +10,7 @@ import csv
 import sys
 from datetime import date
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import click
 
@@ -54,6 +54,15 @@ def _report(read: int, imported: int, rejected: list[Rejected], errors: Path | N
         sys.exit(2)
 
 
+def _progress(unit: str) -> Any:
+    """A progress bar on a terminal; nothing when output goes to a file or a pipe."""
+    if not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    return tqdm(unit=f" {unit}", file=sys.stderr)
+
+
 _errors_option = click.option("--errors", "errors", type=click.Path(dir_okay=False, path_type=Path), default=None,
                               help="write rejected rows to this CSV instead of stderr")
 _dry_run_option = click.option("--dry-run", is_flag=True, help="validate every row, write nothing")
@@ -68,11 +77,16 @@ def consents(file: Path, errors: Path | None, dry_run: bool) -> None:
     from consentgate.cli.base import open_runtime
 
     rt = open_runtime()
+    bar = _progress("rows")
     with _open(file) as stream:
         try:
-            result = import_consents(rt.store, rt.policy, stream, rt.clock(), dry_run=dry_run)
+            result = import_consents(rt.store, rt.policy, stream, rt.clock(), dry_run=dry_run,
+                                     progress=bar.update if bar else None)
         except ImportFileError as exc:
             raise click.ClickException(f"{file}: {exc.detail}") from None
+        finally:
+            if bar is not None:
+                bar.close()
     _report(result.read, result.imported, result.rejected, errors, "valid" if dry_run else "imported")
 
 
@@ -105,15 +119,10 @@ def dnc(file: Path, snapshot_date: object, replace: bool, errors: Path | None) -
 
     rt = open_runtime()
     snapshot = snapshot_date.date() if snapshot_date is not None else date.today()  # type: ignore[attr-defined]
-    progress = None
-    bar = None
-    if sys.stderr.isatty():
-        from tqdm import tqdm
-
-        bar = tqdm(unit=" numbers", file=sys.stderr)
-        progress = bar.update
+    bar = _progress("numbers")
     with _open(file) as stream:
-        result = import_dnc(rt.store, rt.policy, stream, rt.clock(), snapshot, replace=replace, progress=progress)
+        result = import_dnc(rt.store, rt.policy, stream, rt.clock(), snapshot, replace=replace,
+                            progress=bar.update if bar else None)
     if bar is not None:
         bar.close()
     if replace:

@@ -17,11 +17,13 @@ from typing import IO, Any
 from pydantic import ValidationError
 from sqlalchemy import update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
 from consentgate.core.addresses import normalise_phone
 from consentgate.core.policy import LoadedPolicy
 from consentgate.errors import ConsentgateError, ValidationFailed, pydantic_field_errors
+from consentgate.services.bulk_consents import import_chunk
 from consentgate.services.consents import write_consent
 from consentgate.services.directory import upsert_identity
 from consentgate.services.revocations import write_suppression
@@ -30,6 +32,7 @@ from consentgate.store.db import Store
 from consentgate.store.models import DncNumber
 
 CHUNK = 1000
+BULK_CHUNK = 5000
 DNC_CHUNK = 5000
 CONSENT_COLUMNS = ("email", "phone", "identity_id", "channel", "purpose", "consent_type", "captured_at", "source",
                    "proof_uri", "proof_sha256", "brand", "consent_text", "ip", "user_agent", "expires_at")
@@ -93,25 +96,36 @@ def _run(store: Store, reader: csv.DictReader[str], write: Callable[[Session, di
          dry_run: bool) -> ImportResult:
     result = ImportResult()
     for chunk in _chunks(reader, CHUNK):
-        with store.transaction() as session:
-            for line, row in chunk:
-                result.read += 1
-                try:
-                    with session.begin_nested():
-                        write(session, row)
-                        if dry_run:
-                            raise _DryRun
-                    result.imported += 1
-                except _DryRun:
-                    result.imported += 1
-                except ValidationError as exc:
-                    for error in pydantic_field_errors(exc):
-                        result.rejected.append(Rejected(line, error.field, error.message, row))
-                except ValidationFailed as exc:
-                    for failure in exc.errors:
-                        result.rejected.append(Rejected(line, failure.field, failure.message, row))
-                except ConsentgateError as exc:
-                    result.rejected.append(Rejected(line, "", exc.detail, row))
+        partial = _run_rows(store, chunk, write, dry_run)
+        result.read += partial.read
+        result.imported += partial.imported
+        result.rejected.extend(partial.rejected)
+    return result
+
+
+def _run_rows(store: Store, chunk: list[tuple[int, dict[str, str]]],
+              write: Callable[[Session, dict[str, str]], None], dry_run: bool = False) -> ImportResult:
+    """Rows one at a time, each in its own savepoint, in one transaction."""
+    result = ImportResult()
+    with store.transaction() as session:
+        for line, row in chunk:
+            result.read += 1
+            try:
+                with session.begin_nested():
+                    write(session, row)
+                    if dry_run:
+                        raise _DryRun
+                result.imported += 1
+            except _DryRun:
+                result.imported += 1
+            except ValidationError as exc:
+                for error in pydantic_field_errors(exc):
+                    result.rejected.append(Rejected(line, error.field, error.message, row))
+            except ValidationFailed as exc:
+                for failure in exc.errors:
+                    result.rejected.append(Rejected(line, failure.field, failure.message, row))
+            except ConsentgateError as exc:
+                result.rejected.append(Rejected(line, "", exc.detail, row))
     return result
 
 
@@ -120,26 +134,49 @@ class _DryRun(Exception):
 
 
 def import_consents(store: Store, policy: LoadedPolicy, stream: IO[str], now: datetime,
-                    dry_run: bool = False) -> ImportResult:
+                    dry_run: bool = False, progress: Callable[[int], None] | None = None) -> ImportResult:
     reader = _reader(stream, CONSENT_COLUMNS + IDENTITY_COLUMNS, CONSENT_REQUIRED)
+    if dry_run:
+        return _run(store, reader, lambda session, row: _write_consent_row(session, row, policy, now), True)
+    result = ImportResult()
+    for chunk in _chunks(reader, BULK_CHUNK):
+        result.read += len(chunk)
+        try:
+            with store.transaction() as session:
+                outcome = import_chunk(session, chunk, policy, now)
+        except IntegrityError:
+            # Someone wrote one of these addresses meanwhile: settle the chunk row by row.
+            slow_rows, outcome = chunk, None
+        else:
+            result.imported += outcome.imported
+            for line, errors, row in outcome.rejected:
+                result.rejected.extend(Rejected(line, e.field, e.message, row) for e in errors)
+            slow_rows = outcome.slow
+        if slow_rows:
+            rows_only = _run_rows(store, slow_rows, lambda session, row: _write_consent_row(session, row, policy, now))
+            result.imported += rows_only.imported
+            result.rejected.extend(rows_only.rejected)
+        if progress:
+            progress(len(chunk))
+    result.rejected.sort(key=lambda r: r.line)
+    return result
 
-    def write(session: Session, row: dict[str, str]) -> None:
-        cells = _cells(row, CONSENT_COLUMNS + IDENTITY_COLUMNS)
-        if cells.get("email") or cells.get("phone"):
-            attributes = {k: cells[k] for k in ("timezone", "state", "country", "name") if k in cells}
-            upsert_identity(session, IdentityIn(
-                email=cells.get("email"), phone=cells.get("phone"), external_id=cells.get("external_id"),
-                company_domain=cells.get("company_domain"),
-                attributes=Attributes(**attributes) if attributes else None), policy, None, now)
-        consent = {k: v for k, v in cells.items() if k in CONSENT_COLUMNS}
-        channel_kind = policy.channels[consent["channel"]].address if consent.get("channel") in policy.channels \
-            else None
-        # A row may name both addresses; the consent belongs to the one its channel uses.
-        if channel_kind and "email" in consent and "phone" in consent:
-            consent.pop("phone" if channel_kind == "email" else "email")
-        write_consent(session, ConsentIn.model_validate(consent), policy, None, now)
 
-    return _run(store, reader, write, dry_run)
+def _write_consent_row(session: Session, row: dict[str, str], policy: LoadedPolicy, now: datetime) -> None:
+    cells = _cells(row, CONSENT_COLUMNS + IDENTITY_COLUMNS)
+    if cells.get("email") or cells.get("phone"):
+        attributes = {k: cells[k] for k in ("timezone", "state", "country", "name") if k in cells}
+        upsert_identity(session, IdentityIn(
+            email=cells.get("email"), phone=cells.get("phone"), external_id=cells.get("external_id"),
+            company_domain=cells.get("company_domain"),
+            attributes=Attributes(**attributes) if attributes else None), policy, None, now)
+    consent = {k: v for k, v in cells.items() if k in CONSENT_COLUMNS}
+    channel_kind = policy.channels[consent["channel"]].address if consent.get("channel") in policy.channels \
+        else None
+    # A row may name both addresses; the consent belongs to the one its channel uses.
+    if channel_kind and "email" in consent and "phone" in consent:
+        consent.pop("phone" if channel_kind == "email" else "email")
+    write_consent(session, ConsentIn.model_validate(consent), policy, None, now)
 
 
 def import_suppressions(store: Store, policy: LoadedPolicy, stream: IO[str], now: datetime,

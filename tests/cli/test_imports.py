@@ -96,3 +96,24 @@ def test_dnc_both_formats_and_replace(env, rows) -> None:  # type: ignore[no-unt
     listed = {n.phone: n.removed_at for n in rows(DncNumber)}
     assert listed["+13055550120"] is not None
     assert listed["+13055550121"] is None and listed["+13055550122"] is None
+
+
+def test_bulk_rows_dedupe_merge_and_chain(env, rows, store) -> None:  # type: ignore[no-untyped-def]
+    from consentgate.store import chain
+
+    csv_file = env / "mix.csv"
+    csv_file.write_text(
+        "email,phone,channel,purpose,consent_type,captured_at,source\n"
+        f"one@corp.com,,email,marketing,double_opt_in,{WHEN},crm\n"
+        f"ONE@corp.com,(305) 555-0130,email,informational,double_opt_in,{WHEN},crm\n"   # same person, new phone
+        f",+13055550130,sms,informational,express,{WHEN},crm\n"                      # the phone again
+        f"two@corp.com,,email,marketing,double_opt_in,{WHEN},crm\n"
+        f"two@corp.com,305-555-0130,email,marketing,double_opt_in,{WHEN},crm\n")     # names two people: a merge
+    result = run("import", "consents", str(csv_file))
+    assert result.exit_code == 0, result.output
+    assert len(rows(ConsentEvent)) == 5
+    live = [p for p in rows(Identity) if p.merged_into_id is None]
+    assert len(live) == 1
+    with store.transaction(write=False) as session:
+        verified = chain.verify(session)
+    assert verified.ok and verified.checked >= 5
