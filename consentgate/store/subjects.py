@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import or_
 from sqlmodel import Session, col, select
@@ -172,3 +173,88 @@ def _national_dnc(session: Session, identity_id: int, target: ContactPoint | Non
         return []
     return [SuppressionFact(id=_DNC_FACT_ID, kind="dnc_national", contact_point_id=target.id,
                             identity_id=identity_id, created_at=row.added_at)]
+
+
+def load_subjects(session: Session, policy: LoadedPolicy, secret: str,
+                  wanted: list[tuple[Identity | None, ContactPoint | None]], at_by_index: list[datetime]
+                  ) -> list[Subject]:
+    """Subjects for many requests at once: a handful of set-based queries for the whole batch."""
+    people = {i.id: i for i, _ in wanted if i is not None and i.id is not None}
+    if not people:
+        return [Subject(identity=None, target=contact_point_fact(t) if t else None) for _, t in wanted]
+    groups: dict[int, list[int]] = {pid: [pid] for pid in people}
+    for absorbed, survivor_id in session.execute(select(Identity.id, Identity.merged_into_id).where(
+            col(Identity.merged_into_id).in_(list(people)))):
+        groups[survivor_id].append(absorbed)
+    owner = {member: pid for pid, members in groups.items() for member in members}
+    all_ids = list(owner)
+    cps: dict[int, list[ContactPoint]] = {}
+    for cp in session.exec(select(ContactPoint).where(col(ContactPoint.identity_id).in_(list(people)))):
+        cps.setdefault(cp.identity_id, []).append(cp)
+    targets = [t.id for _, t in wanted if t is not None and t.id is not None]
+    consents: dict[int, list[Any]] = {}
+    for row in session.exec(select(ConsentEvent).where(col(ConsentEvent.contact_point_id).in_(targets))):
+        consents.setdefault(row.contact_point_id, []).append(consent_fact(row))
+    domains = {p.account_domain for p in people.values() if p.account_domain}
+    revocations: dict[int, list[RevocationFact]] = {}
+    by_domain: dict[str, list[RevocationFact]] = {}
+    scope = col(Revocation.identity_id).in_(all_ids)
+    if domains:
+        scope = or_(scope, (Revocation.scope == "account") & col(Revocation.account_domain).in_(list(domains)))
+    for row in session.exec(select(Revocation).where(scope)):
+        fact = revocation_fact(row)
+        if row.identity_id in owner:
+            revocations.setdefault(owner[row.identity_id], []).append(fact)
+        if row.scope == "account" and row.account_domain:
+            by_domain.setdefault(row.account_domain, []).append(fact)
+    hashes = {tombstone_hash(secret, cp.kind, cp.value): cp for cps_of in cps.values() for cp in cps_of
+              if cp.value is not None}
+    tombstones: dict[int, list[RevocationFact]] = {}
+    if hashes:
+        for row in session.exec(select(Tombstone).where(col(Tombstone.address_hash).in_(list(hashes)),
+                                                        col(Tombstone.lifted_at).is_(None))):
+            cp = hashes[row.address_hash]
+            tombstones.setdefault(cp.identity_id, []).append(RevocationFact(
+                id=row.id or 0, identity_id=cp.identity_id, scope="identity",
+                channels=tuple(row.channels or ("*",)), purposes=tuple(row.purposes or ("*",)),
+                brands=tuple(row.brands or ("*",)), received_at=row.received_at, effective_at=row.erased_at,
+                source=row.reason_kind, contact_point_id=cp.id, tombstone=True))
+    suppressions: dict[int, list[SuppressionFact]] = {}
+    for row in session.exec(select(Suppression).where(col(Suppression.identity_id).in_(all_ids))):
+        suppressions.setdefault(owner[row.identity_id], []).append(suppression_fact(row))
+    phones = {t.value: t for _, t in wanted if t is not None and t.kind == "phone" and t.value}
+    listed = {row.phone: row for row in session.exec(select(DncNumber).where(
+        col(DncNumber.phone).in_(list(phones)), col(DncNumber.removed_at).is_(None)))} if phones else {}
+    since = min(at_by_index) - lookback(policy)
+    touches: dict[int, list[TouchFact]] = {}
+    for row in session.exec(select(Touch).where(col(Touch.identity_id).in_(all_ids), Touch.at >= since)):
+        touches.setdefault(owner[row.identity_id], []).append(touch_fact(row))
+    account_touches: dict[str, list[TouchFact]] = {}
+    if domains and any(cap.per == "account" for cap in policy.policy.fatigue_caps):
+        for row in session.exec(select(Touch).where(col(Touch.account_domain).in_(list(domains)), Touch.at >= since)):
+            account_touches.setdefault(row.account_domain or "", []).append(touch_fact(row))
+
+    out = []
+    for identity, target in wanted:
+        if identity is None or identity.id is None:
+            out.append(Subject(identity=None, target=contact_point_fact(target) if target else None))
+            continue
+        pid = identity.id
+        own_revocations = list(revocations.get(pid, []))
+        seen = {r.id for r in own_revocations}
+        own_revocations += [r for r in by_domain.get(identity.account_domain or "", []) if r.id not in seen]
+        own_suppressions = list(suppressions.get(pid, []))
+        if target is not None and target.value in listed:
+            own_suppressions.append(SuppressionFact(id=_DNC_FACT_ID, kind="dnc_national", contact_point_id=target.id,
+                                                    identity_id=pid, created_at=listed[target.value].added_at))
+        out.append(Subject(
+            identity=identity_fact(identity),
+            target=contact_point_fact(target) if target is not None else None,
+            contact_points=tuple(contact_point_fact(cp) for cp in cps.get(pid, []) if cp.value is not None),
+            consents=tuple(consents.get(target.id, [])) if target is not None and target.id is not None else (),
+            revocations=tuple(own_revocations + tombstones.get(pid, [])),
+            suppressions=tuple(own_suppressions),
+            touches=tuple(touches.get(pid, [])),
+            account_touches=tuple(account_touches.get(identity.account_domain or "", [])),
+        ))
+    return out

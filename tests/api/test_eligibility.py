@@ -166,3 +166,28 @@ def test_two_senders_never_both_take_the_last_slot(app, keys) -> None:  # type: 
     for t in threads:
         t.join()
     assert results.count(True) == 1
+
+
+def test_batch_answers_as_single_checks_do(client, keys) -> None:  # type: ignore[no-untyped-def]
+    consent(client, keys)                                               # PHONE: allowed
+    consent(client, keys, phone="+13055550192")
+    client.post("/v1/revocations", json={"phone": "+13055550192", "channels": ["sms"]}, headers=keys["writer"])
+    consent(client, keys, phone="+13055550193", consent_type="express", proof_uri=None)
+    client.post("/v1/suppressions", json={"phone": "+13055550194", "kind": "dnc_national"}, headers=keys["writer"])
+    client.post("/v1/identities", json={"email": "boss@acme.io"}, headers=keys["writer"])
+    client.post("/v1/identities", json={"email": "peer@acme.io"}, headers=keys["writer"])
+    client.post("/v1/revocations", json={"email": "boss@acme.io", "channels": ["*"], "scope": "account"},
+                headers=keys["writer"])
+    ident = client.post("/v1/identities", json={"email": "ok@corp.com"}, headers=keys["writer"]).get_json()
+    items = [{"phone": p, "channel": c, "purpose": u}
+             for p in (PHONE, "+13055550192", "+13055550193", "+13055550194", "+13055550195")
+             for c in ("sms", "voice") for u in ("marketing", "transactional")]
+    items += [{"email": e, "channel": "email", "purpose": "marketing", "program": "reactivation"}
+              for e in ("peer@acme.io", "boss@acme.io", "ok@corp.com")]
+    items += [{"identity_id": ident["identity_id"], "channel": "email", "purpose": "marketing"}]
+    batch = client.post("/v1/eligibility/batch", json={"items": items}, headers=keys["sender"]).get_json()["decisions"]
+    for item, from_batch in zip(items, batch, strict=True):
+        single = ask(client, keys, **{"phone": None, **item})
+        assert (from_batch["allowed"], codes(from_batch)) == (single["allowed"], codes(single)), item
+        assert from_batch["decision_id"] != single["decision_id"]
+    assert sum(1 for d in batch if d["allowed"]) >= 3
