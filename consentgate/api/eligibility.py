@@ -10,8 +10,8 @@ from consentgate.api.openapi import documented
 from consentgate.services.eligibility import (
     EligibilityIn,
     TouchIn,
+    check,
     decide_batch,
-    decide_one,
     decision_answer,
     record_touch,
     release_reservation,
@@ -36,9 +36,8 @@ def _count(answers: list[dict]) -> None:  # type: ignore[type-arg]
 def eligibility() -> Response:
     rt = runtime()
     item = parse_body(EligibilityIn)
-    with rt.store.transaction() as session:
-        record, decision = decide_one(session, item, rt.policy, rt.secret_key, current_actor(), rt.clock())
-        answer = decision_answer(record, decision)
+    record, decision = check(rt.store, item, rt.policy, rt.secret_key, current_actor(), rt.clock())
+    answer = decision_answer(record, decision)
     _count([answer])
     return jsonify(answer)
 

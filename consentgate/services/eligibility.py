@@ -39,6 +39,7 @@ from consentgate.services.identities import (
 from consentgate.services.keys import Actor
 from consentgate.services.policies import remember_policy
 from consentgate.services.schemas import AddressIn, utc
+from consentgate.store.db import Store
 from consentgate.store.models import ContactPoint, DecisionRecord, Identity, Touch
 from consentgate.store.subjects import load_subject, load_subjects
 
@@ -115,6 +116,38 @@ def reasons_json(decision: Decision) -> list[dict[str, Any]]:
             for r in decision.reasons]
 
 
+def check(store: Store, item: EligibilityIn, policy: LoadedPolicy, secret: str, actor: Actor | None,
+          now: datetime) -> tuple[DecisionRecord, Decision]:
+    """One eligibility question, as the API asks it.
+
+    A reservation is decided and written in one locking transaction. A plain check reads in a
+    read transaction (no write lock while the rules run) and then logs the decision in a short
+    write of its own, so concurrent checks barely wait for each other; the decision is on disk
+    before the answer leaves, either way.
+    """
+    if item.reserve:
+        with store.transaction() as session:
+            return decide_one(session, item, policy, secret, actor, now)
+    with store.transaction(write=False) as session:
+        _check_channel(item, policy, "")
+        at = utc(item.at) or now
+        identity, target, named = _target(session, item, item.channel, policy, "")
+        subject = load_subject(session, policy, secret, identity=identity, target=target, at=at)
+        decision = decide(subject, _request(item, at), policy)
+    row = _record_row(item, identity, named, at, decision, policy, actor, now)
+    with store.transaction() as session:
+        remember_policy(session, policy, now)
+        record = DecisionRecord(**row)
+        session.add(record)
+        session.flush()
+    return record, decision
+
+
+def _request(item: EligibilityIn, at: datetime) -> EligibilityRequest:
+    return EligibilityRequest(channel=item.channel, purpose=item.purpose, at=at, program=item.program,
+                              segment=item.segment, campaign=item.campaign, brand=item.brand)
+
+
 def decide_one(session: Session, item: EligibilityIn, policy: LoadedPolicy, secret: str, actor: Actor | None,
                now: datetime, prefix: str = "") -> tuple[DecisionRecord, Decision]:
     """Decide, log and (when asked and allowed) reserve, in the caller's transaction."""
@@ -122,21 +155,9 @@ def decide_one(session: Session, item: EligibilityIn, policy: LoadedPolicy, secr
     at = utc(item.at) or now
     identity, target, named = _target(session, item, item.channel, policy, prefix)
     subject = load_subject(session, policy, secret, identity=identity, target=target, at=at, lock=item.reserve)
-    request = EligibilityRequest(channel=item.channel, purpose=item.purpose, at=at, program=item.program,
-                                 segment=item.segment, campaign=item.campaign, brand=item.brand)
-    decision = decide(subject, request, policy)
+    decision = decide(subject, _request(item, at), policy)
     remember_policy(session, policy, now)
-    record = DecisionRecord(
-        identity_id=identity.id if identity else None, channel=item.channel, purpose=item.purpose,
-        request={**named, "channel": item.channel, "purpose": item.purpose, "program": item.program,
-                 "segment": item.segment, "campaign": item.campaign, "brand": item.brand, "at": iso_z(at),
-                 "reserve": item.reserve},
-        allowed=decision.allowed, reasons=reasons_json(decision),
-        codes=",".join(sorted({str(r.code) for r in decision.reasons})),
-        next_allowed_at=decision.next_allowed_at, consent_id=decision.consent.id if decision.consent else None,
-        policy_version=policy.version, decided_at=now, api_key_id=actor.key_id if actor else None,
-        is_test=bool(identity and identity.is_test),
-    )
+    record = DecisionRecord(**_record_row(item, identity, named, at, decision, policy, actor, now))
     session.add(record)
     session.flush()
     if item.reserve and decision.allowed and identity is not None and identity.id is not None:
@@ -216,9 +237,7 @@ def _decide_bulk(session: Session, bulk: list[tuple[int, EligibilityIn, Any]], p
     remember_policy(session, policy, now)
     rows, decisions = [], []
     for (_, item, _), (identity, _), subject, at, request_named in zip(bulk, wanted, subjects, ats, named, strict=True):
-        decision = decide(subject, EligibilityRequest(channel=item.channel, purpose=item.purpose, at=at,
-                                                      program=item.program, segment=item.segment,
-                                                      campaign=item.campaign, brand=item.brand), policy)
+        decision = decide(subject, _request(item, at), policy)
         decisions.append(decision)
         rows.append(_record_row(item, identity, request_named, at, decision, policy, actor, now))
     table = DecisionRecord.__table__  # type: ignore[attr-defined]
