@@ -32,8 +32,10 @@ LUA = """
 math.randomseed(os.time())
 request = function()
   local n = math.random(0, %(people)d - 1)
-  local body = string.format('{"phone": "+1212%%07d", "channel": "sms", "purpose": "marketing", "program": "reactivation"}', 2000000 + n)
-  return wrk.format("POST", "%(path)s", {["Content-Type"] = "application/json", ["Authorization"] = "Bearer %(key)s"}, body)
+  local body = string.format('{"phone": "+1212%%07d", "channel": "sms", "purpose": "marketing", '
+    .. '"program": "reactivation"}', 2000000 + n)
+  local headers = {["Content-Type"] = "application/json", ["Authorization"] = "Bearer %(key)s"}
+  return wrk.format("POST", "%(path)s", headers, body)
 end
 """
 
