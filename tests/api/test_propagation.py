@@ -33,7 +33,7 @@ def test_revocations_reach_every_subscriber_signed(client, keys, runtime, clock,
     client.post("/v1/revocations", json={"phone": "+13055550144", "channels": ["sms"]}, headers=keys["writer"])
     [pending] = rows(OutboxMessage)
     assert pending.status == "pending"
-    downstream = Downstream(failures=1)
+    downstream = Downstream(failures=2)
     first = deliver_due(runtime.store, clock.now, downstream)
     assert (first.attempted, first.failed) == (1, 1)
     [retry] = rows(OutboxMessage)
@@ -41,6 +41,11 @@ def test_revocations_reach_every_subscriber_signed(client, keys, runtime, clock,
     # Not due yet: nothing is sent.
     assert deliver_due(runtime.store, clock.now, downstream).attempted == 0
     clock.set(retry.next_attempt_at)
+    assert deliver_due(runtime.store, clock.now, downstream).failed == 1
+    [again] = rows(OutboxMessage)
+    # Exponential backoff: the second wait is twice the first.
+    assert again.next_attempt_at - clock.now == 2 * (retry.next_attempt_at - NOON_ET)
+    clock.set(again.next_attempt_at)
     assert deliver_due(runtime.store, clock.now, downstream).acknowledged == 1
     [done] = rows(OutboxMessage)
     assert done.status == "acknowledged" and done.acknowledged_at == clock.now
