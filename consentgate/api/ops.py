@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+
 from flask import Blueprint, Response, jsonify
 
 from consentgate.api.context import runtime
 from consentgate.api.openapi import documented
+from consentgate.services.propagation import sla_summary
 from consentgate.store.migrate import current_revision, head_revision
+
+log = logging.getLogger(__name__)
 
 bp = Blueprint("ops", __name__)
 
@@ -42,4 +47,11 @@ def readyz() -> tuple[Response, int]:
 @documented("Prometheus metrics", tags=["operations"], auth=False,
             responses={200: "text/plain"})
 def metrics() -> Response:
-    return Response(runtime().metrics.render(), mimetype="text/plain; version=0.0.4")
+    rt = runtime()
+    try:
+        # The SLA gauges are read at scrape time, so an alert needs no scheduler in this process.
+        for status, count in sla_summary(rt.store, rt.policy, rt.clock()).items():
+            rt.metrics.sla.labels(status=status).set(count)
+    except Exception:  # metrics must answer even when the store does not; /readyz reports that
+        log.warning("could not compute the revocation SLA gauges", exc_info=True)
+    return Response(rt.metrics.render(), mimetype="text/plain; version=0.0.4")

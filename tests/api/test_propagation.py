@@ -74,3 +74,12 @@ def test_subscriptions_need_admin_and_a_web_url(client, keys) -> None:  # type: 
                        headers=keys["writer"]).status_code == 403
     bad = client.post("/v1/subscriptions", json={"name": "x", "url": "ftp://x"}, headers=keys["admin"])
     assert bad.status_code == 422 and bad.get_json()["errors"][0]["field"] == "url"
+
+
+def test_metrics_show_revocations_at_risk(client, keys, clock) -> None:  # type: ignore[no-untyped-def]
+    clock.set(NOON_ET)
+    client.post("/v1/subscriptions", json={"name": "crm", "url": "https://crm.example.com/hook"}, headers=keys["admin"])
+    client.post("/v1/revocations", json={"email": "m@corp.com", "channels": ["email"]}, headers=keys["writer"])
+    clock.set(datetime(2026, 12, 9, 15, 0, tzinfo=UTC))
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'consentgate_revocation_sla{status="at_risk"} 1.0' in text
