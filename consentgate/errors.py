@@ -18,6 +18,7 @@ an RFC 9457 problem document (see ``consentgate.api.problems``)::
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -127,3 +128,11 @@ def pydantic_field_errors(exc: ValidationError, prefix: str = "") -> list[FieldE
             field, message = message.split(": ", 1)
         out.append(FieldError(f"{prefix}{field}" if field else prefix.rstrip("."), message))
     return out
+
+
+def problem_fields(exc: ConsentgateError) -> dict[str, Any]:
+    """An error as the fields of a problem document, for answers that carry one per item."""
+    body: dict[str, Any] = {"status": status_of(exc), "title": exc.title, "detail": exc.detail or exc.title}
+    if isinstance(exc, ValidationFailed):
+        body["errors"] = [{"field": e.field, "message": e.message} for e in exc.errors]
+    return body

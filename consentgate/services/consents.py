@@ -17,8 +17,8 @@ from consentgate.errors import (
     ConsentgateError,
     FieldError,
     ValidationFailed,
+    problem_fields,
     pydantic_field_errors,
-    status_of,
 )
 from consentgate.services.identities import contact_point_for_channel, resolve_for_write
 from consentgate.services.keys import Actor
@@ -133,7 +133,5 @@ def write_consent_batch(store: Store, items: Sequence[Any], policy: LoadedPolicy
 
 
 def _failed(index: int, exc: ConsentgateError) -> BatchResult:
-    body: dict[str, Any] = {"title": exc.title, "detail": exc.detail or exc.title}
-    if isinstance(exc, ValidationFailed):
-        body["errors"] = [{"field": e.field, "message": e.message} for e in exc.errors]
-    return BatchResult(index, status_of(exc), body)
+    body = problem_fields(exc)
+    return BatchResult(index, body.pop("status"), body)

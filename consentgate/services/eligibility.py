@@ -26,8 +26,8 @@ from consentgate.errors import (
     ConsentgateError,
     NotFound,
     ValidationFailed,
+    problem_fields,
     pydantic_field_errors,
-    status_of,
 )
 from consentgate.services.identities import (
     contact_point_for_channel,
@@ -267,11 +267,7 @@ def _record_row(item: EligibilityIn, identity: Identity | None, named: dict[str,
 
 
 def _problem(index: int, exc: ConsentgateError) -> dict[str, Any]:
-    body: dict[str, Any] = {"index": index, "allowed": False, "status": status_of(exc), "title": exc.title,
-                            "detail": exc.detail}
-    if isinstance(exc, ValidationFailed):
-        body["errors"] = [{"field": e.field, "message": e.message} for e in exc.errors]
-    return body
+    return {"index": index, "allowed": False, **problem_fields(exc)}
 
 
 def record_touch(session: Session, item: TouchIn, policy: LoadedPolicy, actor: Actor | None,
