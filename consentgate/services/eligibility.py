@@ -136,7 +136,7 @@ def check(store: Store, item: EligibilityIn, policy: LoadedPolicy, secret: str, 
         decision = decide(subject, _request(item, at), policy)
     row = _record_row(item, identity, named, at, decision, policy, actor, now)
     with store.transaction() as session:
-        remember_policy(session, policy, now)
+        remember_policy(session, policy, now, store)
         record = DecisionRecord(**row)
         session.add(record)
         session.flush()

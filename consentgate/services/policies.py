@@ -10,12 +10,21 @@ from sqlmodel import Session
 
 from consentgate.core.policy import LoadedPolicy, Policy, build
 from consentgate.errors import NotFound
+from consentgate.store.db import Store
 from consentgate.store.models import PolicyVersion
 
 
-def remember_policy(session: Session, policy: LoadedPolicy, now: datetime) -> None:
-    """Store the policy's canonical content once, in the caller's transaction."""
+def remember_policy(session: Session, policy: LoadedPolicy, now: datetime, store: Store | None = None) -> None:
+    """Store the policy's canonical content once, in the caller's transaction.
+
+    With ``store`` given, a version this process already stored there is not looked up again:
+    the hot path then costs nothing. (Versions are never deleted, so the memo cannot go stale.)
+    """
+    if store is not None and policy.version in store.stored_policy_versions:
+        return
     if session.get(PolicyVersion, policy.version) is not None:
+        if store is not None:
+            store.stored_policy_versions.add(policy.version)
         return
     try:
         with session.begin_nested():

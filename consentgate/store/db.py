@@ -105,6 +105,8 @@ class Store:
         self.engine = get_engine(self.url)
         self.dialect = self.engine.dialect.name
         self._read_engine = self.engine.execution_options(sqlite_begin="BEGIN")
+        # Policy versions this process has already stored here (see services.policies).
+        self.stored_policy_versions: set[str] = set()
 
     @property
     def is_sqlite(self) -> bool:

@@ -48,6 +48,14 @@ def lookback(policy: LoadedPolicy) -> timedelta:
     return max(spans, default=timedelta(days=1)) + timedelta(days=1)
 
 
+def _t(model: Any) -> Any:
+    return model.__table__
+
+
+def _rows(session: Session, statement: Any) -> list[Any]:
+    return list(session.execute(statement))
+
+
 def group_ids(session: Session, identity_id: int) -> list[int]:
     absorbed = session.exec(select(Identity.id).where(Identity.merged_into_id == identity_id)).all()
     return [identity_id, *[i for i in absorbed if i is not None]]
@@ -66,44 +74,46 @@ def load_subject(session: Session, policy: LoadedPolicy, secret: str, *, identit
     if lock and session.get_bind().dialect.name == "postgresql":
         session.exec(select(Identity.id).where(Identity.id == identity.id).with_for_update())
     cutoff = as_of
-    ids = group_ids(session, identity.id)
-    cps = list(session.exec(select(ContactPoint).where(ContactPoint.identity_id == identity.id)))
+    # The person and everyone merged into them, as a subquery: no round trip of its own. Rows are
+    # read through Core (plain tuples with named fields), which the fact builders accept as they are.
+    ids = select(Identity.id).where(or_(Identity.id == identity.id, Identity.merged_into_id == identity.id))
+    cps = _rows(session, select(_t(ContactPoint)).where(ContactPoint.identity_id == identity.id))
 
-    consent_q = select(ConsentEvent).where(col(ConsentEvent.identity_id).in_(ids))
+    consent_q = select(_t(ConsentEvent)).where(col(ConsentEvent.identity_id).in_(ids))
     if target is not None:
         consent_q = consent_q.where(ConsentEvent.contact_point_id == target.id)
     if cutoff is not None:
         consent_q = consent_q.where(ConsentEvent.recorded_at <= cutoff)
-    consents = [consent_fact(row) for row in session.exec(consent_q)]
+    consents = [consent_fact(row) for row in _rows(session, consent_q)]
 
     scope = col(Revocation.identity_id).in_(ids)
     if identity.account_domain:
         scope = or_(scope, (Revocation.scope == "account") & (Revocation.account_domain == identity.account_domain))
-    revocation_q = select(Revocation).where(scope)
+    revocation_q = select(_t(Revocation)).where(scope)
     if cutoff is not None:
         revocation_q = revocation_q.where(Revocation.effective_at <= cutoff)
-    revocations = [_as_of(revocation_fact(row), cutoff) for row in session.exec(revocation_q)]
+    revocations = [_as_of(revocation_fact(row), cutoff) for row in _rows(session, revocation_q)]
     revocations += _tombstones(session, secret, identity.id, cps, cutoff)
 
-    suppression_q = select(Suppression).where(col(Suppression.identity_id).in_(ids))
+    suppression_q = select(_t(Suppression)).where(col(Suppression.identity_id).in_(ids))
     if cutoff is not None:
         suppression_q = suppression_q.where(Suppression.created_at <= cutoff)
-    suppressions = [suppression_fact(row) for row in session.exec(suppression_q)]
+    suppressions = [suppression_fact(row) for row in _rows(session, suppression_q)]
     suppressions += _national_dnc(session, identity.id, target, cutoff)
 
     since = at - lookback(policy)
-    touch_q = select(Touch).where(col(Touch.identity_id).in_(ids), Touch.at >= since)
+    touch_q = select(_t(Touch)).where(col(Touch.identity_id).in_(ids), Touch.at >= since)
     if cutoff is not None:
         touch_q = touch_q.where(Touch.created_at <= cutoff)
         if exclude_decision is not None:
             touch_q = touch_q.where(or_(col(Touch.decision_id).is_(None), Touch.decision_id != exclude_decision))
-    touches = tuple(_touch_as_of(touch_fact(row), row, cutoff) for row in session.exec(touch_q))
+    touches = tuple(_touch_as_of(touch_fact(row), row, cutoff) for row in _rows(session, touch_q))
     account_touches: tuple[TouchFact, ...] = ()
     if identity.account_domain and any(cap.per == "account" for cap in policy.policy.fatigue_caps):
-        account_q = select(Touch).where(Touch.account_domain == identity.account_domain, Touch.at >= since)
+        account_q = select(_t(Touch)).where(Touch.account_domain == identity.account_domain, Touch.at >= since)
         if cutoff is not None:
             account_q = account_q.where(Touch.created_at <= cutoff)
-        account_touches = tuple(touch_fact(row) for row in session.exec(account_q))
+        account_touches = tuple(touch_fact(row) for row in _rows(session, account_q))
 
     return Subject(
         identity=identity_fact(identity),
@@ -146,12 +156,12 @@ def _tombstones(session: Session, secret: str, identity_id: int, cps: list[Conta
     by_hash = {tombstone_hash(secret, cp.kind, cp.value): cp for cp in cps if cp.value is not None}
     if not by_hash:
         return []
-    query = select(Tombstone).where(col(Tombstone.address_hash).in_(list(by_hash)),
-                                    col(Tombstone.lifted_at).is_(None))
+    query = select(_t(Tombstone)).where(col(Tombstone.address_hash).in_(list(by_hash)),
+                                        col(Tombstone.lifted_at).is_(None))
     if cutoff is not None:
         query = query.where(Tombstone.erased_at <= cutoff)
     facts = []
-    for row in session.exec(query):
+    for row in _rows(session, query):
         cp = by_hash[row.address_hash]
         facts.append(RevocationFact(
             id=row.id or 0, identity_id=identity_id, scope="identity",
@@ -166,7 +176,7 @@ def _national_dnc(session: Session, identity_id: int, target: ContactPoint | Non
                   cutoff: datetime | None) -> list[SuppressionFact]:
     if target is None or target.kind != "phone" or target.value is None:
         return []
-    row = session.get(DncNumber, target.value)
+    row = session.execute(select(_t(DncNumber)).where(DncNumber.phone == target.value)).first()
     if row is None or (row.removed_at is not None and (cutoff is None or row.removed_at <= cutoff)):
         return []
     if cutoff is not None and row.added_at > cutoff:
