@@ -53,7 +53,8 @@ def _t(model: Any) -> Any:
 
 
 def _rows(session: Session, statement: Any) -> list[Any]:
-    return list(session.execute(statement))
+    # Straight to the connection: Core statements need none of the ORM session's machinery.
+    return list(session.connection().execute(statement))
 
 
 def group_ids(session: Session, identity_id: int) -> list[int]:
@@ -176,7 +177,8 @@ def _national_dnc(session: Session, identity_id: int, target: ContactPoint | Non
                   cutoff: datetime | None) -> list[SuppressionFact]:
     if target is None or target.kind != "phone" or target.value is None:
         return []
-    row = session.execute(select(_t(DncNumber)).where(DncNumber.phone == target.value)).first()
+    found = _rows(session, select(_t(DncNumber)).where(DncNumber.phone == target.value))
+    row = found[0] if found else None
     if row is None or (row.removed_at is not None and (cutoff is None or row.removed_at <= cutoff)):
         return []
     if cutoff is not None and row.added_at > cutoff:
