@@ -16,13 +16,14 @@ from types import SimpleNamespace
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import insert, select, tuple_
+from sqlalchemy import insert
 from sqlmodel import Session
 
 from consentgate.core.addresses import Address, company_domain_of, normalise_email, normalise_phone
 from consentgate.core.policy import LoadedPolicy
 from consentgate.errors import ConsentgateError, FieldError, ValidationFailed, pydantic_field_errors
 from consentgate.services.consents import check_consent
+from consentgate.services.identities import find_contact_points
 from consentgate.services.schemas import ConsentIn, utc
 from consentgate.store import chain
 from consentgate.store.models import ConsentEvent, ContactPoint, Identity
@@ -108,13 +109,8 @@ def import_chunk(session: Session, rows: Sequence[tuple[int, dict[str, str]]], p
         return ChunkOutcome(0, rejected, slow)
 
     wanted = {a for p in planned for a in p.addresses}
-    known: dict[Address, tuple[int, int]] = {}      # address -> (contact point id, identity id)
-    pairs = [(a.kind, a.value) for a in wanted]
-    for start in range(0, len(pairs), 500):
-        for cp_id, identity_id, kind, value in session.execute(
-                select(ContactPoint.id, ContactPoint.identity_id, ContactPoint.kind, ContactPoint.value)
-                .where(tuple_(ContactPoint.kind, ContactPoint.value).in_(pairs[start:start + 500]))):
-            known[Address(kind, value)] = (cp_id, identity_id)
+    known: dict[Address, tuple[int, int]] = {
+        address: (cp.id or 0, cp.identity_id) for address, cp in find_contact_points(session, wanted).items()}
 
     # Who each row is: an existing identity id, or a new person ("new", n) shared by rows naming the same address.
     owner: dict[Address, Any] = {a: ("old", known[a][1]) for a in wanted if a in known}

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import AwareDatetime, Field, ValidationError
-from sqlalchemy import insert, tuple_
+from sqlalchemy import insert
 from sqlmodel import Session, col, select, update
 
 from consentgate.core.addresses import Address
@@ -32,6 +32,7 @@ from consentgate.errors import (
 from consentgate.services.identities import (
     contact_point_for_channel,
     find_by_address,
+    find_contact_points,
     normalise_ref,
     resolve_for_write,
     survivor,
@@ -212,12 +213,7 @@ def decide_batch(session: Session, items: Sequence[Any], policy: LoadedPolicy, s
 
 def _decide_bulk(session: Session, bulk: list[tuple[int, EligibilityIn, Any]], policy: LoadedPolicy, secret: str,
                  actor: Actor | None, now: datetime) -> list[tuple[int, dict[str, Any]]]:
-    addresses = list({t for _, _, t in bulk if isinstance(t, Address)})
-    found: dict[Address, ContactPoint] = {}
-    for start in range(0, len(addresses), 500):
-        pairs = [(a.kind, a.value) for a in addresses[start:start + 500]]
-        for cp in session.exec(select(ContactPoint).where(tuple_(ContactPoint.kind, ContactPoint.value).in_(pairs))):
-            found[Address(cp.kind, cp.value or "")] = cp
+    found = find_contact_points(session, (t for _, _, t in bulk if isinstance(t, Address)))
     people = {p.id: p for p in session.exec(select(Identity).where(
         col(Identity.id).in_({cp.identity_id for cp in found.values()})))}
     wanted: list[tuple[Identity | None, ContactPoint | None]] = []

@@ -8,11 +8,12 @@ requests racing to create the same person end with one identity.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from consentgate.core.addresses import Address, company_domain_of, normalise_email, normalise_phone
 from consentgate.core.policy import LoadedPolicy
@@ -147,3 +148,17 @@ def contact_point_for_channel(
 def identity_group(session: Session, survivor_id: int) -> list[int]:
     """The survivor's id and every id merged into it (merges are kept one level deep)."""
     return group_ids(session, survivor_id)
+
+
+def find_contact_points(session: Session, addresses: Iterable[Address]) -> dict[Address, ContactPoint]:
+    """The contact points of many addresses, by kind and a list of values (the unique index serves it)."""
+    by_kind: dict[str, list[str]] = {}
+    for address in set(addresses):
+        by_kind.setdefault(address.kind, []).append(address.value)
+    found: dict[Address, ContactPoint] = {}
+    for kind, values in by_kind.items():
+        for start in range(0, len(values), 1000):
+            for cp in session.exec(select(ContactPoint).where(
+                    ContactPoint.kind == kind, col(ContactPoint.value).in_(values[start:start + 1000]))):
+                found[Address(kind, cp.value or "")] = cp  # type: ignore[arg-type]
+    return found
