@@ -127,3 +127,19 @@ def test_erasure_needs_admin_and_an_existing_person(client, keys, person) -> Non
     assert client.delete(f"/v1/identities/{person}", headers=keys["admin"]).status_code == 404
     view = client.get(f"/v1/identities/{person}", headers=keys["auditor"]).get_json()
     assert view["erased"] is True and all(cp["value"] is None for cp in view["contact_points"])
+
+
+def test_reports_and_evidence_show_erased_records_as_erased(client, keys, person) -> None:  # type: ignore[no-untyped-def]
+    client.delete(f"/v1/identities/{person}", headers=keys["admin"])
+    consents = client.get("/v1/reports/consents", headers=keys["auditor"]).get_json()
+    assert consents and all(r["erased"] and r["address"] is None and r["ip"] is None for r in consents)
+    revocations = client.get("/v1/reports/revocations?format=csv", headers=keys["auditor"]).get_data(as_text=True)
+    assert "3055550177" not in revocations and "STOP texting" not in revocations
+    bundle = client.get(f"/v1/identities/{person}/evidence", headers=keys["auditor"]).get_json()
+    assert bundle["erasures"] and bundle["identity"]["erased"] is True
+    assert all(cp["value"] is None and cp["erased"] for cp in bundle["contact_points"])
+    assert all(r["raw_text"] is None and r["erased"] for r in bundle["revocations"])
+    import json as _json
+    text = _json.dumps(bundle).lower()
+    for secret in ("erin.erased", "erin erased", "3055550177", "198.51.100.23", "erinbrowser"):
+        assert secret not in text, text[max(0, text.find(secret) - 120):text.find(secret) + 60]
