@@ -11,6 +11,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     CONSENTGATE_ENV=production \
     CONSENTGATE_POLICY=/app/policies/default.yaml \
     CONSENTGATE_AUTO_MIGRATE=false \
+    CONSENTGATE_DATABASE_URL=sqlite:////app/data/consentgate.db \
     WORKERS=2
 RUN groupadd --system --gid 10001 consentgate \
     && useradd --system --uid 10001 --gid consentgate --home-dir /app --no-create-home consentgate
@@ -18,6 +19,8 @@ COPY --from=build /install /usr/local
 WORKDIR /app
 COPY --chown=consentgate:consentgate migrations ./migrations
 COPY --chown=consentgate:consentgate policies ./policies
+# The embedded store needs a writable place; production points CONSENTGATE_DATABASE_URL at PostgreSQL.
+RUN install -d -o consentgate -g consentgate /app/data
 USER 10001
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=3s --start-period=10s --retries=3 \
