@@ -14,6 +14,7 @@ import io
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any
 
 from consentgate.core.timefmt import iso_z
@@ -24,10 +25,15 @@ FLUSH_ROWS = 500
 
 def cell(value: Any) -> Any:
     """One CSV cell: instants in UTC with Z, lists joined by ``|``, text made formula-safe."""
+    kind = type(value)
     if value is None:
         return ""
-    if type(value) is str:
+    if kind is str:
         return "'" + value if value.startswith(_FORMULA_STARTS) else value
+    if kind is int:
+        return value
+    if kind is datetime and value.tzinfo is UTC:
+        return value.isoformat().replace("+00:00", "Z")
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
@@ -55,8 +61,9 @@ def csv_stream(header: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> Iter
     writer.writerow(header)
     yield take()
     pending = 0
+    values = itemgetter(*header) if len(header) > 1 else (lambda row: (row[header[0]],))
     for row in rows:
-        writer.writerow([cell(row.get(name)) for name in header])
+        writer.writerow([cell(v) for v in values(row)])
         pending += 1
         if pending == FLUSH_ROWS:    # a few hundred rows per chunk: fewer, larger writes to the socket
             yield take()
