@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request
 
 from consentgate.api.auth import current_actor, require
-from consentgate.api.context import json_body, parse_body, runtime
+from consentgate.api.context import batch_items, json_body, parse_body, runtime
 from consentgate.api.openapi import documented
 from consentgate.services.consents import consent_answer, write_consent, write_consent_batch
 from consentgate.services.idempotency import run_idempotent
@@ -37,7 +37,7 @@ def record() -> tuple[Response, int]:
             tags=["consents"], body=BatchIn)
 def batch() -> Response:
     rt = runtime()
-    items = parse_body(BatchIn).items
+    items = batch_items(BatchIn)
     results = write_consent_batch(rt.store, items, rt.policy, current_actor(), rt.clock())
     return jsonify({
         "results": [{"index": r.index, "status": r.status, **r.body} for r in results],

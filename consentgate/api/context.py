@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 from flask import current_app, request
 from pydantic import BaseModel
 
-from consentgate.errors import BadRequest
+from consentgate.errors import BadRequest, ValidationFailed
 from consentgate.runtime import Runtime
 
 M = TypeVar("M", bound=BaseModel)
@@ -37,3 +37,12 @@ def parse_body(model: type[M]) -> M:
 def parse_query(model: type[M]) -> M:
     """Validate the query string against ``model``."""
     return model.model_validate(request.args.to_dict())
+
+
+def batch_items(model: type[M]) -> list[Any]:
+    """The ``items`` of a batch body, refused (422) beyond ``CONSENTGATE_MAX_BATCH``."""
+    items: list[Any] = parse_body(model).items  # type: ignore[attr-defined]
+    limit = runtime().settings.max_batch
+    if len(items) > limit:
+        raise ValidationFailed.field("items", f"at most {limit} items per batch (CONSENTGATE_MAX_BATCH)")
+    return items

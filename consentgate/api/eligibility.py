@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify
 
 from consentgate.api.auth import current_actor, require
-from consentgate.api.context import parse_body, runtime
+from consentgate.api.context import batch_items, parse_body, runtime
 from consentgate.api.openapi import documented
 from consentgate.services.eligibility import (
     EligibilityIn,
@@ -47,7 +47,7 @@ def eligibility() -> Response:
 @documented("Up to 10,000 eligibility questions; answers in input order", tags=["eligibility"], body=BatchIn)
 def eligibility_batch() -> Response:
     rt = runtime()
-    items = parse_body(BatchIn).items
+    items = batch_items(BatchIn)
     with rt.store.transaction() as session:
         answers = decide_batch(session, items, rt.policy, rt.secret_key, current_actor(), rt.clock())
     _count(answers)

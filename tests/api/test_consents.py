@@ -91,3 +91,11 @@ def test_batch_bad_items_fail_alone(client, keys, clock, rows) -> None:  # type:
 def test_batch_limit(client, keys, clock) -> None:  # type: ignore[no-untyped-def]
     answer = client.post("/v1/consents/batch", json={"items": [{}] * 10_001}, headers=keys["writer"])
     assert answer.status_code == 422
+
+
+def test_batch_limit_is_configurable(client, keys, clock, runtime, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(runtime, "settings", runtime.settings.model_copy(update={"max_batch": 2}))
+    items = [consent(clock, phone=f"+1305555{2000 + i:04d}") for i in range(3)]
+    answer = client.post("/v1/consents/batch", json={"items": items}, headers=keys["writer"])
+    assert answer.status_code == 422 and answer.get_json()["errors"][0]["field"] == "items"
+    assert client.post("/v1/eligibility/batch", json={"items": [{}] * 3}, headers=keys["sender"]).status_code == 422
