@@ -16,7 +16,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import insert
+from sqlalchemy import insert, text
 from sqlmodel import Session
 
 from consentgate.core.addresses import Address, company_domain_of, normalise_email, normalise_phone
@@ -78,10 +78,27 @@ class _EventRow(SimpleNamespace):
 
 
 def _insert_returning(session: Session, model: Any, rows: list[dict[str, Any]]) -> list[int]:
-    """Insert many rows through Core (no ORM bookkeeping) and return their ids in input order."""
+    """Insert many rows through Core (no ORM bookkeeping) and return their ids in input order.
+
+    On PostgreSQL the ids are drawn from the table's sequence first and the rows go in with COPY,
+    several times faster than multi-row INSERT ... RETURNING.
+    """
+    if not rows:
+        return []
     table = model.__table__
-    statement = insert(table).returning(table.c.id, sort_by_parameter_order=True)
-    return [row[0] for row in session.connection().execute(statement, rows)]
+    connection = session.connection()
+    if connection.dialect.name != "postgresql":
+        statement = insert(table).returning(table.c.id, sort_by_parameter_order=True)
+        return [row[0] for row in connection.execute(statement, rows)]
+    ids = list(connection.execute(
+        text(f"SELECT nextval(pg_get_serial_sequence('{table.name}', 'id')) FROM generate_series(1, :n)"),
+        {"n": len(rows)}).scalars())
+    quoted = ", ".join(f'"{name}"' for name in ["id", *rows[0]])
+    raw = connection.connection.driver_connection
+    with raw.cursor() as cursor, cursor.copy(f'COPY "{table.name}" ({quoted}) FROM STDIN') as copy:
+        for row_id, row in zip(ids, rows, strict=True):
+            copy.write_row([row_id, *row.values()])
+    return ids
 
 
 def import_chunk(session: Session, rows: Sequence[tuple[int, dict[str, str]]], policy: LoadedPolicy,
