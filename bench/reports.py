@@ -2,7 +2,9 @@
 
     .venv/bin/python bench/reports.py [--rows 200000]
 
-Each size runs in a fresh process so peak RSS is its own. Uses temporary SQLite stores.
+Each size runs in a fresh process so peak RSS is its own. Uses temporary SQLite stores; with
+``--postgresql ADMIN_URL`` (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test) each run
+creates its own database there and drops it afterwards.
 """
 
 from __future__ import annotations
@@ -19,7 +21,29 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_one(rows: int) -> None:
+def run_one(rows: int, admin_url: str | None) -> None:
+    if admin_url is None:
+        _measure(rows, None)
+        return
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"consentgate_bench_reports_{rows}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        _measure(rows, make_url(admin_url).set(database=name).render_as_string(hide_password=False))
+    finally:
+        from consentgate.store.db import dispose_all
+
+        dispose_all()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def _measure(rows: int, url: str | None) -> None:
     from sqlalchemy import insert
 
     from consentgate.app import create_app
@@ -27,7 +51,7 @@ def run_one(rows: int) -> None:
     from consentgate.store.models import ConsentEvent, ContactPoint, Identity
 
     workdir = Path(tempfile.mkdtemp(prefix="consentgate-bench-"))
-    app = create_app({"database_url": f"sqlite:///{workdir}/bench.db", "secret_file": str(workdir / "secret"),
+    app = create_app({"database_url": url or f"sqlite:///{workdir}/bench.db", "secret_file": str(workdir / "secret"),
                       "policy": str(ROOT / "policies" / "default.yaml"), "log_level": "WARNING"})
     rt = app.extensions["consentgate"]
     now = datetime.now(UTC)
@@ -50,20 +74,23 @@ def run_one(rows: int) -> None:
     lines = sum(chunk.count(b"\n") for chunk in response.response)
     elapsed = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(f"{rows:>9,} rows: {lines - 1:,} streamed in {elapsed:.1f} s = {(lines - 1) / elapsed:,.0f} rows/s; "
+    print(f"{rows:>9,} rows ({rt.store.dialect}): {lines - 1:,} streamed in {elapsed:.1f} s = "
+          f"{(lines - 1) / elapsed:,.0f} rows/s; "
           f"peak RSS {peak / 1024:.0f} MB (+{(peak - before) / 1024:.0f} MB while streaming)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument("--postgresql", metavar="ADMIN_URL", default=None)
     parser.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one is not None:
-        run_one(args.one)
+        run_one(args.one, args.postgresql)
         return
+    extra = ["--postgresql", args.postgresql] if args.postgresql else []
     for size in (args.rows // 20, args.rows):
-        subprocess.run([sys.executable, __file__, "--one", str(size)], check=True)
+        subprocess.run([sys.executable, __file__, "--one", str(size), *extra], check=True)
 
 
 if __name__ == "__main__":

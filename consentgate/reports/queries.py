@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Select, and_, func, select
+from sqlalchemy import Select, String, and_, func, select, type_coerce
 from sqlmodel import Session, col
 
 from consentgate.core.business_days import business_days_between
@@ -60,6 +60,17 @@ def _stream(session: Session, statement: Select[Any]) -> Iterator[Any]:
     yield from session.execute(statement.execution_options(yield_per=BATCH))
 
 
+_INSTANTS = ("captured_at", "recorded_at", "expires_at")
+
+
+def _iso_text(column: Any, dialect: str) -> Any:
+    """An instant as RFC 3339 UTC text, formatted in SQL (no Python datetime per cell)."""
+    if dialect == "postgresql":
+        return func.to_char(func.timezone("UTC", column), 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+    # SQLite keeps naive UTC as 'YYYY-MM-DD HH:MM:SS.ffffff'.
+    return func.replace(type_coerce(column, String), " ", "T").concat("Z")
+
+
 _CONSENT_FIELDS = ("id", "identity_id", "channel", "purpose", "consent_type", "captured_at", "recorded_at", "source",
                    "proof_uri", "proof_sha256", "brand", "consent_text", "ip", "user_agent", "expires_at",
                    "api_key_id", "erased_at")
@@ -68,9 +79,13 @@ _CONSENT_FIELDS = ("id", "identity_id", "channel", "purpose", "consent_type", "c
 def consents(session: Session, *, since: datetime | None = None, until: datetime | None = None,
              channel: str | None = None, purpose: str | None = None, brand: str | None = None,
              source: str | None = None) -> Iterator[dict[str, Any]]:
-    # Plain columns, not ORM objects: the export runs at the speed of the cursor.
+    # Plain columns, not ORM objects, and instants formatted by the database: the export runs at
+    # the speed of the cursor.
     table = ConsentEvent.__table__.c  # type: ignore[attr-defined]
-    statement = (select(*(table[name] for name in _CONSENT_FIELDS), ContactPoint.kind, ContactPoint.value)
+    dialect = session.get_bind().dialect.name
+    fields = [_iso_text(table[name], dialect).label(name) if name in _INSTANTS else table[name]
+              for name in _CONSENT_FIELDS]
+    statement = (select(*fields, ContactPoint.kind, ContactPoint.value)
                  .join(ContactPoint, ContactPoint.id == table.contact_point_id)  # type: ignore[arg-type]
                  .join(Identity, Identity.id == table.identity_id)  # type: ignore[arg-type]
                  .where(_real_people()).order_by(table.id))
