@@ -73,43 +73,42 @@ def _span(delta: timedelta) -> str:
     return f"{seconds}s"
 
 
+def cadence_windows(cadence: SegmentCadence) -> list[tuple[int, timedelta]]:
+    """A cadence as rolling limits: (at most N touches, within a window).
+
+    Stage k allows the touches of stages 1..k before stage k+1 opens (its ``after``); the whole
+    playbook, then its pause, bounds the last one. Rolling limits are what make the cadence safe:
+    one more touch can only ever delay the next, never bring it forward.
+    """
+    limits = []
+    total = 0
+    for index, stage in enumerate(cadence.stages):
+        total += stage.touches
+        following = cadence.stages[index + 1] if index + 1 < len(cadence.stages) else None
+        if following is not None:
+            limits.append((total, following.after))
+        else:
+            span = max(s.after + s.within for s in cadence.stages)
+            limits.append((total, span + cadence.pause))
+    return limits
+
+
 def cadence_limit(policy: LoadedPolicy, request: EligibilityRequest, touches: Iterable[TouchFact]) -> Limit | None:
-    """The segment's playbook: stages of touches within windows from the first touch, then a pause."""
+    """The segment's playbook (e.g. no-show: 2 touches in 72 h, one more at day 7, then a pause)."""
     if request.segment is None or request.segment not in policy.policy.segment_cadences:
         return None
-    cadence = policy.policy.segment_cadences[request.segment]
     at = request.at
-    times = sorted(t.at for t in touches if t.segment == request.segment and counts(t, at) and t.at <= at)
-    span = max(s.after + s.within for s in cadence.stages)
-    start = _cycle_start(cadence, span, times)
-    if start is None or at >= start + span + cadence.pause:
+    times = sorted(t.at for t in touches if t.segment == request.segment and counts(t, at))
+    frees: datetime | None = None
+    for most, window in cadence_windows(policy.policy.segment_cadences[request.segment]):
+        inside = [t for t in times if t > at - window]
+        if len(inside) >= most:
+            leaves = inside[len(inside) - most] + window
+            frees = leaves if frees is None else max(frees, leaves)
+    if frees is None:
         return None
-    used = [t for t in times if t >= start]
-    next_at: datetime | None = None
-    remaining = list(used)
-    for stage in cadence.stages:
-        opens, closes = start + stage.after, start + stage.after + stage.within
-        taken = [t for t in remaining if opens <= t < closes][: stage.touches]
-        for t in taken:
-            remaining.remove(t)
-        if len(taken) >= stage.touches:
-            continue
-        if opens <= at < closes:
-            return None
-        if at < opens and (next_at is None or opens < next_at):
-            next_at = opens
-    resume = next_at or start + span + cadence.pause
-    return Limit(ReasonCode.SEGMENT_CADENCE,
-                 f"segment {request.segment}: the cadence allows no touch now", resume,
-                 {"segment": request.segment, "cycle_started_at": start, "touches_in_cycle": len(used)})
-
-
-def _cycle_start(cadence: SegmentCadence, span: timedelta, times: list[datetime]) -> datetime | None:
-    start = None
-    for t in times:
-        if start is None or t >= start + span + cadence.pause:
-            start = t
-    return start
+    return Limit(ReasonCode.SEGMENT_CADENCE, f"segment {request.segment}: the cadence allows no touch now", frees,
+                 {"segment": request.segment, "touches_counted": len(times)})
 
 
 def repermission_touches(policy: LoadedPolicy, touches: Iterable[TouchFact], at: datetime) -> int:
