@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 from nacl.signing import SigningKey
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
@@ -30,6 +31,12 @@ from consentgate.store.db import Store, dispose_all
 from consentgate.store.migrate import upgrade
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# Property tests explore the same examples on every run, so a CI result can be reproduced;
+# HYPOTHESIS_PROFILE=explore draws fresh examples each time (run it when changing the rules).
+settings.register_profile("repeatable", derandomize=True, deadline=None)
+settings.register_profile("explore", deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 DEFAULT_PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 # A fixed Ed25519 key pair stands in for the Telnyx account's key in webhook tests.
 TELNYX_SEED = bytes(range(32))
