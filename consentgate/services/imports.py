@@ -227,12 +227,13 @@ def import_dnc(store: Store, policy: LoadedPolicy, stream: IO[str], now: datetim
     """Load the registry file: new numbers added, listed ones refreshed, absent ones removed with ``replace``."""
     result = DncResult()
     batch: list[dict[str, Any]] = []
+    upsert = _upsert(store)
 
     def flush() -> None:
         if not batch:
             return
         with store.transaction() as session:
-            session.execute(_upsert(store, batch))
+            session.execute(upsert, batch)
         result.loaded += len(batch)
         if progress:
             progress(len(batch))
@@ -261,10 +262,16 @@ def import_dnc(store: Store, policy: LoadedPolicy, stream: IO[str], now: datetim
     return result
 
 
-def _upsert(store: Store, rows: list[dict[str, Any]]) -> Any:
+def _upsert(store: Store) -> Any:
+    """One upsert statement, run with a batch of rows as its parameters.
+
+    Rows go as parameters rather than in ``.values(rows)``: SQLAlchemy then compiles the statement
+    once for the whole file (a 5,000-row VALUES list took it ~0.4 s to compile, per batch), and the
+    driver sends the batch as multi-row statements (PostgreSQL) or one prepared statement (SQLite).
+    """
     table = DncNumber.__table__  # type: ignore[attr-defined]
     dialect = postgresql if store.dialect == "postgresql" else sqlite
-    statement = dialect.insert(table).values(rows)
+    statement = dialect.insert(table)
     # A number already listed keeps its first added_at; it is listed again as of this snapshot.
     return statement.on_conflict_do_update(
         index_elements=["phone"],
