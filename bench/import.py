@@ -1,6 +1,6 @@
 """Import speed: a CRM consent export and a National DNC Registry file.
 
-    .venv/bin/python bench/import.py [--rows 20000] [--dnc 1000000]
+    .venv/bin/python bench/import.py [--rows 100000] [--dnc 1000000]
 
 Uses a temporary SQLite store unless CONSENTGATE_DATABASE_URL is set.
 """
@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rows", type=int, default=20_000)
+    parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--dnc", type=int, default=1_000_000)
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="consentgate-bench-"))

@@ -63,7 +63,10 @@ def test_dry_run_and_errors_file(env, rows) -> None:  # type: ignore[no-untyped-
     result = run("import", "consents", "--dry-run", "--errors", str(errors), str(csv_file))
     assert result.exit_code == 2
     assert rows(ConsentEvent) == [] and rows(Identity) == []
-    assert "3,email," in errors.read_text()
+    assert "2 rows read, 1 valid, 1 rejected" in result.stdout
+    lines = errors.read_text().splitlines()
+    assert lines[0] == "line,field,message,email,channel,purpose,consent_type,captured_at,source"
+    assert lines[1].startswith("3,email,") and lines[1].endswith(f",bad,email,marketing,express,{WHEN},x")
 
 
 def test_unusable_files_exit_1(env) -> None:  # type: ignore[no-untyped-def]
@@ -117,3 +120,48 @@ def test_bulk_rows_dedupe_merge_and_chain(env, rows, store) -> None:  # type: ig
     with store.transaction(write=False) as session:
         verified = chain.verify(session)
     assert verified.ok and verified.checked >= 5
+
+
+def test_line_numbers_hold_across_chunks(env, rows, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Rows are numbered by file line, whichever chunk and path (bulk or one row at a time) they take."""
+    from consentgate.services import imports
+
+    monkeypatch.setattr(imports, "BULK_CHUNK", 3)
+    lines = ["email,channel,purpose,consent_type,captured_at,source,external_id"]
+    for i in range(10):
+        email = "not-an-email" if i in (2, 7) else f"p{i}@corp.com"
+        lines.append(f"{email},email,marketing,double_opt_in,{WHEN},crm,{'crm-9' if i == 9 else ''}")
+    csv_file = env / "chunks.csv"
+    csv_file.write_text("\n".join(lines) + "\n")
+    result = run("import", "consents", str(csv_file))
+    assert result.exit_code == 2
+    assert [line.split(":")[0] for line in result.stderr.splitlines()] == ["line 4", "line 9"]
+    assert "10 rows read, 8 imported, 2 rejected" in result.stdout
+    assert len(rows(ConsentEvent)) == 8
+
+
+def test_unreadable_bytes_stop_the_import_naming_the_line(env) -> None:  # type: ignore[no-untyped-def]
+    csv_file = env / "latin1.csv"
+    csv_file.write_bytes(b"email,channel,purpose,consent_type,captured_at,source\n"
+                         b"Jos\xe9@corp.com,email,marketing,double_opt_in,2026-01-01T00:00:00Z,crm\n")
+    result = run("import", "consents", str(csv_file))
+    assert result.exit_code == 1 and "cannot be read" in result.output
+
+
+def test_dnc_replace_keeps_numbers_of_the_same_snapshot(env, rows) -> None:  # type: ignore[no-untyped-def]
+    """Area-code files of one download, loaded one by one, do not remove each other."""
+    (env / "305.txt").write_text("3055550140\n")
+    (env / "786.txt").write_text("7865550141\n")
+    assert run("import", "dnc", "--snapshot-date", "2026-11-01", str(env / "305.txt")).exit_code == 0
+    result = run("import", "dnc", "--snapshot-date", "2026-11-01", "--replace", str(env / "786.txt"))
+    assert result.exit_code == 0 and "0 numbers no longer listed" in result.stdout
+    assert all(n.removed_at is None for n in rows(DncNumber)) and len(rows(DncNumber)) == 2
+
+
+def test_dnc_rejects_file(env) -> None:  # type: ignore[no-untyped-def]
+    registry = env / "dnc.txt"
+    registry.write_text("phone\n3055550150\n12345\n")
+    errors = env / "rejects.csv"
+    result = run("import", "dnc", "--errors", str(errors), str(registry))
+    assert result.exit_code == 2 and "2 rows read, 1 listed, 1 rejected" in result.stdout
+    assert errors.read_text().splitlines() == ["line,field,message,number", "3,phone,not a valid phone number,12345"]
