@@ -1,6 +1,6 @@
 """Report streaming: rows per second and peak memory at two sizes (memory must stay flat).
 
-    .venv/bin/python bench/reports.py [--rows 200000]
+    .venv/bin/python bench/reports.py [--rows 1000000]
 
 Each size runs in a fresh process so peak RSS is its own. Uses temporary SQLite stores; with
 ``--postgresql ADMIN_URL`` (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test) each run
@@ -81,7 +81,7 @@ def _measure(rows: int, url: str | None) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--postgresql", metavar="ADMIN_URL", default=None)
     parser.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()

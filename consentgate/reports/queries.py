@@ -17,6 +17,8 @@ from sqlmodel import Session, col
 
 from consentgate.core.business_days import business_days_between
 from consentgate.core.policy import LoadedPolicy
+from consentgate.reports.pgcopy import csv_by_copy
+from consentgate.reports.streaming import csv_tuples
 from consentgate.services.propagation import sla_status
 from consentgate.store.models import (
     ConsentEvent,
@@ -71,21 +73,33 @@ def _iso_text(column: Any, dialect: str) -> Any:
     return func.replace(type_coerce(column, String), " ", "T").concat("Z")
 
 
-_CONSENT_FIELDS = ("id", "identity_id", "channel", "purpose", "consent_type", "captured_at", "recorded_at", "source",
-                   "proof_uri", "proof_sha256", "brand", "consent_text", "ip", "user_agent", "expires_at",
-                   "api_key_id", "erased_at")
 
 
-def consents(session: Session, *, since: datetime | None = None, until: datetime | None = None,
-             channel: str | None = None, purpose: str | None = None, brand: str | None = None,
-             source: str | None = None) -> Iterator[dict[str, Any]]:
+def consents(session: Session, **filters: Any) -> Iterator[dict[str, Any]]:
+    for row in _stream(session, _consent_statement(session, **filters)):
+        yield row._asdict()
+
+
+def consents_csv(session: Session, **filters: Any) -> Iterator[str]:
+    """The consent report as CSV text; PostgreSQL writes the lines itself (COPY) for large exports."""
+    statement = _consent_statement(session, **filters)
+    if session.get_bind().dialect.name == "postgresql":
+        return csv_by_copy(session, CONSENT_COLUMNS, statement)
+    return csv_tuples(CONSENT_COLUMNS, _stream(session, statement))
+
+
+def _consent_statement(session: Session, *, since: datetime | None = None, until: datetime | None = None,
+                       channel: str | None = None, purpose: str | None = None, brand: str | None = None,
+                       source: str | None = None) -> Select[Any]:
     # Plain columns, not ORM objects, and instants formatted by the database: the export runs at
     # the speed of the cursor.
     table = ConsentEvent.__table__.c  # type: ignore[attr-defined]
     dialect = session.get_bind().dialect.name
-    fields = [_iso_text(table[name], dialect).label(name) if name in _INSTANTS else table[name]
-              for name in _CONSENT_FIELDS]
-    statement = (select(*fields, ContactPoint.kind, ContactPoint.value)
+    columns = {"consent_id": table.id, "address_kind": ContactPoint.kind, "address": ContactPoint.value,
+               "erased": table.erased_at.is_not(None)}
+    fields = [(_iso_text(table[name], dialect) if name in _INSTANTS else columns.get(name, table.get(name))).label(name)
+              for name in CONSENT_COLUMNS]
+    statement = (select(*fields)
                  .join(ContactPoint, ContactPoint.id == table.contact_point_id)  # type: ignore[arg-type]
                  .join(Identity, Identity.id == table.identity_id)  # type: ignore[arg-type]
                  .where(_real_people()).order_by(table.id))
@@ -93,14 +107,7 @@ def consents(session: Session, *, since: datetime | None = None, until: datetime
     for name, value in (("channel", channel), ("purpose", purpose), ("brand", brand), ("source", source)):
         if value is not None:
             statement = statement.where(table[name] == value)
-    for row in _stream(session, statement):
-        (cid, identity_id, ch, pu, consent_type, captured_at, recorded_at, src, proof_uri, proof_sha256, br, text,
-         ip, user_agent, expires_at, api_key_id, erased_at, kind, value) = row
-        yield {"consent_id": cid, "identity_id": identity_id, "address_kind": kind, "address": value,
-               "erased": erased_at is not None, "channel": ch, "purpose": pu, "consent_type": consent_type,
-               "captured_at": captured_at, "recorded_at": recorded_at, "source": src, "proof_uri": proof_uri,
-               "proof_sha256": proof_sha256, "brand": br, "consent_text": text, "ip": ip, "user_agent": user_agent,
-               "expires_at": expires_at, "api_key_id": api_key_id}
+    return statement
 
 
 def revocations(session: Session, policy: LoadedPolicy, now: datetime, *, since: datetime | None = None,

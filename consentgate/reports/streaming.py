@@ -19,7 +19,7 @@ from typing import Any
 
 from consentgate.core.timefmt import iso_z
 
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 FLUSH_ROWS = 500
 
 
@@ -29,7 +29,7 @@ def cell(value: Any) -> Any:
     if value is None:
         return ""
     if kind is str:
-        return "'" + value if value.startswith(_FORMULA_STARTS) else value
+        return "'" + value if value.startswith(FORMULA_STARTS) else value
     if kind is int:
         return value
     if kind is datetime and value.tzinfo is UTC:
@@ -45,10 +45,17 @@ def cell(value: Any) -> Any:
     elif isinstance(value, dict):
         value = json.dumps(value, sort_keys=True, default=str)
     text = str(value)
-    return "'" + text if text.startswith(_FORMULA_STARTS) else text
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
 def csv_stream(header: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> Iterator[str]:
+    """Rows as mappings, written in ``header`` order."""
+    values = itemgetter(*header) if len(header) > 1 else (lambda row: (row[header[0]],))
+    return csv_tuples(header, map(values, rows))
+
+
+def csv_tuples(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> Iterator[str]:
+    """Rows as sequences already in ``header`` order (database rows as they come)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
 
@@ -61,9 +68,8 @@ def csv_stream(header: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> Iter
     writer.writerow(header)
     yield take()
     pending = 0
-    values = itemgetter(*header) if len(header) > 1 else (lambda row: (row[header[0]],))
     for row in rows:
-        writer.writerow([cell(v) for v in values(row)])
+        writer.writerow([cell(v) for v in row])
         pending += 1
         if pending == FLUSH_ROWS:    # a few hundred rows per chunk: fewer, larger writes to the socket
             yield take()

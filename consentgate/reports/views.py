@@ -50,10 +50,13 @@ class OptoutQuery(ReportQuery):
 
 
 def _respond(name: str, fmt: Format, columns: list[str], rows: Callable[[Any], Iterator[dict[str, Any]]],
-             store: Store) -> Response:
+             store: Store, csv_body: Callable[[Any], Iterator[str]] | None = None) -> Response:
     def generate() -> Iterator[str]:
         # The read transaction lives as long as the stream: the cursor is read while the client downloads.
         with store.transaction(write=False) as session:
+            if fmt == "csv" and csv_body is not None:
+                yield from csv_body(session)
+                return
             found = rows(session)
             if fmt == "csv":
                 yield from csv_stream(columns, found)
@@ -75,9 +78,9 @@ def _respond(name: str, fmt: Format, columns: list[str], rows: Callable[[Any], I
             content_type="text/csv")
 def consent_report() -> Response:
     q = parse_query(ConsentQuery)
-    return _respond("consents", q.format, queries.CONSENT_COLUMNS, lambda s: queries.consents(
-        s, since=q.since, until=q.until, channel=q.channel, purpose=q.purpose, brand=q.brand, source=q.source),
-        runtime().store)
+    filters = q.model_dump(exclude={"format"})
+    return _respond("consents", q.format, queries.CONSENT_COLUMNS, lambda s: queries.consents(s, **filters),
+                    runtime().store, csv_body=lambda s: queries.consents_csv(s, **filters))
 
 
 @bp.get("/v1/reports/revocations")

@@ -131,3 +131,32 @@ def test_report_access_and_validation(client, keys) -> None:  # type: ignore[no-
     assert bad.status_code == 422 and bad.get_json()["errors"][0]["field"] == "format"
     assert client.get("/v1/reports/optouts?group_by=planet", headers=keys["auditor"]).status_code == 422
     assert client.get("/v1/reports/decisions?since=yesterday", headers=keys["auditor"]).status_code == 422
+
+
+AWKWARD = ["plain", "comma, inside", 'a "quoted" word', "two\nlines", "crlf\r\nend", "back\\slash\\n not a newline",
+           "tab\tinside", "=1+2", "-3", "@SUM(A1)", "\ttab first", "ünïcødé ✓", "   "]
+
+
+def test_consent_csv_matches_json_cell_for_cell(client, keys) -> None:  # type: ignore[no-untyped-def]
+    """Whichever way the store builds the CSV, it parses back to the JSON report's values, formula-safe."""
+    for i, text in enumerate(AWKWARD):
+        consent(client, keys, email=f"p{i}@corp.com", consent_text=text, user_agent=text, brand=None if i % 2 else "b")
+    first = report(client, keys, "consents")[0]["identity_id"]
+    assert client.delete(f"/v1/identities/{first}", headers=keys["admin"]).status_code == 200
+    as_json = report(client, keys, "consents")
+    assert as_json[0]["erased"] and not as_json[1]["erased"]
+    answer = client.get("/v1/reports/consents", query_string={"format": "csv"}, headers=keys["auditor"])
+    raw = answer.get_data(as_text=True)
+    assert raw.count("\r\n") == len(AWKWARD) + 1 + 2   # one per row end, header included, plus the one embedded CRLF
+    as_csv = list(csv.DictReader(io.StringIO(raw, newline="")))
+    def safe(value: str | None) -> str:
+        return "'" + value if value and value[0] in "=+-@\t" else value or ""
+
+    stored = [j["consent_text"] for j in as_json]
+    assert "two\nlines" in stored and "crlf\r\nend" in stored and "=1+2" in stored
+    assert [r["consent_text"] for r in as_csv] == [safe(t) for t in stored]
+    assert [r["user_agent"] for r in as_csv] == [safe(j["user_agent"]) for j in as_json]
+    for j, c in zip(as_json, as_csv, strict=True):
+        assert c["erased"] == ("true" if j["erased"] else "false")
+        assert c["consent_id"] == str(j["consent_id"]) and c["captured_at"] == j["captured_at"]
+        assert c["brand"] == (j["brand"] or "") and c["expires_at"] == ""
