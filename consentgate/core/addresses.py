@@ -133,9 +133,24 @@ _US_STATES = {
 _US_CODES = frozenset(_US_STATES.values())
 
 
-@lru_cache(maxsize=65536)
+# Every NANP area code lies in one state and one country, so a state found for one number holds
+# for its whole area code: the geocoder (slow) runs about once per area code, not once per number.
+_STATE_OF_AREA_CODE: dict[str, str] = {}
+
+
 def phone_us_state(e164: str) -> str | None:
     """The US state of a number's area code, from phonenumbers' geocoder; None outside the US."""
+    area = e164[2:5] if e164.startswith("+1") and len(e164) == 12 else None
+    if area is not None and area in _STATE_OF_AREA_CODE:
+        return _STATE_OF_AREA_CODE[area]
+    state = _geocoded_state(e164)
+    if area is not None and state is not None:
+        _STATE_OF_AREA_CODE[area] = state
+    return state
+
+
+@lru_cache(maxsize=65536)
+def _geocoded_state(e164: str) -> str | None:
     number = phonenumbers.parse(e164, None)
     if phonenumbers.region_code_for_number(number) not in ("US", "PR"):
         return None

@@ -8,7 +8,7 @@ gets it; on SQLite ``BEGIN IMMEDIATE`` serialises writers already.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -29,20 +29,13 @@ from consentgate.errors import (
     problem_fields,
     pydantic_field_errors,
 )
-from consentgate.services.identities import (
-    contact_point_for_channel,
-    find_by_address,
-    find_contact_points,
-    normalise_ref,
-    resolve_for_write,
-    survivor,
-)
+from consentgate.services.identities import find_contact_points, normalise_ref, resolve_for_write
 from consentgate.services.keys import Actor
 from consentgate.services.policies import remember_policy
 from consentgate.services.schemas import AddressIn, utc
 from consentgate.store.db import Store
 from consentgate.store.models import ContactPoint, DecisionRecord, Identity, Touch
-from consentgate.store.subjects import load_subject, load_subjects
+from consentgate.store.subjects import load_subject, load_subjects, read_address, read_channel_address, read_identity
 
 
 class EligibilityIn(AddressIn):
@@ -77,37 +70,39 @@ def _check_channel(item: EligibilityIn | TouchIn, policy: LoadedPolicy, prefix: 
 
 
 def _target(session: Session, item: AddressIn, channel: str, policy: LoadedPolicy,
-            prefix: str) -> tuple[Identity | None, ContactPoint | None, dict[str, Any]]:
-    """The person and the address a request names; unknown addresses give (None, None)."""
+            prefix: str) -> tuple[Any | None, Any | None, dict[str, Any]]:
+    """The person and the address a request names, as rows; unknown addresses give (None, None)."""
     wanted_kind = policy.channels[channel].address
     target = normalise_ref(item.ref(), policy, prefix)
+    conn = session.connection()
     if isinstance(target, Address):
         if target.kind != wanted_kind:
             raise ValidationFailed.field(prefix + target.kind, f"{channel} goes to a {wanted_kind} address")
-        found = find_by_address(session, target)
+        found = read_address(conn, target.kind, target.value)
         named = {"address": {"kind": target.kind, "value": target.value}}
         return (found[0], found[1], named) if found else (None, None, named)
-    identity = survivor(session, target)
+    identity = read_identity(conn, target)
     named = {"identity_id": target}
     if identity is None:
         return None, None, named
-    return identity, contact_point_for_channel(session, identity, wanted_kind), named
+    return identity, read_channel_address(conn, identity.id, wanted_kind), named
 
 
-def decision_answer(record: DecisionRecord, decision: Decision) -> dict[str, Any]:
+def decision_answer(record: Mapping[str, Any], decision: Decision) -> dict[str, Any]:
+    """The API's answer for a logged decision (``record``: the decision log row's values)."""
     consent = decision.consent
     return {
-        "allowed": record.allowed,
-        "decision_id": record.id,
-        "identity_id": record.identity_id,
-        "reasons": record.reasons,
-        "next_allowed_at": iso_z(record.next_allowed_at),
+        "allowed": record["allowed"],
+        "decision_id": record["id"],
+        "identity_id": record["identity_id"],
+        "reasons": record["reasons"],
+        "next_allowed_at": iso_z(record["next_allowed_at"]),
         "consent": None if consent is None else {
             "consent_id": consent.id, "consent_type": consent.consent_type,
             "captured_at": iso_z(consent.captured_at), "source": consent.source, "proof_uri": consent.proof_uri,
         },
-        "reservation_id": record.reservation_id,
-        "policy_version": record.policy_version,
+        "reservation_id": record["reservation_id"],
+        "policy_version": record["policy_version"],
     }
 
 
@@ -118,8 +113,8 @@ def reasons_json(decision: Decision) -> list[dict[str, Any]]:
 
 
 def check(store: Store, item: EligibilityIn, policy: LoadedPolicy, secret: str, actor: Actor | None,
-          now: datetime) -> tuple[DecisionRecord, Decision]:
-    """One eligibility question, as the API asks it.
+          now: datetime) -> tuple[dict[str, Any], Decision]:
+    """One eligibility question, as the API asks it: the decision log row's values and the decision.
 
     A reservation is decided and written in one locking transaction. A plain check reads in a
     read transaction (no write lock while the rules run) and then logs the decision in a short
@@ -128,7 +123,8 @@ def check(store: Store, item: EligibilityIn, policy: LoadedPolicy, secret: str, 
     """
     if item.reserve:
         with store.transaction() as session:
-            return decide_one(session, item, policy, secret, actor, now)
+            record, decision = decide_one(session, item, policy, secret, actor, now)
+            return record.model_dump(), decision
     with store.transaction(write=False) as session:
         _check_channel(item, policy, "")
         at = utc(item.at) or now
@@ -138,10 +134,11 @@ def check(store: Store, item: EligibilityIn, policy: LoadedPolicy, secret: str, 
     row = _record_row(item, identity, named, at, decision, policy, actor, now)
     with store.transaction() as session:
         remember_policy(session, policy, now, store)
-        record = DecisionRecord(**row)
-        session.add(record)
-        session.flush()
-    return record, decision
+        row["id"] = session.connection().execute(_LOG_DECISION, row).scalar_one()
+    return row, decision
+
+
+_LOG_DECISION = insert(DecisionRecord.__table__).returning(DecisionRecord.__table__.c.id)  # type: ignore[attr-defined]
 
 
 def _request(item: EligibilityIn, at: datetime) -> EligibilityRequest:
@@ -198,7 +195,7 @@ def decide_batch(session: Session, items: Sequence[Any], policy: LoadedPolicy, s
             if item.reserve:
                 with session.begin_nested():
                     record, decision = decide_one(session, item, policy, secret, actor, now, prefix)
-                out[index] = decision_answer(record, decision)
+                out[index] = decision_answer(record.model_dump(), decision)
             else:
                 bulk.append((index, item, target))
         except ValidationError as exc:
@@ -224,9 +221,10 @@ def _decide_bulk(session: Session, bulk: list[tuple[int, EligibilityIn, Any]], p
             wanted.append((people.get(cp.identity_id), cp) if cp is not None else (None, None))
             named.append({"address": {"kind": target.kind, "value": target.value}})
         else:
-            identity = survivor(session, target)
+            identity = read_identity(session.connection(), target)
             kind = policy.channels[item.channel].address
-            wanted.append((identity, contact_point_for_channel(session, identity, kind) if identity else None))
+            wanted.append((identity, read_channel_address(session.connection(), identity.id, kind)
+                           if identity else None))
             named.append({"identity_id": target})
     ats = [utc(item.at) or now for _, item, _ in bulk]
     subjects = load_subjects(session, policy, secret, wanted, ats)
@@ -241,8 +239,7 @@ def _decide_bulk(session: Session, bulk: list[tuple[int, EligibilityIn, Any]], p
         insert(table).returning(table.c.id, sort_by_parameter_order=True), rows)]
     answers = []
     for (index, _, _), row, decision, decision_id in zip(bulk, rows, decisions, ids, strict=True):
-        record = DecisionRecord(**{**row, "id": decision_id})
-        answers.append((index, decision_answer(record, decision)))
+        answers.append((index, decision_answer({**row, "id": decision_id}, decision)))
     return answers
 
 

@@ -6,11 +6,12 @@ made later are undone), so a logged decision can be replayed against the data it
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import or_
+from sqlalchemy import Connection, bindparam, or_
 from sqlmodel import Session, col, select
 
 from consentgate.core.facts import RevocationFact, Subject, SuppressionFact, TouchFact
@@ -52,69 +53,129 @@ def _t(model: Any) -> Any:
     return model.__table__
 
 
-def _rows(session: Session, statement: Any) -> list[Any]:
-    # Straight to the connection: Core statements need none of the ORM session's machinery.
-    return list(session.connection().execute(statement))
-
-
 def group_ids(session: Session, identity_id: int) -> list[int]:
     absorbed = session.exec(select(Identity.id).where(Identity.merged_into_id == identity_id)).all()
     return [identity_id, *[i for i in absorbed if i is not None]]
 
 
-def load_subject(session: Session, policy: LoadedPolicy, secret: str, *, identity: Identity | None,
-                 target: ContactPoint | None, at: datetime, as_of: datetime | None = None,
+# The gate's look-ups are built once and executed with parameters: building a statement costs
+# more than running it on the hot path. Their rows are Core rows with named fields, which the
+# fact builders (and the gate's callers) read like the ORM objects.
+_ADDRESS = select(_t(ContactPoint)).where(ContactPoint.kind == bindparam("kind"),
+                                          ContactPoint.value == bindparam("value")).limit(1)
+_IDENTITY = select(_t(Identity)).where(Identity.id == bindparam("id"))
+_CHANNEL_ADDRESS = (select(_t(ContactPoint))
+                    .where(ContactPoint.identity_id == bindparam("id"), ContactPoint.kind == bindparam("kind"),
+                           col(ContactPoint.value).is_not(None))
+                    .order_by(ContactPoint.id).limit(1))
+
+
+def read_identity(conn: Connection, identity_id: int) -> Any | None:
+    """The identity an id stands for today (merged-away ids resolve to their survivor), as a row."""
+    seen: set[int] = set()
+    row = conn.execute(_IDENTITY, {"id": identity_id}).first()
+    while row is not None and row.merged_into_id is not None and row.id not in seen:
+        seen.add(row.id)
+        row = conn.execute(_IDENTITY, {"id": row.merged_into_id}).first()
+    return row
+
+
+def read_address(conn: Connection, kind: str, value: str) -> tuple[Any, Any] | None:
+    """(identity, contact point) rows for a normalised address; None when nobody has it."""
+    cp = conn.execute(_ADDRESS, {"kind": kind, "value": value}).first()
+    if cp is None:
+        return None
+    identity = read_identity(conn, cp.identity_id)
+    return (identity, cp) if identity is not None else None
+
+
+def read_channel_address(conn: Connection, identity_id: int, kind: str) -> Any | None:
+    """The person's first address of a kind, as a row (a request that names only the identity)."""
+    return conn.execute(_CHANNEL_ADDRESS, {"id": identity_id, "kind": kind}).first()
+
+
+@dataclass(frozen=True)
+class _SubjectQueries:
+    contact_points: Any
+    consents: Any
+    revocations: Any
+    tombstones: Any
+    suppressions: Any
+    dnc: Any
+    touches: Any
+    account_touches: Any
+
+
+@lru_cache(maxsize=64)
+def _subject_queries(target: bool, account: bool, as_of: bool, exclude: bool) -> _SubjectQueries:
+    """The statements for one shape of question, with parameters ``id``, ``target``, ``domain``,
+    ``since``, ``cutoff``, ``exclude``, ``hashes`` and ``phone``."""
+    me = bindparam("id")
+    # The person and everyone merged into them, as a subquery: no round trip of its own.
+    ids = select(Identity.id).where(or_(Identity.id == me, Identity.merged_into_id == me))
+
+    consents = select(_t(ConsentEvent)).where(col(ConsentEvent.identity_id).in_(ids))
+    if target:
+        consents = consents.where(ConsentEvent.contact_point_id == bindparam("target"))
+
+    scope = col(Revocation.identity_id).in_(ids)
+    if account:
+        scope = or_(scope, (Revocation.scope == "account") & (Revocation.account_domain == bindparam("domain")))
+    revocations = select(_t(Revocation)).where(scope)
+    tombstones = select(_t(Tombstone)).where(col(Tombstone.address_hash).in_(bindparam("hashes", expanding=True)),
+                                             col(Tombstone.lifted_at).is_(None))
+    suppressions = select(_t(Suppression)).where(col(Suppression.identity_id).in_(ids))
+    touches = select(_t(Touch)).where(col(Touch.identity_id).in_(ids), Touch.at >= bindparam("since"))
+    account_touches = select(_t(Touch)).where(Touch.account_domain == bindparam("domain"),
+                                              Touch.at >= bindparam("since"))
+    if as_of:
+        cutoff = bindparam("cutoff")
+        consents = consents.where(ConsentEvent.recorded_at <= cutoff)
+        revocations = revocations.where(Revocation.effective_at <= cutoff)
+        tombstones = tombstones.where(Tombstone.erased_at <= cutoff)
+        suppressions = suppressions.where(Suppression.created_at <= cutoff)
+        touches = touches.where(Touch.created_at <= cutoff)
+        account_touches = account_touches.where(Touch.created_at <= cutoff)
+        if exclude:
+            touches = touches.where(or_(col(Touch.decision_id).is_(None), Touch.decision_id != bindparam("exclude")))
+    return _SubjectQueries(
+        contact_points=select(_t(ContactPoint)).where(ContactPoint.identity_id == me),
+        consents=consents, revocations=revocations, tombstones=tombstones, suppressions=suppressions,
+        dnc=select(_t(DncNumber)).where(DncNumber.phone == bindparam("phone")),
+        touches=touches, account_touches=account_touches)
+
+
+def load_subject(session: Session, policy: LoadedPolicy, secret: str, *, identity: Any | None,
+                 target: Any | None, at: datetime, as_of: datetime | None = None,
                  exclude_decision: int | None = None, lock: bool = False) -> Subject:
     """The facts about ``identity`` (None: unknown) for a touch through ``target``.
 
-    With ``lock`` the identity row is locked (PostgreSQL ``FOR UPDATE``) so that concurrent
-    reservations for one person are serialised; SQLite writers are serialised already.
+    ``identity`` and ``target`` are ORM objects or rows (``read_address``). With ``lock`` the
+    identity row is locked (PostgreSQL ``FOR UPDATE``) so that concurrent reservations for one
+    person are serialised; SQLite writers are serialised already.
     """
     if identity is None or identity.id is None:
         return Subject(identity=None, target=contact_point_fact(target) if target else None)
-    if lock and session.get_bind().dialect.name == "postgresql":
-        session.exec(select(Identity.id).where(Identity.id == identity.id).with_for_update())
+    conn = session.connection()
+    if lock and conn.dialect.name == "postgresql":
+        conn.execute(_LOCK, {"id": identity.id})
     cutoff = as_of
-    # The person and everyone merged into them, as a subquery: no round trip of its own. Rows are
-    # read through Core (plain tuples with named fields), which the fact builders accept as they are.
-    ids = select(Identity.id).where(or_(Identity.id == identity.id, Identity.merged_into_id == identity.id))
-    cps = _rows(session, select(_t(ContactPoint)).where(ContactPoint.identity_id == identity.id))
+    domain = identity.account_domain
+    account_caps = bool(domain) and any(cap.per == "account" for cap in policy.policy.fatigue_caps)
+    q = _subject_queries(target is not None, bool(domain), cutoff is not None, exclude_decision is not None)
+    params = {"id": identity.id, "target": target.id if target is not None else None, "domain": domain,
+              "since": at - lookback(policy), "cutoff": cutoff, "exclude": exclude_decision}
 
-    consent_q = select(_t(ConsentEvent)).where(col(ConsentEvent.identity_id).in_(ids))
-    if target is not None:
-        consent_q = consent_q.where(ConsentEvent.contact_point_id == target.id)
-    if cutoff is not None:
-        consent_q = consent_q.where(ConsentEvent.recorded_at <= cutoff)
-    consents = [consent_fact(row) for row in _rows(session, consent_q)]
-
-    scope = col(Revocation.identity_id).in_(ids)
-    if identity.account_domain:
-        scope = or_(scope, (Revocation.scope == "account") & (Revocation.account_domain == identity.account_domain))
-    revocation_q = select(_t(Revocation)).where(scope)
-    if cutoff is not None:
-        revocation_q = revocation_q.where(Revocation.effective_at <= cutoff)
-    revocations = [_as_of(revocation_fact(row), cutoff) for row in _rows(session, revocation_q)]
-    revocations += _tombstones(session, secret, identity.id, cps, cutoff)
-
-    suppression_q = select(_t(Suppression)).where(col(Suppression.identity_id).in_(ids))
-    if cutoff is not None:
-        suppression_q = suppression_q.where(Suppression.created_at <= cutoff)
-    suppressions = [suppression_fact(row) for row in _rows(session, suppression_q)]
-    suppressions += _national_dnc(session, identity.id, target, cutoff)
-
-    since = at - lookback(policy)
-    touch_q = select(_t(Touch)).where(col(Touch.identity_id).in_(ids), Touch.at >= since)
-    if cutoff is not None:
-        touch_q = touch_q.where(Touch.created_at <= cutoff)
-        if exclude_decision is not None:
-            touch_q = touch_q.where(or_(col(Touch.decision_id).is_(None), Touch.decision_id != exclude_decision))
-    touches = tuple(_touch_as_of(touch_fact(row), row, cutoff) for row in _rows(session, touch_q))
+    cps = conn.execute(q.contact_points, params).all()
+    consents = [consent_fact(row) for row in conn.execute(q.consents, params)]
+    revocations = [_as_of(revocation_fact(row), cutoff) for row in conn.execute(q.revocations, params)]
+    revocations += _tombstones(conn, q.tombstones, secret, identity.id, cps, cutoff)
+    suppressions = [suppression_fact(row) for row in conn.execute(q.suppressions, params)]
+    suppressions += _national_dnc(conn, q.dnc, identity.id, target, cutoff)
+    touches = tuple(_touch_as_of(touch_fact(row), row, cutoff) for row in conn.execute(q.touches, params))
     account_touches: tuple[TouchFact, ...] = ()
-    if identity.account_domain and any(cap.per == "account" for cap in policy.policy.fatigue_caps):
-        account_q = select(_t(Touch)).where(Touch.account_domain == identity.account_domain, Touch.at >= since)
-        if cutoff is not None:
-            account_q = account_q.where(Touch.created_at <= cutoff)
-        account_touches = tuple(touch_fact(row) for row in _rows(session, account_q))
+    if account_caps:
+        account_touches = tuple(touch_fact(row) for row in conn.execute(q.account_touches, params))
 
     return Subject(
         identity=identity_fact(identity),
@@ -126,6 +187,9 @@ def load_subject(session: Session, policy: LoadedPolicy, secret: str, *, identit
         touches=touches,
         account_touches=account_touches,
     )
+
+
+_LOCK = select(Identity.id).where(Identity.id == bindparam("id")).with_for_update()
 
 
 def _touch_as_of(fact: TouchFact, row: Touch, cutoff: datetime | None) -> TouchFact:
@@ -151,18 +215,14 @@ def _as_of(fact: RevocationFact, cutoff: datetime | None) -> RevocationFact:
     return replace(fact, lifted_at=None)
 
 
-def _tombstones(session: Session, secret: str, identity_id: int, cps: list[ContactPoint],
+def _tombstones(conn: Connection, query: Any, secret: str, identity_id: int, cps: list[Any],
                 cutoff: datetime | None) -> list[RevocationFact]:
     """Opt-outs an erased person left behind, recognised by the keyed hash of an address."""
     by_hash = {tombstone_hash(secret, cp.kind, cp.value): cp for cp in cps if cp.value is not None}
     if not by_hash:
         return []
-    query = select(_t(Tombstone)).where(col(Tombstone.address_hash).in_(list(by_hash)),
-                                        col(Tombstone.lifted_at).is_(None))
-    if cutoff is not None:
-        query = query.where(Tombstone.erased_at <= cutoff)
     facts = []
-    for row in _rows(session, query):
+    for row in conn.execute(query, {"hashes": list(by_hash), "cutoff": cutoff}):
         cp = by_hash[row.address_hash]
         facts.append(RevocationFact(
             id=row.id or 0, identity_id=identity_id, scope="identity",
@@ -173,12 +233,11 @@ def _tombstones(session: Session, secret: str, identity_id: int, cps: list[Conta
     return facts
 
 
-def _national_dnc(session: Session, identity_id: int, target: ContactPoint | None,
+def _national_dnc(conn: Connection, query: Any, identity_id: int, target: Any | None,
                   cutoff: datetime | None) -> list[SuppressionFact]:
     if target is None or target.kind != "phone" or target.value is None:
         return []
-    found = _rows(session, select(_t(DncNumber)).where(DncNumber.phone == target.value))
-    row = found[0] if found else None
+    row = conn.execute(query, {"phone": target.value}).first()
     if row is None or (row.removed_at is not None and (cutoff is None or row.removed_at <= cutoff)):
         return []
     if cutoff is not None and row.added_at > cutoff:
