@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import AwareDatetime, Field, ValidationError
-from sqlalchemy import insert
+from sqlalchemy import Connection, insert
 from sqlmodel import Session, col, select, update
 
 from consentgate.core.addresses import Address
@@ -35,7 +35,7 @@ from consentgate.services.policies import remember_policy
 from consentgate.services.schemas import AddressIn, utc
 from consentgate.store.db import Store
 from consentgate.store.models import ContactPoint, DecisionRecord, Identity, Touch
-from consentgate.store.subjects import load_subject, load_subjects, read_address, read_channel_address, read_identity
+from consentgate.store.subjects import Person, load_subject, load_subjects, read_person
 
 
 class EligibilityIn(AddressIn):
@@ -69,23 +69,22 @@ def _check_channel(item: EligibilityIn | TouchIn, policy: LoadedPolicy, prefix: 
                                      f"{policy.policy.purposes}")
 
 
-def _target(session: Session, item: AddressIn, channel: str, policy: LoadedPolicy,
-            prefix: str) -> tuple[Any | None, Any | None, dict[str, Any]]:
+def _target(conn: Connection, item: AddressIn, channel: str, policy: LoadedPolicy,
+            prefix: str) -> tuple[Person | None, Any | None, dict[str, Any]]:
     """The person and the address a request names, as rows; unknown addresses give (None, None)."""
     wanted_kind = policy.channels[channel].address
     target = normalise_ref(item.ref(), policy, prefix)
-    conn = session.connection()
     if isinstance(target, Address):
         if target.kind != wanted_kind:
             raise ValidationFailed.field(prefix + target.kind, f"{channel} goes to a {wanted_kind} address")
-        found = read_address(conn, target.kind, target.value)
-        named = {"address": {"kind": target.kind, "value": target.value}}
-        return (found[0], found[1], named) if found else (None, None, named)
-    identity = read_identity(conn, target)
+        person = read_person(conn, kind=target.kind, value=target.value)
+        named: dict[str, Any] = {"address": {"kind": target.kind, "value": target.value}}
+        return (person, person.address(target.kind, target.value), named) if person else (None, None, named)
+    person = read_person(conn, identity_id=target)
     named = {"identity_id": target}
-    if identity is None:
+    if person is None:
         return None, None, named
-    return identity, read_channel_address(conn, identity.id, wanted_kind), named
+    return person, person.address(wanted_kind), named
 
 
 def decision_answer(record: Mapping[str, Any], decision: Decision) -> dict[str, Any]:
@@ -125,16 +124,18 @@ def check(store: Store, item: EligibilityIn, policy: LoadedPolicy, secret: str, 
         with store.transaction() as session:
             record, decision = decide_one(session, item, policy, secret, actor, now)
             return record.model_dump(), decision
-    with store.transaction(write=False) as session:
+    with store.connection(write=False) as conn:
         _check_channel(item, policy, "")
         at = utc(item.at) or now
-        identity, target, named = _target(session, item, item.channel, policy, "")
-        subject = load_subject(session, policy, secret, identity=identity, target=target, at=at)
+        person, target, named = _target(conn, item, item.channel, policy, "")
+        identity = person.identity if person else None
+        subject = load_subject(conn, policy, secret, identity=identity, target=target, at=at,
+                               contact_points=person.contact_points if person else None)
         decision = decide(subject, _request(item, at), policy)
     row = _record_row(item, identity, named, at, decision, policy, actor, now)
-    with store.transaction() as session:
-        remember_policy(session, policy, now, store)
-        row["id"] = session.connection().execute(_LOG_DECISION, row).scalar_one()
+    with store.connection() as conn:
+        remember_policy(conn, policy, now, store)
+        row["id"] = conn.execute(_LOG_DECISION, row).scalar_one()
     return row, decision
 
 
@@ -151,10 +152,13 @@ def decide_one(session: Session, item: EligibilityIn, policy: LoadedPolicy, secr
     """Decide, log and (when asked and allowed) reserve, in the caller's transaction."""
     _check_channel(item, policy, prefix)
     at = utc(item.at) or now
-    identity, target, named = _target(session, item, item.channel, policy, prefix)
-    subject = load_subject(session, policy, secret, identity=identity, target=target, at=at, lock=item.reserve)
+    conn = session.connection()
+    person, target, named = _target(conn, item, item.channel, policy, prefix)
+    identity = person.identity if person else None
+    subject = load_subject(conn, policy, secret, identity=identity, target=target, at=at, lock=item.reserve,
+                           contact_points=person.contact_points if person else None)
     decision = decide(subject, _request(item, at), policy)
-    remember_policy(session, policy, now)
+    remember_policy(conn, policy, now)
     record = DecisionRecord(**_record_row(item, identity, named, at, decision, policy, actor, now))
     session.add(record)
     session.flush()
@@ -221,14 +225,13 @@ def _decide_bulk(session: Session, bulk: list[tuple[int, EligibilityIn, Any]], p
             wanted.append((people.get(cp.identity_id), cp) if cp is not None else (None, None))
             named.append({"address": {"kind": target.kind, "value": target.value}})
         else:
-            identity = read_identity(session.connection(), target)
+            person = read_person(session.connection(), identity_id=target)
             kind = policy.channels[item.channel].address
-            wanted.append((identity, read_channel_address(session.connection(), identity.id, kind)
-                           if identity else None))
+            wanted.append((person.identity, person.address(kind)) if person else (None, None))
             named.append({"identity_id": target})
     ats = [utc(item.at) or now for _, item, _ in bulk]
     subjects = load_subjects(session, policy, secret, wanted, ats)
-    remember_policy(session, policy, now)
+    remember_policy(session.connection(), policy, now)
     rows, decisions = [], []
     for (_, item, _), (identity, _), subject, at, request_named in zip(bulk, wanted, subjects, ats, named, strict=True):
         decision = decide(subject, _request(item, at), policy)

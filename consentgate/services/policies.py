@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
 from consentgate.core.policy import LoadedPolicy, Policy, build
@@ -14,24 +15,22 @@ from consentgate.store.db import Store
 from consentgate.store.models import PolicyVersion
 
 
-def remember_policy(session: Session, policy: LoadedPolicy, now: datetime, store: Store | None = None) -> None:
-    """Store the policy's canonical content once, in the caller's transaction.
+def remember_policy(conn: Connection, policy: LoadedPolicy, now: datetime, store: Store | None = None) -> None:
+    """Store the policy's canonical content once, with the caller's connection.
 
-    With ``store`` given, a version this process already stored there is not looked up again:
+    With ``store`` given, a version this process already stored there is not written again:
     the hot path then costs nothing. (Versions are never deleted, so the memo cannot go stale.)
+    A single insert that ignores a version already there: safe in autocommit mode and against a
+    concurrent decision storing the same version.
     """
     if store is not None and policy.version in store.stored_policy_versions:
         return
-    if session.get(PolicyVersion, policy.version) is not None:
-        if store is not None:
-            store.stored_policy_versions.add(policy.version)
-        return
-    try:
-        with session.begin_nested():
-            session.add(PolicyVersion(version=policy.version, name=policy.policy.name,
-                                      canonical=policy.canonical, first_served_at=now))
-    except IntegrityError:
-        pass  # a concurrent decision stored the same version first
+    table = PolicyVersion.__table__  # type: ignore[attr-defined]
+    statement = (postgresql.insert(table) if conn.dialect.name == "postgresql" else sqlite.insert(table))
+    conn.execute(statement.values(version=policy.version, name=policy.policy.name, canonical=policy.canonical,
+                                  first_served_at=now).on_conflict_do_nothing(index_elements=["version"]))
+    if store is not None:
+        store.stored_policy_versions.add(policy.version)
 
 
 def policy_at_version(session: Session, version: str) -> LoadedPolicy:

@@ -46,7 +46,7 @@ def replay_decision(session: Session, secret: str, decision_id: int,
             target = contact_point_for_channel(session, identity, policy.channels[record.channel].address)
     if identity is not None and (identity.created_at > record.decided_at):
         identity, target = None, None     # the person was not known yet when the gate decided
-    subject = load_subject(session, policy, secret, identity=identity, target=target, at=at,
+    subject = load_subject(session.connection(), policy, secret, identity=identity, target=target, at=at,
                            as_of=record.decided_at, exclude_decision=record.id)
     question = EligibilityRequest(
         channel=record.channel, purpose=record.purpose, at=at, program=request.get("program"),

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 from sqlmodel import Session
@@ -62,18 +62,19 @@ def _configure_sqlite(engine: Engine) -> None:
         conn.exec_driver_sql(conn.get_execution_options().get("sqlite_begin", "BEGIN IMMEDIATE"))
 
 
-def get_engine(url: str) -> Engine:
-    """One engine per URL per process (engines own connection pools)."""
+def get_engine(url: str, *, autocommit: bool = False) -> Engine:
+    """One engine per URL (and mode) per process (engines own connection pools)."""
     url = normalise_url(url)
+    key = url + ("#autocommit" if autocommit else "")
     with _lock:
-        engine = _engines.get(url)
+        engine = _engines.get(key)
         if engine is None:
-            engine = _create(url)
-            _engines[url] = engine
+            engine = _create(url, autocommit)
+            _engines[key] = engine
         return engine
 
 
-def _create(url: str) -> Engine:
+def _create(url: str, autocommit: bool = False) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database or ""
@@ -86,7 +87,8 @@ def _create(url: str) -> Engine:
         )
         _configure_sqlite(engine)
         return engine
-    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True,
+                         **({"isolation_level": "AUTOCOMMIT"} if autocommit else {}))
 
 
 def dispose_all() -> None:
@@ -105,6 +107,8 @@ class Store:
         self.engine = get_engine(self.url)
         self.dialect = self.engine.dialect.name
         self._read_engine = self.engine.execution_options(sqlite_begin="BEGIN")
+        # PostgreSQL statements that stand alone run without BEGIN/COMMIT: two round trips fewer.
+        self._autocommit = get_engine(self.url, autocommit=True) if self.dialect == "postgresql" else None
         # Policy versions this process has already stored here (see services.policies).
         self.stored_policy_versions: set[str] = set()
 
@@ -123,6 +127,21 @@ class Store:
             except BaseException:
                 session.rollback()
                 raise
+
+    @contextmanager
+    def connection(self, *, write: bool = True) -> Iterator[Connection]:
+        """A Core connection for the gate's hot path, where no ORM is needed.
+
+        On SQLite it is a transaction like ``transaction()`` (writers serialised by ``BEGIN
+        IMMEDIATE``). On PostgreSQL every statement commits on its own, so use it only where each
+        statement stands alone: a read, or a single insert.
+        """
+        if self._autocommit is not None:
+            with self._autocommit.connect() as conn:
+                yield conn
+            return
+        with (self.engine if write else self._read_engine).begin() as conn:
+            yield conn
 
     def ping(self) -> None:
         """Raise if the store cannot answer a trivial query."""

@@ -6,12 +6,14 @@ made later are undone), so a logged decision can be replayed against the data it
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
+from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, or_
+from sqlalchemy import JSON, Connection, bindparam, func, literal_column, or_
 from sqlmodel import Session, col, select
 
 from consentgate.core.facts import RevocationFact, Subject, SuppressionFact, TouchFact
@@ -35,6 +37,7 @@ from consentgate.store.models import (
     Tombstone,
     Touch,
 )
+from consentgate.store.types import UTCDateTime
 
 # DNC registry entries are not ledger rows; they get ids that cannot clash with suppressions.
 _DNC_FACT_ID = 0
@@ -58,76 +61,125 @@ def group_ids(session: Session, identity_id: int) -> list[int]:
     return [identity_id, *[i for i in absorbed if i is not None]]
 
 
-# The gate's look-ups are built once and executed with parameters: building a statement costs
-# more than running it on the hot path. Their rows are Core rows with named fields, which the
-# fact builders (and the gate's callers) read like the ORM objects.
-_ADDRESS = select(_t(ContactPoint)).where(ContactPoint.kind == bindparam("kind"),
-                                          ContactPoint.value == bindparam("value")).limit(1)
-_IDENTITY = select(_t(Identity)).where(Identity.id == bindparam("id"))
-_CHANNEL_ADDRESS = (select(_t(ContactPoint))
-                    .where(ContactPoint.identity_id == bindparam("id"), ContactPoint.kind == bindparam("kind"),
-                           col(ContactPoint.value).is_not(None))
-                    .order_by(ContactPoint.id).limit(1))
+# The gate's look-ups are built once per dialect and executed with parameters: building a
+# statement costs more than running it on the hot path. The facts come back in two statements,
+# each table's rows aggregated to JSON by the database (one round trip for what used to take
+# eight), then read back into rows with named fields, which the fact builders read like ORM objects.
+
+# The columns each fact needs, per table.
+_FACT_COLUMNS: dict[Any, tuple[str, ...]] = {
+    ContactPoint: ("id", "identity_id", "kind", "value", "status"),
+    ConsentEvent: ("id", "contact_point_id", "channel", "purpose", "consent_type", "captured_at", "source",
+                   "recorded_at", "proof_uri", "brand", "expires_at"),
+    Revocation: ("id", "identity_id", "scope", "channels", "purposes", "brands", "received_at", "effective_at",
+                 "source", "account_domain", "contact_point_id", "lifted_at"),
+    Suppression: ("id", "kind", "contact_point_id", "identity_id", "created_at", "since", "lifted_at"),
+    Touch: ("id", "identity_id", "channel", "purpose", "at", "state", "contact_point_id", "program", "segment",
+            "campaign", "brand", "expires_at", "sent_at", "reserved_at"),
+    Tombstone: ("id", "address_hash", "reason_kind", "channels", "purposes", "brands", "received_at", "erased_at"),
+    DncNumber: ("phone", "added_at", "removed_at"),
+}
 
 
-def read_identity(conn: Connection, identity_id: int) -> Any | None:
-    """The identity an id stands for today (merged-away ids resolve to their survivor), as a row."""
-    seen: set[int] = set()
-    row = conn.execute(_IDENTITY, {"id": identity_id}).first()
-    while row is not None and row.merged_into_id is not None and row.id not in seen:
-        seen.add(row.id)
-        row = conn.execute(_IDENTITY, {"id": row.merged_into_id}).first()
-    return row
+def _json_rows(dialect: str, model: Any) -> Any:
+    """An aggregate of the model's fact columns as a JSON array of objects (``[]`` for no rows)."""
+    table = _t(model)
+    pairs: list[Any] = []
+    for name in _FACT_COLUMNS[model]:
+        column: Any = table.c[name]
+        if dialect == "sqlite" and isinstance(column.type, JSON):
+            column = func.json(column)   # SQLite keeps JSON as text: nest it, do not quote it
+        pairs += [literal_column(f"'{name}'"), column]
+    if dialect == "sqlite":
+        return func.json_group_array(func.json_object(*pairs))
+    return func.coalesce(func.json_agg(func.json_build_object(*pairs)), literal_column("'[]'::json"))
 
 
-def read_address(conn: Connection, kind: str, value: str) -> tuple[Any, Any] | None:
-    """(identity, contact point) rows for a normalised address; None when nobody has it."""
-    cp = conn.execute(_ADDRESS, {"kind": kind, "value": value}).first()
-    if cp is None:
+def _instant(value: str | None) -> datetime | None:
+    if value is None:
         return None
-    identity = read_identity(conn, cp.identity_id)
-    return (identity, cp) if identity is not None else None
+    parsed = datetime.fromisoformat(value)
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
-def read_channel_address(conn: Connection, identity_id: int, kind: str) -> Any | None:
-    """The person's first address of a kind, as a row (a request that names only the identity)."""
-    return conn.execute(_CHANNEL_ADDRESS, {"id": identity_id, "kind": kind}).first()
+_INSTANT_COLUMNS = {model: tuple(name for name in names if isinstance(_t(model).c[name].type, UTCDateTime))
+                    for model, names in _FACT_COLUMNS.items()}
+
+
+def _decode(model: Any, value: Any) -> list[SimpleNamespace]:
+    """Rows from a ``_json_rows`` aggregate (text on SQLite, already parsed by psycopg)."""
+    rows = json.loads(value) if isinstance(value, str) else (value or [])
+    instants = _INSTANT_COLUMNS[model]
+    out = []
+    for row in rows:
+        for name in instants:
+            row[name] = _instant(row[name])
+        out.append(SimpleNamespace(**row))
+    return out
+
+
+@lru_cache(maxsize=8)
+def _person_queries(dialect: str) -> tuple[Any, Any]:
+    contact_points = (select(_json_rows(dialect, ContactPoint))
+                      .where(ContactPoint.identity_id == Identity.id).scalar_subquery().label("contact_points"))
+    by_address = select(_t(Identity), contact_points).where(Identity.id == select(ContactPoint.identity_id).where(
+        ContactPoint.kind == bindparam("kind"), ContactPoint.value == bindparam("value")).scalar_subquery())
+    by_id = select(_t(Identity), contact_points).where(Identity.id == bindparam("id"))
+    return by_address, by_id
 
 
 @dataclass(frozen=True)
-class _SubjectQueries:
-    contact_points: Any
-    consents: Any
-    revocations: Any
-    tombstones: Any
-    suppressions: Any
-    dnc: Any
-    touches: Any
-    account_touches: Any
+class Person:
+    """An identity row (the survivor) and every contact point it has, as rows."""
+
+    identity: Any
+    contact_points: list[SimpleNamespace]
+
+    def address(self, kind: str, value: str | None = None) -> SimpleNamespace | None:
+        """The contact point with this value, or the first of its kind that has one."""
+        for cp in sorted(self.contact_points, key=lambda c: c.id):
+            if cp.kind == kind and cp.value is not None and (value is None or cp.value == value):
+                return cp
+        return None
+
+
+def read_person(conn: Connection, *, kind: str | None = None, value: str | None = None,
+                identity_id: int | None = None) -> Person | None:
+    """The person an address or an id stands for today (merged-away ids resolve to their survivor)."""
+    by_address, by_id = _person_queries(conn.dialect.name)
+    row = (conn.execute(by_address, {"kind": kind, "value": value}) if identity_id is None
+           else conn.execute(by_id, {"id": identity_id})).first()
+    seen: set[int] = set()
+    while row is not None and row.merged_into_id is not None and row.id not in seen:
+        seen.add(row.id)
+        row = conn.execute(by_id, {"id": row.merged_into_id}).first()
+    return None if row is None else Person(row, _decode(ContactPoint, row.contact_points))
 
 
 @lru_cache(maxsize=64)
-def _subject_queries(target: bool, account: bool, as_of: bool, exclude: bool) -> _SubjectQueries:
-    """The statements for one shape of question, with parameters ``id``, ``target``, ``domain``,
-    ``since``, ``cutoff``, ``exclude``, ``hashes`` and ``phone``."""
+def _facts_query(dialect: str, target: bool, account: bool, as_of: bool, exclude: bool) -> Any:
+    """One statement for every fact of one shape of question, with parameters ``id``, ``target``,
+    ``domain``, ``since``, ``cutoff``, ``exclude``, ``hashes`` and ``phone``."""
     me = bindparam("id")
     # The person and everyone merged into them, as a subquery: no round trip of its own.
     ids = select(Identity.id).where(or_(Identity.id == me, Identity.merged_into_id == me))
 
-    consents = select(_t(ConsentEvent)).where(col(ConsentEvent.identity_id).in_(ids))
+    def rows(model: Any, *where: Any) -> Any:
+        return select(_json_rows(dialect, model)).where(*where)
+
+    consents = rows(ConsentEvent, col(ConsentEvent.identity_id).in_(ids))
     if target:
         consents = consents.where(ConsentEvent.contact_point_id == bindparam("target"))
-
     scope = col(Revocation.identity_id).in_(ids)
     if account:
         scope = or_(scope, (Revocation.scope == "account") & (Revocation.account_domain == bindparam("domain")))
-    revocations = select(_t(Revocation)).where(scope)
-    tombstones = select(_t(Tombstone)).where(col(Tombstone.address_hash).in_(bindparam("hashes", expanding=True)),
-                                             col(Tombstone.lifted_at).is_(None))
-    suppressions = select(_t(Suppression)).where(col(Suppression.identity_id).in_(ids))
-    touches = select(_t(Touch)).where(col(Touch.identity_id).in_(ids), Touch.at >= bindparam("since"))
-    account_touches = select(_t(Touch)).where(Touch.account_domain == bindparam("domain"),
-                                              Touch.at >= bindparam("since"))
+    revocations = rows(Revocation, scope)
+    tombstones = rows(Tombstone, col(Tombstone.address_hash).in_(bindparam("hashes", expanding=True)),
+                      col(Tombstone.lifted_at).is_(None))
+    suppressions = rows(Suppression, col(Suppression.identity_id).in_(ids))
+    dnc = rows(DncNumber, DncNumber.phone == bindparam("phone"))
+    touches = rows(Touch, col(Touch.identity_id).in_(ids), Touch.at >= bindparam("since"))
+    account_touches = rows(Touch, Touch.account_domain == bindparam("domain"), Touch.at >= bindparam("since"))
     if as_of:
         cutoff = bindparam("cutoff")
         consents = consents.where(ConsentEvent.recorded_at <= cutoff)
@@ -138,54 +190,56 @@ def _subject_queries(target: bool, account: bool, as_of: bool, exclude: bool) ->
         account_touches = account_touches.where(Touch.created_at <= cutoff)
         if exclude:
             touches = touches.where(or_(col(Touch.decision_id).is_(None), Touch.decision_id != bindparam("exclude")))
-    return _SubjectQueries(
-        contact_points=select(_t(ContactPoint)).where(ContactPoint.identity_id == me),
-        consents=consents, revocations=revocations, tombstones=tombstones, suppressions=suppressions,
-        dnc=select(_t(DncNumber)).where(DncNumber.phone == bindparam("phone")),
-        touches=touches, account_touches=account_touches)
+    parts = {"consents": consents, "revocations": revocations, "tombstones": tombstones,
+             "suppressions": suppressions, "dnc": dnc, "touches": touches, "account_touches": account_touches}
+    return select(*(q.scalar_subquery().label(name) for name, q in parts.items()))
 
 
-def load_subject(session: Session, policy: LoadedPolicy, secret: str, *, identity: Any | None,
+def load_subject(conn: Connection, policy: LoadedPolicy, secret: str, *, identity: Any | None,
                  target: Any | None, at: datetime, as_of: datetime | None = None,
-                 exclude_decision: int | None = None, lock: bool = False) -> Subject:
+                 exclude_decision: int | None = None, lock: bool = False,
+                 contact_points: list[Any] | None = None) -> Subject:
     """The facts about ``identity`` (None: unknown) for a touch through ``target``.
 
-    ``identity`` and ``target`` are ORM objects or rows (``read_address``). With ``lock`` the
-    identity row is locked (PostgreSQL ``FOR UPDATE``) so that concurrent reservations for one
-    person are serialised; SQLite writers are serialised already.
+    ``identity`` and ``target`` are ORM objects or rows; ``contact_points``, when the caller has
+    them (``read_person``), saves reading them again. With ``lock`` the identity row is locked
+    (PostgreSQL ``FOR UPDATE``) so that concurrent reservations for one person are serialised;
+    SQLite writers are serialised already.
     """
     if identity is None or identity.id is None:
         return Subject(identity=None, target=contact_point_fact(target) if target else None)
-    conn = session.connection()
-    if lock and conn.dialect.name == "postgresql":
+    dialect = conn.dialect.name
+    if lock and dialect == "postgresql":
         conn.execute(_LOCK, {"id": identity.id})
     cutoff = as_of
     domain = identity.account_domain
+    cps = contact_points
+    if cps is None:
+        person = read_person(conn, identity_id=identity.id)
+        cps = person.contact_points if person is not None else []
+    hashes = {tombstone_hash(secret, cp.kind, cp.value): cp for cp in cps if cp.value is not None}
+    phone = target.value if target is not None and target.kind == "phone" else None
+    query = _facts_query(dialect, target is not None, bool(domain), cutoff is not None, exclude_decision is not None)
+    found = conn.execute(query, {
+        "id": identity.id, "target": target.id if target is not None else None, "domain": domain,
+        "since": at - lookback(policy), "cutoff": cutoff, "exclude": exclude_decision,
+        "hashes": list(hashes) or [""], "phone": phone}).one()
+
+    revocations = [_as_of(revocation_fact(row), cutoff) for row in _decode(Revocation, found.revocations)]
+    revocations += _tombstones(_decode(Tombstone, found.tombstones), hashes, identity.id)
+    suppressions = [suppression_fact(row) for row in _decode(Suppression, found.suppressions)]
+    suppressions += _national_dnc(_decode(DncNumber, found.dnc), identity.id, target, cutoff)
     account_caps = bool(domain) and any(cap.per == "account" for cap in policy.policy.fatigue_caps)
-    q = _subject_queries(target is not None, bool(domain), cutoff is not None, exclude_decision is not None)
-    params = {"id": identity.id, "target": target.id if target is not None else None, "domain": domain,
-              "since": at - lookback(policy), "cutoff": cutoff, "exclude": exclude_decision}
-
-    cps = conn.execute(q.contact_points, params).all()
-    consents = [consent_fact(row) for row in conn.execute(q.consents, params)]
-    revocations = [_as_of(revocation_fact(row), cutoff) for row in conn.execute(q.revocations, params)]
-    revocations += _tombstones(conn, q.tombstones, secret, identity.id, cps, cutoff)
-    suppressions = [suppression_fact(row) for row in conn.execute(q.suppressions, params)]
-    suppressions += _national_dnc(conn, q.dnc, identity.id, target, cutoff)
-    touches = tuple(_touch_as_of(touch_fact(row), row, cutoff) for row in conn.execute(q.touches, params))
-    account_touches: tuple[TouchFact, ...] = ()
-    if account_caps:
-        account_touches = tuple(touch_fact(row) for row in conn.execute(q.account_touches, params))
-
     return Subject(
         identity=identity_fact(identity),
         target=contact_point_fact(target) if target is not None else None,
         contact_points=tuple(contact_point_fact(cp) for cp in cps if cp.value is not None),
-        consents=tuple(consents),
+        consents=tuple(consent_fact(row) for row in _decode(ConsentEvent, found.consents)),
         revocations=tuple(revocations),
         suppressions=tuple(suppressions),
-        touches=touches,
-        account_touches=account_touches,
+        touches=tuple(_touch_as_of(touch_fact(row), row, cutoff) for row in _decode(Touch, found.touches)),
+        account_touches=tuple(touch_fact(row) for row in _decode(Touch, found.account_touches))
+        if account_caps else (),
     )
 
 
@@ -215,14 +269,10 @@ def _as_of(fact: RevocationFact, cutoff: datetime | None) -> RevocationFact:
     return replace(fact, lifted_at=None)
 
 
-def _tombstones(conn: Connection, query: Any, secret: str, identity_id: int, cps: list[Any],
-                cutoff: datetime | None) -> list[RevocationFact]:
+def _tombstones(rows: list[Any], by_hash: dict[str, Any], identity_id: int) -> list[RevocationFact]:
     """Opt-outs an erased person left behind, recognised by the keyed hash of an address."""
-    by_hash = {tombstone_hash(secret, cp.kind, cp.value): cp for cp in cps if cp.value is not None}
-    if not by_hash:
-        return []
     facts = []
-    for row in conn.execute(query, {"hashes": list(by_hash), "cutoff": cutoff}):
+    for row in rows:
         cp = by_hash[row.address_hash]
         facts.append(RevocationFact(
             id=row.id or 0, identity_id=identity_id, scope="identity",
@@ -233,12 +283,10 @@ def _tombstones(conn: Connection, query: Any, secret: str, identity_id: int, cps
     return facts
 
 
-def _national_dnc(conn: Connection, query: Any, identity_id: int, target: Any | None,
+def _national_dnc(rows: list[Any], identity_id: int, target: Any | None,
                   cutoff: datetime | None) -> list[SuppressionFact]:
-    if target is None or target.kind != "phone" or target.value is None:
-        return []
-    row = conn.execute(query, {"phone": target.value}).first()
-    if row is None or (row.removed_at is not None and (cutoff is None or row.removed_at <= cutoff)):
+    row = rows[0] if rows else None
+    if target is None or row is None or (row.removed_at is not None and (cutoff is None or row.removed_at <= cutoff)):
         return []
     if cutoff is not None and row.added_at > cutoff:
         return []
