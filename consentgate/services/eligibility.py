@@ -130,13 +130,20 @@ def check(store: Store, item: EligibilityIn, policy: LoadedPolicy, secret: str, 
         person, target, named = _target(conn, item, item.channel, policy, "")
         identity = person.identity if person else None
         subject = load_subject(conn, policy, secret, identity=identity, target=target, at=at,
-                               contact_points=person.contact_points if person else None)
+                               person=person)
         decision = decide(subject, _request(item, at), policy)
-    row = _record_row(item, identity, named, at, decision, policy, actor, now)
+        row = _record_row(item, identity, named, at, decision, policy, actor, now)
+        if not store.is_sqlite:
+            # Autocommit: the log row is one statement on the connection at hand, no second checkout.
+            return _log(conn, store, policy, row, now), decision
     with store.connection() as conn:
-        remember_policy(conn, policy, now, store)
-        row["id"] = conn.execute(_LOG_DECISION, row).scalar_one()
-    return row, decision
+        return _log(conn, store, policy, row, now), decision
+
+
+def _log(conn: Connection, store: Store, policy: LoadedPolicy, row: dict[str, Any], now: datetime) -> dict[str, Any]:
+    remember_policy(conn, policy, now, store)
+    row["id"] = conn.execute(_LOG_DECISION, row).scalar_one()
+    return row
 
 
 _LOG_DECISION = insert(DecisionRecord.__table__).returning(DecisionRecord.__table__.c.id)  # type: ignore[attr-defined]
@@ -156,7 +163,7 @@ def decide_one(session: Session, item: EligibilityIn, policy: LoadedPolicy, secr
     person, target, named = _target(conn, item, item.channel, policy, prefix)
     identity = person.identity if person else None
     subject = load_subject(conn, policy, secret, identity=identity, target=target, at=at, lock=item.reserve,
-                           contact_points=person.contact_points if person else None)
+                           person=person)
     decision = decide(subject, _request(item, at), policy)
     remember_policy(conn, policy, now)
     record = DecisionRecord(**_record_row(item, identity, named, at, decision, policy, actor, now))

@@ -14,6 +14,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import JSON, Connection, bindparam, func, literal_column, or_
+from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
 from consentgate.core.facts import RevocationFact, Subject, SuppressionFact, TouchFact
@@ -122,18 +123,23 @@ def _decode(model: Any, value: Any) -> list[SimpleNamespace]:
 def _person_queries(dialect: str) -> tuple[Any, Any]:
     contact_points = (select(_json_rows(dialect, ContactPoint))
                       .where(ContactPoint.identity_id == Identity.id).scalar_subquery().label("contact_points"))
-    by_address = select(_t(Identity), contact_points).where(Identity.id == select(ContactPoint.identity_id).where(
-        ContactPoint.kind == bindparam("kind"), ContactPoint.value == bindparam("value")).scalar_subquery())
-    by_id = select(_t(Identity), contact_points).where(Identity.id == bindparam("id"))
+    absorbed = aliased(Identity)
+    merged = (select(func.json_group_array(absorbed.id) if dialect == "sqlite" else func.json_agg(absorbed.id))
+              .where(absorbed.merged_into_id == Identity.id).scalar_subquery().label("absorbed"))
+    by_address = select(_t(Identity), contact_points, merged).where(Identity.id == select(
+        ContactPoint.identity_id).where(ContactPoint.kind == bindparam("kind"),
+                                        ContactPoint.value == bindparam("value")).scalar_subquery())
+    by_id = select(_t(Identity), contact_points, merged).where(Identity.id == bindparam("id"))
     return by_address, by_id
 
 
 @dataclass(frozen=True)
 class Person:
-    """An identity row (the survivor) and every contact point it has, as rows."""
+    """An identity row (the survivor), every contact point it has, and the ids merged into it."""
 
     identity: Any
     contact_points: list[SimpleNamespace]
+    group: tuple[int, ...]
 
     def address(self, kind: str, value: str | None = None) -> SimpleNamespace | None:
         """The contact point with this value, or the first of its kind that has one."""
@@ -153,16 +159,19 @@ def read_person(conn: Connection, *, kind: str | None = None, value: str | None 
     while row is not None and row.merged_into_id is not None and row.id not in seen:
         seen.add(row.id)
         row = conn.execute(by_id, {"id": row.merged_into_id}).first()
-    return None if row is None else Person(row, _decode(ContactPoint, row.contact_points))
+    if row is None:
+        return None
+    absorbed = json.loads(row.absorbed) if isinstance(row.absorbed, str) else (row.absorbed or [])
+    return Person(row, _decode(ContactPoint, row.contact_points), (row.id, *absorbed))
 
 
 @lru_cache(maxsize=64)
 def _facts_query(dialect: str, target: bool, account: bool, as_of: bool, exclude: bool) -> Any:
     """One statement for every fact of one shape of question, with parameters ``id``, ``target``,
-    ``domain``, ``since``, ``cutoff``, ``exclude``, ``hashes`` and ``phone``."""
-    me = bindparam("id")
-    # The person and everyone merged into them, as a subquery: no round trip of its own.
-    ids = select(Identity.id).where(or_(Identity.id == me, Identity.merged_into_id == me))
+    ``ids``, ``target``, ``domain``, ``since``, ``cutoff``, ``exclude``, ``hashes`` and ``phone``."""
+    # The person and everyone merged into them, as a list the planner sees (a subquery made
+    # PostgreSQL guess hundreds of ids and scan whole tables).
+    ids = bindparam("ids", expanding=True)
 
     def rows(model: Any, *where: Any) -> Any:
         return select(_json_rows(dialect, model)).where(*where)
@@ -197,31 +206,31 @@ def _facts_query(dialect: str, target: bool, account: bool, as_of: bool, exclude
 
 def load_subject(conn: Connection, policy: LoadedPolicy, secret: str, *, identity: Any | None,
                  target: Any | None, at: datetime, as_of: datetime | None = None,
-                 exclude_decision: int | None = None, lock: bool = False,
-                 contact_points: list[Any] | None = None) -> Subject:
+                 exclude_decision: int | None = None, lock: bool = False, person: Person | None = None) -> Subject:
     """The facts about ``identity`` (None: unknown) for a touch through ``target``.
 
-    ``identity`` and ``target`` are ORM objects or rows; ``contact_points``, when the caller has
-    them (``read_person``), saves reading them again. With ``lock`` the identity row is locked
-    (PostgreSQL ``FOR UPDATE``) so that concurrent reservations for one person are serialised;
-    SQLite writers are serialised already.
+    ``identity`` and ``target`` are ORM objects or rows; ``person``, when the caller has it
+    (``read_person``), saves reading the contact points and the merged ids again. With ``lock``
+    the identity row is locked (PostgreSQL ``FOR UPDATE``) so that concurrent reservations for
+    one person are serialised; SQLite writers are serialised already.
     """
     if identity is None or identity.id is None:
         return Subject(identity=None, target=contact_point_fact(target) if target else None)
     dialect = conn.dialect.name
     if lock and dialect == "postgresql":
         conn.execute(_LOCK, {"id": identity.id})
+        person = None   # read again under the lock: a merge may have finished meanwhile
     cutoff = as_of
     domain = identity.account_domain
-    cps = contact_points
-    if cps is None:
+    if person is None:
         person = read_person(conn, identity_id=identity.id)
-        cps = person.contact_points if person is not None else []
+    cps = person.contact_points if person is not None else []
+    group = list(person.group) if person is not None else [identity.id]
     hashes = {tombstone_hash(secret, cp.kind, cp.value): cp for cp in cps if cp.value is not None}
     phone = target.value if target is not None and target.kind == "phone" else None
     query = _facts_query(dialect, target is not None, bool(domain), cutoff is not None, exclude_decision is not None)
     found = conn.execute(query, {
-        "id": identity.id, "target": target.id if target is not None else None, "domain": domain,
+        "ids": group, "target": target.id if target is not None else None, "domain": domain,
         "since": at - lookback(policy), "cutoff": cutoff, "exclude": exclude_decision,
         "hashes": list(hashes) or [""], "phone": phone}).one()
 
