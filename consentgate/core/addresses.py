@@ -59,8 +59,25 @@ def normalise_phone(raw: str, *, default_region: str = "US", field: str = "phone
     """
     if not isinstance(raw, str) or not raw.strip():
         raise ValidationFailed.field(field, "a phone number is required")
+    e164 = _valid_e164(raw.strip(), default_region)
+    if e164 is None:
+        return _checked_e164(raw.strip(), default_region, field)
+    return e164
+
+
+@lru_cache(maxsize=65536)
+def _valid_e164(raw: str, default_region: str) -> str | None:
+    """E.164 for a valid number, None otherwise. Senders ask about the same people again and again,
+    and parsing is the slowest step of a check (phonenumbers: about 45,000 numbers/s per core)."""
     try:
-        number = phonenumbers.parse(raw.strip(), default_region)
+        return _checked_e164(raw, default_region, "phone")
+    except ValidationFailed:
+        return None
+
+
+def _checked_e164(raw: str, default_region: str, field: str) -> str:
+    try:
+        number = phonenumbers.parse(raw, default_region)
     except phonenumbers.NumberParseException as exc:
         raise ValidationFailed.field(field, f"not a phone number: {exc}") from None
     if not phonenumbers.is_possible_number(number):

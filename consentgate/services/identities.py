@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -150,15 +151,17 @@ def identity_group(session: Session, survivor_id: int) -> list[int]:
     return group_ids(session, survivor_id)
 
 
-def find_contact_points(session: Session, addresses: Iterable[Address]) -> dict[Address, ContactPoint]:
-    """The contact points of many addresses, by kind and a list of values (the unique index serves it)."""
+def find_contact_points(session: Session, addresses: Iterable[Address]) -> dict[Address, Any]:
+    """The contact points of many addresses as read-only rows, by kind and a list of values (the
+    unique index serves it)."""
     by_kind: dict[str, list[str]] = {}
     for address in set(addresses):
         by_kind.setdefault(address.kind, []).append(address.value)
-    found: dict[Address, ContactPoint] = {}
+    found: dict[Address, Any] = {}
+    conn = session.connection()
     for kind, values in by_kind.items():
         for start in range(0, len(values), 1000):
-            for cp in session.exec(select(ContactPoint).where(
+            for cp in conn.execute(select(ContactPoint.__table__).where(  # type: ignore[attr-defined]
                     ContactPoint.kind == kind, col(ContactPoint.value).in_(values[start:start + 1000]))):
                 found[Address(kind, cp.value or "")] = cp  # type: ignore[arg-type]
     return found

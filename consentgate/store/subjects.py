@@ -311,17 +311,18 @@ def load_subjects(session: Session, policy: LoadedPolicy, secret: str,
     if not people:
         return [Subject(identity=None, target=contact_point_fact(t) if t else None) for _, t in wanted]
     groups: dict[int, list[int]] = {pid: [pid] for pid in people}
-    for absorbed, survivor_id in session.execute(select(Identity.id, Identity.merged_into_id).where(
+    conn = session.connection()
+    for absorbed, survivor_id in conn.execute(select(Identity.id, Identity.merged_into_id).where(
             col(Identity.merged_into_id).in_(list(people)))):
         groups[survivor_id].append(absorbed)
     owner = {member: pid for pid, members in groups.items() for member in members}
     all_ids = list(owner)
     cps: dict[int, list[ContactPoint]] = {}
-    for cp in session.exec(select(ContactPoint).where(col(ContactPoint.identity_id).in_(list(people)))):
+    for cp in conn.execute(select(_t(ContactPoint)).where(col(ContactPoint.identity_id).in_(list(people)))):
         cps.setdefault(cp.identity_id, []).append(cp)
     targets = [t.id for _, t in wanted if t is not None and t.id is not None]
     consents: dict[int, list[Any]] = {}
-    for row in session.exec(select(ConsentEvent).where(col(ConsentEvent.contact_point_id).in_(targets))):
+    for row in conn.execute(select(_t(ConsentEvent)).where(col(ConsentEvent.contact_point_id).in_(targets))):
         consents.setdefault(row.contact_point_id, []).append(consent_fact(row))
     domains = {p.account_domain for p in people.values() if p.account_domain}
     revocations: dict[int, list[RevocationFact]] = {}
@@ -329,7 +330,7 @@ def load_subjects(session: Session, policy: LoadedPolicy, secret: str,
     scope = col(Revocation.identity_id).in_(all_ids)
     if domains:
         scope = or_(scope, (Revocation.scope == "account") & col(Revocation.account_domain).in_(list(domains)))
-    for row in session.exec(select(Revocation).where(scope)):
+    for row in conn.execute(select(_t(Revocation)).where(scope)):
         fact = revocation_fact(row)
         if row.identity_id in owner:
             revocations.setdefault(owner[row.identity_id], []).append(fact)
@@ -339,7 +340,7 @@ def load_subjects(session: Session, policy: LoadedPolicy, secret: str,
               if cp.value is not None}
     tombstones: dict[int, list[RevocationFact]] = {}
     if hashes:
-        for row in session.exec(select(Tombstone).where(col(Tombstone.address_hash).in_(list(hashes)),
+        for row in conn.execute(select(_t(Tombstone)).where(col(Tombstone.address_hash).in_(list(hashes)),
                                                         col(Tombstone.lifted_at).is_(None))):
             cp = hashes[row.address_hash]
             tombstones.setdefault(cp.identity_id, []).append(RevocationFact(
@@ -348,18 +349,19 @@ def load_subjects(session: Session, policy: LoadedPolicy, secret: str,
                 brands=tuple(row.brands or ("*",)), received_at=row.received_at, effective_at=row.erased_at,
                 source=row.reason_kind, contact_point_id=cp.id, tombstone=True))
     suppressions: dict[int, list[SuppressionFact]] = {}
-    for row in session.exec(select(Suppression).where(col(Suppression.identity_id).in_(all_ids))):
+    for row in conn.execute(select(_t(Suppression)).where(col(Suppression.identity_id).in_(all_ids))):
         suppressions.setdefault(owner[row.identity_id], []).append(suppression_fact(row))
     phones = {t.value: t for _, t in wanted if t is not None and t.kind == "phone" and t.value}
-    listed = {row.phone: row for row in session.exec(select(DncNumber).where(
+    listed = {row.phone: row for row in conn.execute(select(_t(DncNumber)).where(
         col(DncNumber.phone).in_(list(phones)), col(DncNumber.removed_at).is_(None)))} if phones else {}
     since = min(at_by_index) - lookback(policy)
     touches: dict[int, list[TouchFact]] = {}
-    for row in session.exec(select(Touch).where(col(Touch.identity_id).in_(all_ids), Touch.at >= since)):
+    for row in conn.execute(select(_t(Touch)).where(col(Touch.identity_id).in_(all_ids), Touch.at >= since)):
         touches.setdefault(owner[row.identity_id], []).append(touch_fact(row))
     account_touches: dict[str, list[TouchFact]] = {}
     if domains and any(cap.per == "account" for cap in policy.policy.fatigue_caps):
-        for row in session.exec(select(Touch).where(col(Touch.account_domain).in_(list(domains)), Touch.at >= since)):
+        for row in conn.execute(select(_t(Touch)).where(col(Touch.account_domain).in_(list(domains)),
+                                                        Touch.at >= since)):
             account_touches.setdefault(row.account_domain or "", []).append(touch_fact(row))
 
     out = []
