@@ -191,3 +191,21 @@ def test_batch_answers_as_single_checks_do(client, keys) -> None:  # type: ignor
         assert (from_batch["allowed"], codes(from_batch)) == (single["allowed"], codes(single)), item
         assert from_batch["decision_id"] != single["decision_id"]
     assert sum(1 for d in batch if d["allowed"]) >= 3
+
+
+def test_merged_people_are_decided_as_one(client, keys) -> None:  # type: ignore[no-untyped-def]
+    """An absorbed id resolves to the survivor, and a revocation made before the merge still holds."""
+    consent(client, keys)
+    survivor = ask(client, keys)["identity_id"]
+    absorbed = client.post("/v1/identities", json={"email": "same.person@corp.com"},
+                           headers=keys["writer"]).get_json()["identity_id"]
+    revoke = {"email": "same.person@corp.com", "channels": ["*"], "source": "api"}
+    assert client.post("/v1/revocations", json=revoke, headers=keys["writer"]).status_code == 201
+    merged = client.post(f"/v1/identities/{survivor}/merge", json={"other_identity_id": absorbed},
+                         headers=keys["writer"])
+    assert merged.status_code == 200 and merged.get_json()["identity_id"] == survivor
+    by_old_id = ask(client, keys, phone=None, identity_id=absorbed)
+    assert by_old_id["identity_id"] == survivor and by_old_id["allowed"] is False
+    assert "REVOKED" in codes(by_old_id)
+    by_phone = ask(client, keys)
+    assert by_phone["identity_id"] == survivor and "REVOKED" in codes(by_phone)
