@@ -73,8 +73,6 @@ def _iso_text(column: Any, dialect: str) -> Any:
     return func.replace(type_coerce(column, String), " ", "T").concat("Z")
 
 
-
-
 def consents(session: Session, **filters: Any) -> Iterator[dict[str, Any]]:
     for row in _stream(session, _consent_statement(session, **filters)):
         yield row._asdict()

@@ -115,10 +115,10 @@ def check(store: Store, item: EligibilityIn, policy: LoadedPolicy, secret: str, 
           now: datetime) -> tuple[dict[str, Any], Decision]:
     """One eligibility question, as the API asks it: the decision log row's values and the decision.
 
-    A reservation is decided and written in one locking transaction. A plain check reads in a
-    read transaction (no write lock while the rules run) and then logs the decision in a short
-    write of its own, so concurrent checks barely wait for each other; the decision is on disk
-    before the answer leaves, either way.
+    A reservation is decided and written in one locking transaction. A plain check reads without
+    a write lock while the rules run (a read transaction on SQLite, autocommit statements on
+    PostgreSQL) and then logs the decision in a single insert, so concurrent checks barely wait
+    for each other; the decision is on disk before the answer leaves, either way.
     """
     if item.reserve:
         with store.transaction() as session:
@@ -133,8 +133,8 @@ def check(store: Store, item: EligibilityIn, policy: LoadedPolicy, secret: str, 
                                person=person)
         decision = decide(subject, _request(item, at), policy)
         row = _record_row(item, identity, named, at, decision, policy, actor, now)
-        if not store.is_sqlite:
-            # Autocommit: the log row is one statement on the connection at hand, no second checkout.
+        if store.autocommits:
+            # The log row is one statement on the connection at hand: no second checkout.
             return _log(conn, store, policy, row, now), decision
     with store.connection() as conn:
         return _log(conn, store, policy, row, now), decision

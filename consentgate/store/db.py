@@ -116,6 +116,11 @@ class Store:
     def is_sqlite(self) -> bool:
         return self.dialect == "sqlite"
 
+    @property
+    def autocommits(self) -> bool:
+        """Whether ``connection()`` runs each statement in a transaction of its own (PostgreSQL)."""
+        return self._autocommit is not None
+
     @contextmanager
     def transaction(self, *, write: bool = True) -> Iterator[Session]:
         """One session and one transaction: commit on success, roll back on any error."""

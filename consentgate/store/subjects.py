@@ -44,8 +44,18 @@ from consentgate.store.types import UTCDateTime
 _DNC_FACT_ID = 0
 
 
+_LOOKBACK: dict[str, timedelta] = {}
+
+
 def lookback(policy: LoadedPolicy) -> timedelta:
-    """How far back touches can matter to any cap, cadence or re-permission rule."""
+    """How far back touches can matter to any cap, cadence or re-permission rule (once per policy
+    version: every check asks)."""
+    if policy.version not in _LOOKBACK:
+        _LOOKBACK[policy.version] = _lookback(policy)
+    return _LOOKBACK[policy.version]
+
+
+def _lookback(policy: LoadedPolicy) -> timedelta:
     spans = [cap.window for cap in policy.policy.fatigue_caps]
     for cadence in policy.policy.segment_cadences.values():
         spans.append(sum((s.after + s.within for s in cadence.stages), timedelta(0)) + cadence.pause)
@@ -342,12 +352,8 @@ def load_subjects(session: Session, policy: LoadedPolicy, secret: str,
     if hashes:
         for row in conn.execute(select(_t(Tombstone)).where(col(Tombstone.address_hash).in_(list(hashes)),
                                                         col(Tombstone.lifted_at).is_(None))):
-            cp = hashes[row.address_hash]
-            tombstones.setdefault(cp.identity_id, []).append(RevocationFact(
-                id=row.id or 0, identity_id=cp.identity_id, scope="identity",
-                channels=tuple(row.channels or ("*",)), purposes=tuple(row.purposes or ("*",)),
-                brands=tuple(row.brands or ("*",)), received_at=row.received_at, effective_at=row.erased_at,
-                source=row.reason_kind, contact_point_id=cp.id, tombstone=True))
+            owner_id = hashes[row.address_hash].identity_id
+            tombstones.setdefault(owner_id, []).extend(_tombstones([row], hashes, owner_id))
     suppressions: dict[int, list[SuppressionFact]] = {}
     for row in conn.execute(select(_t(Suppression)).where(col(Suppression.identity_id).in_(all_ids))):
         suppressions.setdefault(owner[row.identity_id], []).append(suppression_fact(row))
