@@ -50,7 +50,8 @@ def _fatal(path: Path) -> Iterator[None]:
 
 def _open(path: Path) -> IO[str]:
     try:
-        return path.open(newline="", encoding="utf-8-sig")
+        # Undecodable bytes are kept as surrogates so that the import can name their line.
+        return path.open(newline="", encoding="utf-8-sig", errors="surrogateescape")
     except OSError as exc:
         raise click.ClickException(f"{path}: cannot be read ({exc.strerror})") from None
 

@@ -1,23 +1,26 @@
 """The fast path of the consent import: a chunk of rows in a handful of set-based statements.
 
-Rows are validated and normalised in Python (the same rules as the API), then the chunk's
-addresses are looked up in two queries, new people and addresses are inserted in bulk, and the
-consent events are inserted in bulk and chained. Rows the fast path cannot settle alone — ones
-naming an external id or identity attributes, or whose addresses belong to two different people
-(a merge) — are handed back to the one-row-at-a-time path, which does the same thing slower.
+Rows are validated and normalised in Python with the same rules as the API (``plan_rows``, pure
+and picklable, so large files are planned in worker processes while this one writes). Then the
+chunk's addresses are looked up in a few queries, new people and addresses are inserted in bulk,
+and the consent events are inserted in bulk and chained (``write_plans``). Rows the fast path
+cannot settle alone — ones naming an external id or identity attributes, or whose addresses
+belong to two different people (a merge) — are handed back to the one-row-at-a-time path, which
+does the same thing slower.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import csv
+import io
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
-from types import SimpleNamespace
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import ValidationError
-from sqlalchemy import insert, text
-from sqlmodel import Session
+from sqlalchemy import Connection
+from sqlalchemy.engine import Dialect
 
 from consentgate.core.addresses import Address, company_domain_of, normalise_email, normalise_phone
 from consentgate.core.policy import LoadedPolicy
@@ -26,28 +29,87 @@ from consentgate.services.consents import check_consent
 from consentgate.services.identities import find_contact_points
 from consentgate.services.schemas import ConsentIn, utc
 from consentgate.store import chain
+from consentgate.store.bulk import bind, insert_with_ids
 from consentgate.store.models import ConsentEvent, ContactPoint, Identity
 
 IDENTITY_ONLY = ("external_id", "company_domain", "timezone", "state", "country", "name")
+# What a row states about the consent itself, in this order in ``Plan.event``.
+EVENT_FIELDS = ("channel", "purpose", "consent_type", "captured_at", "source", "proof_uri", "proof_sha256",
+                "brand", "consent_text", "ip", "user_agent", "expires_at")
+# The event columns only known once it is written.
+_IDS = ("id", "identity_id", "contact_point_id")
+
+
+class Block(NamedTuple):
+    """Whole CSV records as raw text, the first of them on file line ``first_line``."""
+
+    first_line: int
+    text: str
+
+
+class Plan(NamedTuple):
+    """A row that passed every check: its normalised addresses and the event it will write."""
+
+    line: int
+    target: Address                   # the address the consent is on
+    addresses: tuple[Address, ...]    # every address the row names
+    event: tuple[Any, ...]            # EVENT_FIELDS values as the driver takes them (``bulk.bind``)
+    pii_salt: str
+    pii_digest: str
+    content: str                      # chain.content_template of the event, its ids left open
 
 
 @dataclass
-class Planned:
-    line: int
-    row: dict[str, str]
-    item: ConsentIn
-    target: Address                   # the address the consent is on
-    addresses: list[Address]          # every address the row names
+class BlockPlan:
+    """What planning says of a block's rows: plans, refused rows and rows for the one-row path."""
+
+    rows: int = 0
+    plans: list[Plan] = field(default_factory=list)
+    refused: list[tuple[int, list[FieldError], dict[str, str]]] = field(default_factory=list)
+    slow: list[tuple[int, dict[str, str]]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class ChunkOutcome:
     imported: int
-    rejected: list[tuple[int, list[FieldError], dict[str, str]]]
-    slow: list[tuple[int, dict[str, str]]]
+    slow_lines: list[int]             # rows that need the one-row path after all (a merge)
 
 
-def plan_row(line: int, row: dict[str, str], policy: LoadedPolicy, now: datetime) -> Planned | None:
+def block_rows(block: Block, header: list[str]) -> Iterator[tuple[int, dict[str, str]]]:
+    """(line, {column: cell}) for each record, as DictReader gives them: blank lines skipped,
+    cells past the header dropped."""
+    reader = csv.reader(io.StringIO(block.text, newline=""))
+    first = block.first_line
+    line = first
+    for values in reader:
+        if values:
+            yield line, dict(zip(header, values, strict=False))
+        line = first + reader.line_num
+
+
+def plan_block(block: Block, header: list[str], policy: LoadedPolicy, now: datetime, dialect: Dialect) -> BlockPlan:
+    planned = BlockPlan()
+    to_db = bind(dialect, _EVENT, "captured_at")
+    for line, row in block_rows(block, header):
+        planned.rows += 1
+        try:
+            plan = plan_row(line, row, policy, now, to_db)
+        except ValidationError as exc:
+            planned.refused.append((line, pydantic_field_errors(exc), row))
+        except ValidationFailed as exc:
+            planned.refused.append((line, exc.errors, row))
+        except ConsentgateError as exc:
+            planned.refused.append((line, [FieldError("", exc.detail)], row))
+        else:
+            if plan is None:
+                planned.slow.append((line, row))
+            else:
+                planned.plans.append(plan)
+    return planned
+
+
+def plan_row(line: int, row: dict[str, str], policy: LoadedPolicy, now: datetime,
+             to_db: Callable[[Any], Any]) -> Plan | None:
     """Validate and normalise one row; None when it needs the one-row path."""
     if any(row.get(c) for c in IDENTITY_ONLY) or row.get("identity_id"):
         return None
@@ -68,123 +130,89 @@ def plan_row(line: int, row: dict[str, str], policy: LoadedPolicy, now: datetime
     target = next((a for a in addresses if a.kind == kind), None)
     if target is None:
         raise ValidationFailed.field(kind, f"a {item.channel} consent needs a {kind} address")
-    return Planned(line, row, item, target, addresses)
+    captured_at, expires_at = utc(item.captured_at), utc(item.expires_at)
+    proof_sha256 = item.proof_sha256.lower() if item.proof_sha256 else None
+    salt = chain.new_salt()
+    digest = chain.pii_digest(salt, {"ip": item.ip, "user_agent": item.user_agent, "address": target.value})
+    content = chain.content_template({
+        "channel": item.channel, "purpose": item.purpose, "consent_type": item.consent_type,
+        "captured_at": captured_at.isoformat(), "recorded_at": now.isoformat(), "source": item.source,
+        "proof_uri": item.proof_uri, "proof_sha256": proof_sha256, "brand": item.brand,
+        "consent_text": item.consent_text, "expires_at": expires_at.isoformat() if expires_at else None,
+        "api_key_id": None, "inbound_message_id": None, "pii_digest": digest}, _IDS)
+    if content is None:
+        return None   # a value that looks like one of the template's slots: written the ordinary way
+    event = (item.channel, item.purpose, item.consent_type, to_db(captured_at), item.source, item.proof_uri,
+             proof_sha256, item.brand, item.consent_text, item.ip, item.user_agent,
+             to_db(expires_at) if expires_at else None)
+    return Plan(line, target, tuple(addresses), event, salt, digest, content)
 
 
-class _EventRow(SimpleNamespace):
-    """A consent_event row as plain attributes: what the chain hashes, without ORM bookkeeping."""
-
-    __table__ = ConsentEvent.__table__  # type: ignore[attr-defined]
-
-
-def _insert_returning(session: Session, model: Any, rows: list[dict[str, Any]]) -> list[int]:
-    """Insert many rows through Core (no ORM bookkeeping) and return their ids in input order.
-
-    On PostgreSQL the ids are drawn from the table's sequence first and the rows go in with COPY,
-    several times faster than multi-row INSERT ... RETURNING.
-    """
-    if not rows:
-        return []
-    table = model.__table__
-    connection = session.connection()
-    if connection.dialect.name != "postgresql":
-        statement = insert(table).returning(table.c.id, sort_by_parameter_order=True)
-        return [row[0] for row in connection.execute(statement, rows)]
-    ids = list(connection.execute(
-        text(f"SELECT nextval(pg_get_serial_sequence('{table.name}', 'id')) FROM generate_series(1, :n)"),
-        {"n": len(rows)}).scalars())
-    quoted = ", ".join(f'"{name}"' for name in ["id", *rows[0]])
-    raw = connection.connection.driver_connection
-    with raw.cursor() as cursor, cursor.copy(f'COPY "{table.name}" ({quoted}) FROM STDIN') as copy:
-        for row_id, row in zip(ids, rows, strict=True):
-            copy.write_row([row_id, *row.values()])
-    return ids
+_IDENTITY = Identity.__table__  # type: ignore[attr-defined]
+_CONTACT_POINT = ContactPoint.__table__  # type: ignore[attr-defined]
+_EVENT = ConsentEvent.__table__  # type: ignore[attr-defined]
+_EVENT_COLUMNS = ("identity_id", "contact_point_id", *EVENT_FIELDS, "recorded_at", "pii_salt", "pii_digest")
 
 
-def import_chunk(session: Session, rows: Sequence[tuple[int, dict[str, str]]], policy: LoadedPolicy,
-                 now: datetime) -> ChunkOutcome:
-    planned: list[Planned] = []
-    rejected: list[tuple[int, list[FieldError], dict[str, str]]] = []
-    slow: list[tuple[int, dict[str, str]]] = []
-    for line, row in rows:
-        try:
-            plan = plan_row(line, row, policy, now)
-        except ValidationError as exc:
-            rejected.append((line, pydantic_field_errors(exc), row))
-            continue
-        except ValidationFailed as exc:
-            rejected.append((line, exc.errors, row))
-            continue
-        except ConsentgateError as exc:
-            rejected.append((line, [FieldError("", exc.detail)], row))
-            continue
-        if plan is None:
-            slow.append((line, row))
-        else:
-            planned.append(plan)
-    if not planned:
-        return ChunkOutcome(0, rejected, slow)
-
-    wanted = {a for p in planned for a in p.addresses}
+def write_plans(connection: Connection, plans: Sequence[Plan], policy: LoadedPolicy, now: datetime) -> ChunkOutcome:
+    """Write planned rows in the connection's transaction; rows that would merge two people are left."""
+    wanted = {a for p in plans for a in p.addresses}
     known: dict[Address, tuple[int, int]] = {
-        address: (cp.id or 0, cp.identity_id) for address, cp in find_contact_points(session, wanted).items()}
+        address: (cp.id, cp.identity_id) for address, cp in find_contact_points(connection, wanted).items()}
 
     # Who each row is: an existing identity id, or a new person ("new", n) shared by rows naming the same address.
-    owner: dict[Address, Any] = {a: ("old", known[a][1]) for a in wanted if a in known}
-    new_people: list[Address] = []
-    kept: list[Planned] = []
-    for plan in planned:
-        owners = {owner[a] for a in plan.addresses if a in owner}
-        if len(owners) > 1:
-            slow.append((plan.line, plan.row))    # two people: a merge, done by the one-row path
-            continue
-        person = owners.pop() if owners else ("new", len(new_people))
-        if person[0] == "new" and person[1] == len(new_people):
-            new_people.append(plan.addresses[0])
+    owner: dict[Address, tuple[str, int]] = {a: ("old", known[a][1]) for a in wanted if a in known}
+    new_people = 0
+    kept: list[Plan] = []
+    slow: list[int] = []
+    for plan in plans:
+        if len(plan.addresses) == 1:
+            found = owner.get(plan.addresses[0])
+        else:
+            owners = {owner[a] for a in plan.addresses if a in owner}
+            if len(owners) > 1:
+                slow.append(plan.line)    # two people: a merge, done by the one-row path
+                continue
+            found = owners.pop() if owners else None
+        if found is None:
+            found = ("new", new_people)
+            new_people += 1
         for address in plan.addresses:
-            owner[address] = person
+            owner[address] = found
         kept.append(plan)
 
-    free_mail = frozenset(policy.policy.identity.free_mail_domains)
     new_ids: list[int] = []
     if new_people:
-        accounts = {}
-        for address, person in owner.items():
-            if person[0] == "new" and address.kind == "email":
-                accounts.setdefault(person[1], company_domain_of(address.value, free_mail))
-        result = _insert_returning(session, Identity, [
-            {"created_at": now, "updated_at": now, "account_domain": accounts.get(i), "is_test": False}
-            for i in range(len(new_people))])
-        new_ids = list(result)
+        free_mail = frozenset(policy.policy.identity.free_mail_domains)
+        accounts: dict[int, str | None] = {}
+        for address, (state, number) in owner.items():
+            if state == "new" and address.kind == "email":
+                accounts.setdefault(number, company_domain_of(address.value, free_mail))
+        stamp = bind(connection.dialect, _IDENTITY, "created_at")(now)
+        new_ids = insert_with_ids(connection, _IDENTITY, ("created_at", "updated_at", "account_domain", "is_test"),
+                              [(stamp, stamp, accounts.get(i), False) for i in range(new_people)])
 
     def identity_of(address: Address) -> int:
-        person = owner[address]
-        return person[1] if person[0] == "old" else new_ids[person[1]]
+        state, number = owner[address]
+        return number if state == "old" else new_ids[number]
 
     new_addresses = sorted(a for a in owner if a not in known)
     if new_addresses:
-        result = _insert_returning(session, ContactPoint, [
-            {"identity_id": identity_of(a), "kind": a.kind, "value": a.value, "status": "active", "created_at": now}
-            for a in new_addresses])
-        for address, cp_id in zip(new_addresses, result, strict=True):
+        stamp = bind(connection.dialect, _CONTACT_POINT, "created_at")(now)
+        cp_ids = insert_with_ids(connection, _CONTACT_POINT, ("identity_id", "kind", "value", "status", "created_at"),
+                             [(identity_of(a), a.kind, a.value, "active", stamp) for a in new_addresses])
+        for address, cp_id in zip(new_addresses, cp_ids, strict=True):
             known[address] = (cp_id, identity_of(address))
 
-    columns = [c.name for c in ConsentEvent.__table__.columns if c.name != "id"]  # type: ignore[attr-defined]
-    events = []
+    recorded = bind(connection.dialect, _EVENT, "recorded_at")(now)
+    rows = []
+    hashed = []
     for plan in kept:
-        item = plan.item
         cp_id, identity_id = known[plan.target]
-        event = _EventRow(**dict.fromkeys(columns), id=None)
-        event.__dict__.update(
-            identity_id=identity_id, contact_point_id=cp_id, channel=item.channel, purpose=item.purpose,
-            consent_type=item.consent_type, captured_at=utc(item.captured_at), recorded_at=now, source=item.source,
-            proof_uri=item.proof_uri, proof_sha256=item.proof_sha256.lower() if item.proof_sha256 else None,
-            brand=item.brand, consent_text=item.consent_text, ip=item.ip, user_agent=item.user_agent,
-            expires_at=utc(item.expires_at), pii_digest="")
-        chain.seal("consent_event", event, plan.target.value)
-        events.append(event)
-    ids = _insert_returning(session, ConsentEvent, [{name: getattr(e, name) for name in columns} for e in events])
-    for event, event_id in zip(events, ids, strict=True):
-        event.id = event_id
-    chain.append(session, "consent_event", events, now)
-    return ChunkOutcome(len(events), rejected, slow)
+        rows.append((identity_id, cp_id, *plan.event, recorded, plan.pii_salt, plan.pii_digest))
+    ids = insert_with_ids(connection, _EVENT, _EVENT_COLUMNS, rows)
+    for plan, (identity_id, cp_id, *_), event_id in zip(kept, rows, ids, strict=True):
+        slots = {"id": event_id, "identity_id": identity_id, "contact_point_id": cp_id}
+        hashed.append((event_id, chain.hash_template("consent_event", plan.content, slots)))
+    chain.append_hashes(connection, "consent_event", hashed, now)
+    return ChunkOutcome(len(kept), slow)

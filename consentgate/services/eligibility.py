@@ -221,7 +221,7 @@ def decide_batch(session: Session, items: Sequence[Any], policy: LoadedPolicy, s
 
 def _decide_bulk(session: Session, bulk: list[tuple[int, EligibilityIn, Any]], policy: LoadedPolicy, secret: str,
                  actor: Actor | None, now: datetime) -> list[tuple[int, dict[str, Any]]]:
-    found = find_contact_points(session, (t for _, _, t in bulk if isinstance(t, Address)))
+    found = find_contact_points(session.connection(), (t for _, _, t in bulk if isinstance(t, Address)))
     people = {p.id: p for p in session.connection().execute(select(Identity.__table__).where(  # type: ignore[attr-defined]
         col(Identity.id).in_({cp.identity_id for cp in found.values()})))}
     wanted: list[tuple[Identity | None, ContactPoint | None]] = []

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -151,14 +152,13 @@ def identity_group(session: Session, survivor_id: int) -> list[int]:
     return group_ids(session, survivor_id)
 
 
-def find_contact_points(session: Session, addresses: Iterable[Address]) -> dict[Address, Any]:
+def find_contact_points(conn: Connection, addresses: Iterable[Address]) -> dict[Address, Any]:
     """The contact points of many addresses as read-only rows, by kind and a list of values (the
     unique index serves it)."""
     by_kind: dict[str, list[str]] = {}
     for address in set(addresses):
         by_kind.setdefault(address.kind, []).append(address.value)
     found: dict[Address, Any] = {}
-    conn = session.connection()
     for kind, values in by_kind.items():
         for start in range(0, len(values), 1000):
             for cp in conn.execute(select(ContactPoint.__table__).where(  # type: ignore[attr-defined]

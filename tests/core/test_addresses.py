@@ -106,3 +106,66 @@ def test_location_of_numbers() -> None:
     assert phone_us_state("+13055550123") == "FL"
     assert phone_us_state("+14155550123") == "CA"
     assert phone_us_state("+442079460000") is None
+
+
+# The shortcuts for everyday spellings must agree with the libraries on everything they accept;
+# anything they are unsure of goes through the full parse, so the two can never disagree.
+shortcut_phone_text = st.one_of(
+    st.builds(lambda p, f: f.format(a=p[0], e=p[1], l=p[2]), us_numbers(), st.sampled_from(FORMATS)),
+    st.from_regex(r"(\+?1)?[ .(-]{0,2}\d{3}[ ).-]{0,2}\d{3}[ .-]?\d{4}", fullmatch=True),
+    st.text(alphabet="+1234567890 ().-", min_size=1, max_size=18),
+)
+
+
+def _full_phone(raw: str, region: str) -> str | None:
+    import phonenumbers
+    try:
+        number = phonenumbers.parse(raw.strip(), region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not (phonenumbers.is_possible_number(number) and phonenumbers.is_valid_number(number)):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+@given(shortcut_phone_text, st.sampled_from(["US", "CA", "GB", "DE"]))
+@settings(max_examples=600)
+def test_phone_shortcut_agrees_with_a_full_parse(raw: str, region: str) -> None:
+    from consentgate.core.addresses import _plain_nanp
+    shortcut = _plain_nanp(raw.strip(), region)
+    if shortcut is not None:
+        assert shortcut == _full_phone(raw, region)
+
+
+shortcut_email_text = st.one_of(
+    st.builds(lambda a, b: f"{a}@{b}", local_parts, domains),
+    st.from_regex(r"[A-Za-z0-9._%+-]{1,12}@[A-Za-z0-9.-]{1,20}\.[A-Za-z0-9-]{1,8}", fullmatch=True),
+    st.from_regex(r"[a-z]{1,5}@([a-z0-9-]{1,6}\.){1,3}(local|test|invalid|onion|arpa|localhost|com|xn--p1ai)",
+                  fullmatch=True),
+    st.text(alphabet="aZ09._%+-@", min_size=3, max_size=16),
+)
+
+
+@given(shortcut_email_text)
+@settings(max_examples=600)
+def test_email_shortcut_agrees_with_email_validator(raw: str) -> None:
+    from email_validator import EmailNotValidError, validate_email
+
+    from consentgate.core.addresses import _plain_email
+    shortcut = _plain_email(raw)
+    if shortcut is None:
+        return
+    try:
+        checked = validate_email(raw, check_deliverability=False, allow_smtputf8=True)
+    except EmailNotValidError as exc:
+        raise AssertionError(f"the shortcut accepted {raw!r}, email-validator refuses it: {exc}") from None
+    assert shortcut == (checked.local_part, (checked.ascii_domain or checked.domain).lower())
+
+
+def test_shortcuts_cover_the_everyday_spellings() -> None:
+    from consentgate.core.addresses import _plain_email, _plain_nanp
+    assert _plain_email("Jane.Doe+news@Example.COM") == ("Jane.Doe+news", "example.com")
+    assert _plain_email("hans@bücher.de") is None and _plain_email("a@x.local") is None
+    assert _plain_nanp("(305) 555-0134", "US") == "+13055550134"
+    assert _plain_nanp("305 555 0134", "GB") is None
+    assert _plain_nanp("+1 305 555 0134", "GB") == "+13055550134"

@@ -1,0 +1,154 @@
+"""Planning a consent import in worker processes while the importing process writes.
+
+Validating and normalising a row (email-validator, phonenumbers, pydantic, salted digests and
+the chain's JSON) costs more than writing it, and one process uses one core. A large file is
+therefore cut into blocks of whole records, handed to a pool of forked workers as raw text (the
+cheapest thing to send), and the plans come back in file order, a few blocks ahead of the
+writer. The first block is planned in-process: a small file never starts a worker.
+"""
+
+from __future__ import annotations
+
+import csv
+import multiprocessing
+import os
+import re
+from collections import deque
+from collections.abc import Iterator
+from datetime import datetime
+from multiprocessing.pool import AsyncResult, Pool
+from typing import IO
+
+from sqlalchemy.engine import Dialect
+
+from consentgate.core.policy import LoadedPolicy
+from consentgate.services.bulk_consents import Block, BlockPlan, plan_block
+
+# Blocks each worker may have queued: enough to keep it busy, few enough to bound memory.
+AHEAD_PER_WORKER = 2
+
+
+class UnreadableLine(Exception):
+    """The file stops being readable CSV (or UTF-8) at ``line``."""
+
+    def __init__(self, line: int, reason: str) -> None:
+        super().__init__(f"line {line}: {reason}")
+        self.line, self.reason = line, reason
+
+
+# What undecodable bytes become in a file opened with errors="surrogateescape".
+_UNDECODED = re.compile("[\udc80-\udcff]")
+
+
+def checked_lines(stream: IO[str]) -> Iterator[str]:
+    """The file's lines, stopping with the number of the first line that is not UTF-8.
+
+    Opened with ``errors="surrogateescape"`` the check is per line and names the exact line;
+    otherwise the decoder fails a whole buffer at once and the line named is the next one read.
+    """
+    number = 0
+    try:
+        for number, text in enumerate(stream, start=1):
+            if _UNDECODED.search(text):
+                raise UnreadableLine(number, "not UTF-8 text")
+            yield text
+    except UnicodeDecodeError as exc:
+        raise UnreadableLine(number + 1, str(exc)) from None
+
+
+def read_blocks(stream: Iterator[str], first_line: int, records: int) -> Iterator[Block]:
+    """Blocks of ``records`` CSV records as raw text, cut between records as the csv module reads
+    them (a line break inside a quoted cell stays with its record)."""
+    raw: list[str] = []
+
+    def lines() -> Iterator[str]:
+        for text in stream:
+            raw.append(text)
+            yield text
+
+    reader = csv.reader(lines())
+    start, count, whole = first_line, 0, 0
+    try:
+        for _ in reader:
+            count, whole = count + 1, len(raw)
+            if count >= records:
+                yield Block(start, "".join(raw))
+                start, count, whole = first_line + reader.line_num, 0, 0
+                raw.clear()
+    except UnreadableLine as exc:
+        failure = exc
+    except csv.Error as exc:
+        failure = UnreadableLine(first_line + reader.line_num - 1, str(exc))  # the line just read
+    else:
+        if raw:
+            yield Block(start, "".join(raw))
+        return
+    if whole:
+        yield Block(start, "".join(raw[:whole]))   # the whole records read before the bad line
+    raise failure
+
+
+_worker: tuple[list[str], LoadedPolicy, datetime, Dialect] | None = None
+
+
+def _start_worker(header: list[str], policy: LoadedPolicy, now: datetime, dialect: Dialect) -> None:
+    global _worker
+    _worker = (header, policy, now, dialect)
+
+
+def _plan_in_worker(block: Block) -> BlockPlan:
+    assert _worker is not None
+    return plan_block(block, *_worker)
+
+
+def worker_count() -> int:
+    """Workers for planning: one per core this process may use; none on one core or without fork."""
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return cores if cores > 1 else 0
+
+
+def planned_blocks(blocks: Iterator[Block], header: list[str], policy: LoadedPolicy, now: datetime,
+                   dialect: Dialect, workers: int | None = None) -> Iterator[tuple[Block, BlockPlan]]:
+    """Each block with its plan, in file order.
+
+    When the file stops being readable, every block read before that point is still handed back
+    before the error is raised, so the rows above a bad line are written.
+    """
+    workers = worker_count() if workers is None else workers
+    pool: Pool | None = None
+    pending: deque[tuple[Block, BlockPlan | AsyncResult[BlockPlan]]] = deque()
+
+    def ready() -> tuple[Block, BlockPlan]:
+        block, planned = pending.popleft()
+        return block, planned if isinstance(planned, BlockPlan) else planned.get()
+
+    try:
+        seen = 0
+        while True:
+            try:
+                block = next(blocks, None)
+            except Exception:
+                while pending:
+                    yield ready()
+                raise
+            if block is None:
+                break
+            seen += 1
+            if pool is None and seen == 2 and workers:
+                # fork: the workers start with the policy already loaded, nothing to pickle.
+                pool = multiprocessing.get_context("fork").Pool(
+                    workers, _start_worker, (header, policy, now, dialect))
+            if pool is None:
+                pending.append((block, plan_block(block, header, policy, now, dialect)))
+            else:
+                pending.append((block, pool.apply_async(_plan_in_worker, (block,))))
+            while len(pending) > (workers * AHEAD_PER_WORKER if pool else 0):
+                yield ready()
+        while pending:
+            yield ready()
+    finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
