@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, bindparam
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -152,16 +152,22 @@ def identity_group(session: Session, survivor_id: int) -> list[int]:
     return group_ids(session, survivor_id)
 
 
+# Values per look-up: within SQLite's limit on parameters, large enough that a chunk of an import
+# takes a few statements.
+_LOOKUP_BATCH = 5000
+_BY_VALUES = select(ContactPoint.__table__).where(  # type: ignore[attr-defined]
+    ContactPoint.kind == bindparam("kind"), col(ContactPoint.value).in_(bindparam("values", expanding=True)))
+
+
 def find_contact_points(conn: Connection, addresses: Iterable[Address]) -> dict[Address, Any]:
     """The contact points of many addresses as read-only rows, by kind and a list of values (the
     unique index serves it)."""
     by_kind: dict[str, list[str]] = {}
-    for address in set(addresses):
-        by_kind.setdefault(address.kind, []).append(address.value)
+    for kind, value in set(addresses):
+        by_kind.setdefault(kind, []).append(value)
     found: dict[Address, Any] = {}
     for kind, values in by_kind.items():
-        for start in range(0, len(values), 1000):
-            for cp in conn.execute(select(ContactPoint.__table__).where(  # type: ignore[attr-defined]
-                    ContactPoint.kind == kind, col(ContactPoint.value).in_(values[start:start + 1000]))):
+        for start in range(0, len(values), _LOOKUP_BATCH):
+            for cp in conn.execute(_BY_VALUES, {"kind": kind, "values": values[start:start + _LOOKUP_BATCH]}):
                 found[Address(kind, cp.value or "")] = cp  # type: ignore[arg-type]
     return found

@@ -25,7 +25,7 @@ from sqlmodel import Session, col
 from consentgate.core.addresses import normalise_phone
 from consentgate.core.policy import LoadedPolicy
 from consentgate.errors import ConsentgateError, ValidationFailed, pydantic_field_errors
-from consentgate.services.bulk_consents import Block, BlockPlan, block_rows, write_plans
+from consentgate.services.bulk_consents import Block, BlockPlan, Plan, block_rows, write_plans
 from consentgate.services.consents import write_consent
 from consentgate.services.directory import upsert_identity
 from consentgate.services.planning import UnreadableLine, checked_lines, planned_blocks, read_blocks
@@ -202,10 +202,10 @@ def _write_block(store: Store, block: Block, header: list[str], planned: BlockPl
     slow_lines = {line for line, _ in planned.slow}
     try:
         with store.transaction() as session:
-            outcome = write_plans(session.connection(), planned.plans, policy, now)
+            outcome = write_plans(session.connection(), map(Plan._make, planned.plans), policy, now)
     except IntegrityError:
         # Someone wrote one of these addresses meanwhile: settle the block row by row.
-        slow_lines.update(p.line for p in planned.plans)
+        slow_lines.update(p[0] for p in planned.plans)
     else:
         result.imported += outcome.imported
         slow_lines.update(outcome.slow_lines)

@@ -67,8 +67,12 @@ def _canonical(value: Any) -> Any:
 
 def pii_digest(salt: str, values: Mapping[str, Any]) -> str:
     """Salted digest of a row's personal values (the address included)."""
-    payload = json.dumps({k: _canonical(v) for k, v in sorted(values.items())}, sort_keys=True)
+    payload = _PERSONAL.encode({k: _canonical(v) for k, v in values.items()})
     return hashlib.sha256(f"{salt}|{payload}".encode()).hexdigest()
+
+
+# json.dumps(..., sort_keys=True) as written when the chain began; built once, not per row.
+_PERSONAL = json.JSONEncoder(sort_keys=True)
 
 
 def personal_values(table: str, row: Any, address: str | None) -> dict[str, Any]:
@@ -114,25 +118,29 @@ def hash_canonical(table: str, content: dict[str, Any]) -> str:
     """``content_hash`` of content already in canonical form: every hashed column, times as
     ISO 8601 text, plus ``pii_digest``. Bulk writers build it directly, which is several times
     cheaper per row than going through attributes."""
-    payload = json.dumps(content, sort_keys=True, separators=(",", ":"), default=str)
+    payload = _CANONICAL.encode(content)
     return hashlib.sha256(f"{table}|{payload}".encode()).hexdigest()
 
 
-def content_template(content: dict[str, Any], later: Sequence[str]) -> str | None:
+# The canonical JSON of hashed content: sorted keys, no spaces, anything unusual as its str().
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
+
+
+def content_template(content: dict[str, Any], later: Sequence[str]) -> str:
     """``hash_canonical``'s payload with the integer columns ``later`` left as %d slots.
 
     A bulk writer knows everything about a row but its ids until it inserts it; the costly part
     of hashing (the JSON) is done beforehand, in a worker, and ``hash_template`` fills the ids in.
-    None when a value happens to contain a slot's marker.
+    Each slot is found as ``"name":<placeholder>``, a sequence that cannot occur inside an
+    encoded string (its quotes would be escaped), so no value can be mistaken for a slot.
     """
-    marked = {**content, **{name: f"\x00{name}\x00" for name in later}}
-    payload = json.dumps(marked, sort_keys=True, separators=(",", ":"), default=str).replace("%", "%%")
+    payload = _CANONICAL.encode({**content, **dict.fromkeys(later, _PLACEHOLDER)}).replace("%", "%%")
     for name in later:
-        marker = json.dumps(f"\x00{name}\x00")
-        if payload.count(marker) != 1:
-            return None
-        payload = payload.replace(marker, "%d")
+        payload = payload.replace(f'"{name}":{_PLACEHOLDER}', f'"{name}":%d')
     return payload
+
+
+_PLACEHOLDER = -(2**63)
 
 
 def hash_template(table: str, template: str, later: Mapping[str, int]) -> str:
