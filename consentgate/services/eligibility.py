@@ -33,9 +33,10 @@ from consentgate.services.identities import find_contact_points, normalise_ref, 
 from consentgate.services.keys import Actor
 from consentgate.services.policies import remember_policy
 from consentgate.services.schemas import AddressIn, utc
+from consentgate.store.bulk import bind, insert_with_ids
 from consentgate.store.db import Store
 from consentgate.store.models import ContactPoint, DecisionRecord, Identity, Touch
-from consentgate.store.subjects import Person, load_subject, load_subjects, read_person
+from consentgate.store.subjects import Person, load_subject, load_subjects, read_people, read_person
 
 
 class EligibilityIn(AddressIn):
@@ -224,6 +225,7 @@ def _decide_bulk(session: Session, bulk: list[tuple[int, EligibilityIn, Any]], p
     found = find_contact_points(session.connection(), (t for _, _, t in bulk if isinstance(t, Address)))
     people = {p.id: p for p in session.connection().execute(select(Identity.__table__).where(  # type: ignore[attr-defined]
         col(Identity.id).in_({cp.identity_id for cp in found.values()})))}
+    by_id = read_people(session.connection(), (t for _, _, t in bulk if not isinstance(t, Address)))
     wanted: list[tuple[Identity | None, ContactPoint | None]] = []
     named: list[dict[str, Any]] = []
     for _, item, target in bulk:
@@ -232,7 +234,7 @@ def _decide_bulk(session: Session, bulk: list[tuple[int, EligibilityIn, Any]], p
             wanted.append((people.get(cp.identity_id), cp) if cp is not None else (None, None))
             named.append({"address": {"kind": target.kind, "value": target.value}})
         else:
-            person = read_person(session.connection(), identity_id=target)
+            person = by_id.get(target)
             kind = policy.channels[item.channel].address
             wanted.append((person.identity, person.address(kind)) if person else (None, None))
             named.append({"identity_id": target})
@@ -244,13 +246,23 @@ def _decide_bulk(session: Session, bulk: list[tuple[int, EligibilityIn, Any]], p
         decision = decide(subject, _request(item, at), policy)
         decisions.append(decision)
         rows.append(_record_row(item, identity, request_named, at, decision, policy, actor, now))
-    table = DecisionRecord.__table__  # type: ignore[attr-defined]
-    ids = [r[0] for r in session.connection().execute(
-        insert(table).returning(table.c.id, sort_by_parameter_order=True), rows)]
+    ids = log_decisions(session.connection(), rows)
     answers = []
     for (index, _, _), row, decision, decision_id in zip(bulk, rows, decisions, ids, strict=True):
         answers.append((index, decision_answer({**row, "id": decision_id}, decision)))
     return answers
+
+
+_LOG_COLUMNS = ("identity_id", "channel", "purpose", "request", "allowed", "reasons", "codes", "next_allowed_at",
+                "consent_id", "reservation_id", "policy_version", "decided_at", "api_key_id", "is_test")
+
+
+def log_decisions(conn: Connection, rows: list[dict[str, Any]]) -> list[int]:
+    """Write many decision log rows (``_record_row``) in one statement; their ids, in order."""
+    table = DecisionRecord.__table__  # type: ignore[attr-defined]
+    to_driver = [bind(conn.dialect, table, name) for name in _LOG_COLUMNS]
+    return insert_with_ids(conn, table, _LOG_COLUMNS, [
+        tuple(convert(row[name]) for convert, name in zip(to_driver, _LOG_COLUMNS, strict=True)) for row in rows])
 
 
 def _record_row(item: EligibilityIn, identity: Identity | None, named: dict[str, Any], at: datetime,

@@ -7,27 +7,33 @@ what lands in the table is what an ORM write would have stored.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, text
+from sqlalchemy import JSON, Connection, Table, text
 from sqlalchemy.engine import Dialect
 
 
 def bind(dialect: Dialect, table: Table, column: str) -> Callable[[Any], Any]:
-    """The column type's own conversion to what the driver takes, with times as text.
+    """The column type's own conversion to what the driver takes, times and JSON as text.
 
     Times go as text so that a value shared by every row of a batch is converted once, and so
     that plans made in worker processes travel cheaply: SQLite gets its driver's own text form
     of the naive UTC value, PostgreSQL ISO 8601 with the offset (COPY parses it as timestamptz).
+    JSON goes to COPY as its text, which PostgreSQL parses as jsonb.
     """
-    processor = table.c[column].type.bind_processor(dialect) or (lambda value: value)
+    type_ = table.c[column].type
+    processor = type_.bind_processor(dialect) or (lambda value: value)
     sqlite = dialect.name == "sqlite"
+    as_json = isinstance(type_, JSON) and not sqlite
 
     def to_driver(value: Any) -> Any:
         value = processor(value)
+        if as_json and value is not None:
+            return json.dumps(value)
         if not isinstance(value, datetime):
             return value
         if sqlite:

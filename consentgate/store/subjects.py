@@ -7,6 +7,7 @@ made later are undone), so a logged decision can be replayed against the data it
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -130,7 +131,7 @@ def _decode(model: Any, value: Any) -> list[SimpleNamespace]:
 
 
 @lru_cache(maxsize=8)
-def _person_queries(dialect: str) -> tuple[Any, Any]:
+def _person_queries(dialect: str) -> tuple[Any, Any, Any]:
     contact_points = (select(_json_rows(dialect, ContactPoint))
                       .where(ContactPoint.identity_id == Identity.id).scalar_subquery().label("contact_points"))
     absorbed = aliased(Identity)
@@ -140,7 +141,8 @@ def _person_queries(dialect: str) -> tuple[Any, Any]:
         ContactPoint.identity_id).where(ContactPoint.kind == bindparam("kind"),
                                         ContactPoint.value == bindparam("value")).scalar_subquery())
     by_id = select(_t(Identity), contact_points, merged).where(Identity.id == bindparam("id"))
-    return by_address, by_id
+    by_ids = select(_t(Identity), contact_points, merged).where(col(Identity.id).in_(bindparam("ids", expanding=True)))
+    return by_address, by_id, by_ids
 
 
 @dataclass(frozen=True)
@@ -162,15 +164,40 @@ class Person:
 def read_person(conn: Connection, *, kind: str | None = None, value: str | None = None,
                 identity_id: int | None = None) -> Person | None:
     """The person an address or an id stands for today (merged-away ids resolve to their survivor)."""
-    by_address, by_id = _person_queries(conn.dialect.name)
+    by_address, by_id, _ = _person_queries(conn.dialect.name)
     row = (conn.execute(by_address, {"kind": kind, "value": value}) if identity_id is None
            else conn.execute(by_id, {"id": identity_id})).first()
     seen: set[int] = set()
     while row is not None and row.merged_into_id is not None and row.id not in seen:
         seen.add(row.id)
         row = conn.execute(by_id, {"id": row.merged_into_id}).first()
-    if row is None:
-        return None
+    return None if row is None else _person(row)
+
+
+def read_people(conn: Connection, ids: Iterable[int]) -> dict[int, Person]:
+    """``read_person`` for many ids at once, in a statement per level of merging (one, nearly always)."""
+    by_ids = _person_queries(conn.dialect.name)[2]
+    wanted = set(ids)
+    rows: dict[int, Any] = {}
+    pending = set(wanted)
+    while pending:
+        for row in conn.execute(by_ids, {"ids": list(pending)}):
+            rows[row.id] = row
+        pending = {r.merged_into_id for r in rows.values() if r.merged_into_id is not None} - set(rows)
+
+    def survivor(identity_id: int) -> Any | None:
+        seen: set[int] = set()
+        row = rows.get(identity_id)
+        while row is not None and row.merged_into_id is not None and row.id not in seen:
+            seen.add(row.id)
+            row = rows.get(row.merged_into_id)
+        return row
+
+    people = {identity_id: survivor(identity_id) for identity_id in wanted}
+    return {identity_id: _person(row) for identity_id, row in people.items() if row is not None}
+
+
+def _person(row: Any) -> Person:
     absorbed = json.loads(row.absorbed) if isinstance(row.absorbed, str) else (row.absorbed or [])
     return Person(row, _decode(ContactPoint, row.contact_points), (row.id, *absorbed))
 

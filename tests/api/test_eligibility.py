@@ -209,3 +209,10 @@ def test_merged_people_are_decided_as_one(client, keys) -> None:  # type: ignore
     assert "REVOKED" in codes(by_old_id)
     by_phone = ask(client, keys)
     assert by_phone["identity_id"] == survivor and "REVOKED" in codes(by_phone)
+    items = [{"identity_id": i, "channel": "sms", "purpose": "marketing"} for i in (absorbed, survivor, 999_999)]
+    batch = client.post("/v1/eligibility/batch", json={"items": items}, headers=keys["sender"]).get_json()["decisions"]
+    assert [d["identity_id"] for d in batch] == [survivor, survivor, None]
+    for item, from_batch in zip(items, batch, strict=True):
+        single = ask(client, keys, phone=None, **item)
+        assert (from_batch["allowed"], codes(from_batch)) == (single["allowed"], codes(single))
+    assert "REVOKED" in codes(batch[0]) and "UNKNOWN_IDENTITY" in codes(batch[2])
