@@ -13,6 +13,7 @@ from flask.json.provider import DefaultJSONProvider
 from consentgate import __version__
 from consentgate.api import blueprints, problems
 from consentgate.config import load_settings
+from consentgate.core.addresses import location_data
 from consentgate.runtime import Runtime, build_runtime
 
 
@@ -47,6 +48,7 @@ def create_app(config: Mapping[str, Any] | None = None, *, runtime: Runtime | No
         logging.basicConfig(level=settings.log_level)
         runtime = build_runtime(settings)
     app.extensions["consentgate"] = runtime
+    location_data()   # loaded now rather than by the first eligibility check
     app.secret_key = runtime.secret_key
     problems.init_app(app)
     for bp in blueprints():

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from types import SimpleNamespace
 from typing import Literal, NamedTuple
 
 import phonenumbers
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
-from phonenumbers import geocoder, timezone
 
 from consentgate.errors import ValidationFailed
 
@@ -168,11 +168,19 @@ def normalise_domain(raw: str, *, field: str = "company_domain") -> str:
     return (checked.ascii_domain or checked.domain).lower()
 
 
+@lru_cache(maxsize=1)
+def location_data() -> SimpleNamespace:
+    """phonenumbers' time zone and geocoder tables: about 100 MB, so loaded on first use (the gate
+    needs them, an import does not) or by ``create_app`` before the first request."""
+    from phonenumbers import geocoder, timezone
+    return SimpleNamespace(geocoder=geocoder, timezone=timezone)
+
+
 @lru_cache(maxsize=65536)
 def phone_timezones(e164: str) -> tuple[str, ...]:
     """Every IANA zone a number may be in (several for some area codes), empty when unknown."""
     number = phonenumbers.parse(e164, None)
-    zones = tuple(z for z in timezone.time_zones_for_number(number) if z != _UNKNOWN_ZONE)
+    zones = tuple(z for z in location_data().timezone.time_zones_for_number(number) if z != _UNKNOWN_ZONE)
     return tuple(sorted(set(zones)))
 
 
@@ -221,7 +229,7 @@ def _geocoded_state(e164: str) -> str | None:
     number = phonenumbers.parse(e164, None)
     if phonenumbers.region_code_for_number(number) not in ("US", "PR"):
         return None
-    place = geocoder.description_for_number(number, "en")
+    place = location_data().geocoder.description_for_number(number, "en")
     if not place:
         return None
     if place in _US_STATES:
