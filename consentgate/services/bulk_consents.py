@@ -158,8 +158,6 @@ _EVENT_COLUMNS = ("identity_id", "contact_point_id", *EVENT_FIELDS, "recorded_at
 def write_plans(connection: Connection, plans: Iterable[Plan], policy: LoadedPolicy, now: datetime) -> ChunkOutcome:
     """Write planned rows in the connection's transaction; rows that would merge two people are left."""
     plans = list(plans)
-    if connection.dialect.name == "sqlite":
-        connection.exec_driver_sql("PRAGMA wal_autocheckpoint = 16384")
     wanted = {a for p in plans for a in p.addresses}
     known: dict[Address, tuple[int, int]] = {
         address: (cp.id, cp.identity_id) for address, cp in find_contact_points(connection, wanted).items()}

@@ -87,8 +87,12 @@ def _create(url: str, autocommit: bool = False) -> Engine:
         )
         _configure_sqlite(engine)
         return engine
-    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True,
-                         **({"isolation_level": "AUTOCOMMIT"} if autocommit else {}))
+    if autocommit:
+        # The gate's hot path: no ping round trip before each check. A connection the server
+        # dropped fails that one request (a 5xx, which a sender reads as "no") and SQLAlchemy
+        # then replaces every pooled connection.
+        return create_engine(url, pool_size=10, max_overflow=20, isolation_level="AUTOCOMMIT")
+    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
 
 
 def dispose_all() -> None:
