@@ -28,7 +28,13 @@ from consentgate.errors import ConsentgateError, ValidationFailed, pydantic_fiel
 from consentgate.services.bulk_consents import Block, BlockPlan, Plan, block_rows, write_plans
 from consentgate.services.consents import write_consent
 from consentgate.services.directory import upsert_identity
-from consentgate.services.planning import UnreadableLine, checked_lines, planned_blocks, read_blocks
+from consentgate.services.planning import (
+    PlanningFailed,
+    UnreadableLine,
+    checked_lines,
+    planned_blocks,
+    read_blocks,
+)
 from consentgate.services.revocations import write_suppression
 from consentgate.services.schemas import Attributes, ConsentIn, IdentityIn, SuppressionIn
 from consentgate.store.db import Store
@@ -189,6 +195,8 @@ def import_consents(store: Store, policy: LoadedPolicy, stream: IO[str], now: da
                 progress(planned.rows)
     except UnreadableLine as exc:
         raise _stopped(exc.line, exc.reason) from None
+    except PlanningFailed as exc:
+        raise ImportFileError(f"{exc}; the import stopped there, rows before line {exc.line} were kept") from None
     finally:
         result.rejected.sort(key=lambda r: r.line)
     return result

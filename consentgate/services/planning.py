@@ -15,8 +15,9 @@ import os
 import re
 from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime
-from multiprocessing.pool import AsyncResult, Pool
 from typing import IO
 
 from sqlalchemy.engine import Dialect
@@ -109,20 +110,34 @@ def worker_count() -> int:
     return cores if cores > 1 else 0
 
 
+class PlanningFailed(Exception):
+    """A planning worker stopped without an answer (killed, out of memory) at the block from ``line``."""
+
+    def __init__(self, line: int) -> None:
+        super().__init__(f"a worker process stopped while checking the rows from line {line}")
+        self.line = line
+
+
 def planned_blocks(blocks: Iterator[Block], header: list[str], policy: LoadedPolicy, now: datetime,
                    dialect: Dialect, workers: int | None = None) -> Iterator[tuple[Block, BlockPlan]]:
     """Each block with its plan, in file order.
 
     When the file stops being readable, every block read before that point is still handed back
-    before the error is raised, so the rows above a bad line are written.
+    before the error is raised, so the rows above a bad line are written. A worker that dies
+    stops the import at its block (``PlanningFailed``), never silently skips it.
     """
     workers = worker_count() if workers is None else workers
-    pool: Pool | None = None
-    pending: deque[tuple[Block, BlockPlan | AsyncResult[BlockPlan]]] = deque()
+    pool: ProcessPoolExecutor | None = None
+    pending: deque[tuple[Block, BlockPlan | Future[BlockPlan]]] = deque()
 
     def ready() -> tuple[Block, BlockPlan]:
         block, planned = pending.popleft()
-        return block, planned if isinstance(planned, BlockPlan) else planned.get()
+        if isinstance(planned, BlockPlan):
+            return block, planned
+        try:
+            return block, planned.result()
+        except BrokenProcessPool:
+            raise PlanningFailed(block.first_line) from None
 
     try:
         seen = 0
@@ -138,17 +153,16 @@ def planned_blocks(blocks: Iterator[Block], header: list[str], policy: LoadedPol
             seen += 1
             if pool is None and seen == 2 and workers:
                 # fork: the workers start with the policy already loaded, nothing to pickle.
-                pool = multiprocessing.get_context("fork").Pool(
-                    workers, _start_worker, (header, policy, now, dialect))
+                pool = ProcessPoolExecutor(workers, multiprocessing.get_context("fork"), _start_worker,
+                                           (header, policy, now, dialect))
             if pool is None:
                 pending.append((block, plan_block(block, header, policy, now, dialect)))
             else:
-                pending.append((block, pool.apply_async(_plan_in_worker, (block,))))
+                pending.append((block, pool.submit(_plan_in_worker, block)))
             while len(pending) > (workers * AHEAD_PER_WORKER if pool else 0):
                 yield ready()
         while pending:
             yield ready()
     finally:
         if pool is not None:
-            pool.terminate()
-            pool.join()
+            pool.shutdown(wait=True, cancel_futures=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -212,3 +213,29 @@ def test_a_bad_line_after_several_blocks_keeps_the_rows_above_it(env, rows, monk
     result = run("import", "consents", str(csv_file))
     assert result.exit_code == 1 and "line 12: cannot be read" in result.output, result.output
     assert len(rows(ConsentEvent)) == 10
+
+
+def test_a_worker_that_dies_stops_the_import_at_its_block(env, rows, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A planning worker killed mid-file (out of memory, say) never makes the import skip its rows."""
+    import os
+
+    from consentgate.services import imports, planning
+
+    monkeypatch.setattr(imports, "BULK_CHUNK", 3)
+    real = planning.plan_block
+
+    def dies_at_line_8(block, *args):  # type: ignore[no-untyped-def]
+        if block.first_line == 8:
+            os._exit(9)   # as the kernel's OOM killer would end it: no exception, no answer
+        return real(block, *args)
+
+    monkeypatch.setattr(planning, "plan_block", dies_at_line_8)
+    good = "".join(f"p{i}@corp.com,email,marketing,double_opt_in,{WHEN},crm\n" for i in range(12))
+    csv_file = env / "dies.csv"
+    csv_file.write_text("email,channel,purpose,consent_type,captured_at,source\n" + good)
+    result = run("import", "consents", str(csv_file))
+    assert result.exit_code == 1, result.output
+    # The pool gives up on every block in flight; which of them had already been answered is timing.
+    stopped = re.search(r"rows before line (\d+) were kept", result.output)
+    assert stopped is not None and int(stopped[1]) in (5, 8), result.output
+    assert len(rows(ConsentEvent)) == int(stopped[1]) - 2
