@@ -31,10 +31,11 @@ test-sqlite: install
 test-postgresql: install
 	CONSENTGATE_TEST_PG_URL=$(PG_ADMIN_URL) $(BIN)/pytest --db postgresql
 
+## Speed figures on SQLite and on the PostgreSQL server of PG_ADMIN_URL (in databases of their own).
 bench: install
-	$(BIN)/python bench/eligibility.py
-	$(BIN)/python bench/import.py
-	$(BIN)/python bench/reports.py
+	$(BIN)/python bench/eligibility.py --postgresql $(PG_ADMIN_URL)
+	$(BIN)/python bench/import.py --postgresql $(PG_ADMIN_URL)
+	$(BIN)/python bench/reports.py --postgresql $(PG_ADMIN_URL)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache consentgate.db consentgate.db-* .consentgate-secret

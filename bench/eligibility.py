@@ -1,8 +1,10 @@
 """Eligibility under load: gunicorn (sync workers, one per core) driven by wrk over loopback.
 
-    .venv/bin/python bench/eligibility.py [--people 200000] [--seconds 10] [--connections 32]
+    .venv/bin/python bench/eligibility.py [--people 1000000] [--seconds 10] [--connections 32]
+                                          [--postgresql ADMIN_URL]
 
-Seeds a store (a temporary SQLite file, or CONSENTGATE_DATABASE_URL) with people, consents,
+Seeds a store (a temporary SQLite file; then, with ``--postgresql ADMIN_URL``, a database of its
+own on that server, dropped afterwards) with people, consents,
 revocations and touches in bulk, serves consentgate and a bare Flask "hello JSON" app under the
 same gunicorn settings, and prints requests/s, p50 and p99 for both and their ratio (a figure
 that machine noise does not move much). Then times a 10,000-item batch. Needs `wrk`
@@ -26,6 +28,7 @@ from pathlib import Path
 
 import httpx
 from sqlalchemy import insert
+from throwaway import throwaway_database
 
 ROOT = Path(__file__).resolve().parents[1]
 LUA = """
@@ -112,14 +115,21 @@ def wrk(port: int, path: str, key: str, people: int, seconds: int, connections: 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--people", type=int, default=200_000)
+    parser.add_argument("--people", type=int, default=1_000_000)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--postgresql", metavar="ADMIN_URL", default=None)
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed: apt-get install wrk")
     workdir = Path(tempfile.mkdtemp(prefix="consentgate-bench-"))
-    url = os.environ.get("CONSENTGATE_DATABASE_URL", f"sqlite:///{workdir}/bench.db")
+    run(f"sqlite:///{workdir}/bench.db", workdir, args)
+    if args.postgresql:
+        with throwaway_database(args.postgresql, "consentgate_bench_eligibility") as url:
+            run(url, workdir, args)
+
+
+def run(url: str, workdir: Path, args: argparse.Namespace) -> None:
     key = seed(url, args.people, workdir)
     workers = os.cpu_count() or 1
     env = {**os.environ, "CONSENTGATE_DATABASE_URL": url, "CONSENTGATE_SECRET_FILE": str(workdir / "secret"),
@@ -145,6 +155,8 @@ def main() -> None:
     finally:
         gate.terminate()
         hello.terminate()
+        gate.wait()
+        hello.wait()
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from throwaway import throwaway_database
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -25,22 +27,8 @@ def run_one(rows: int, admin_url: str | None) -> None:
     if admin_url is None:
         _measure(rows, None)
         return
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    name = f"consentgate_bench_reports_{rows}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        _measure(rows, make_url(admin_url).set(database=name).render_as_string(hide_password=False))
-    finally:
-        from consentgate.store.db import dispose_all
-
-        dispose_all()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with throwaway_database(admin_url, f"consentgate_bench_reports_{rows}") as url:
+        _measure(rows, url)
 
 
 def _measure(rows: int, url: str | None) -> None:

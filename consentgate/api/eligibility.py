@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 from flask import Blueprint, Response, jsonify
 
 from consentgate.api.auth import current_actor, require
@@ -22,11 +24,14 @@ bp = Blueprint("eligibility_api", __name__)
 
 
 def _count(answers: list[dict]) -> None:  # type: ignore[type-arg]
+    # Tallied first: a batch of 10,000 then costs a few counter updates, not 10,000 label look-ups.
+    outcomes = Counter("allowed" if answer.get("allowed") else "denied" for answer in answers)
+    codes = Counter(reason["code"] for answer in answers for reason in answer.get("reasons") or ())
     metrics = runtime().metrics
-    for answer in answers:
-        metrics.decisions.labels(outcome="allowed" if answer.get("allowed") else "denied").inc()
-        for reason in answer.get("reasons") or ():
-            metrics.decision_reasons.labels(code=reason["code"]).inc()
+    for outcome, n in outcomes.items():
+        metrics.decisions.labels(outcome=outcome).inc(n)
+    for code, n in codes.items():
+        metrics.decision_reasons.labels(code=code).inc(n)
 
 
 @bp.post("/v1/eligibility")

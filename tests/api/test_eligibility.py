@@ -216,3 +216,17 @@ def test_merged_people_are_decided_as_one(client, keys) -> None:  # type: ignore
         single = ask(client, keys, phone=None, **item)
         assert (from_batch["allowed"], codes(from_batch)) == (single["allowed"], codes(single))
     assert "REVOKED" in codes(batch[0]) and "UNKNOWN_IDENTITY" in codes(batch[2])
+
+
+def test_metrics_count_decisions_by_outcome_and_reason(client, keys) -> None:  # type: ignore[no-untyped-def]
+    consent(client, keys)
+    ask(client, keys)                                                          # allowed
+    ask(client, keys, phone="+13055550199")                                   # unknown
+    items = [{"phone": PHONE, "channel": "sms", "purpose": "marketing"},
+             {"phone": "+13055550198", "channel": "sms", "purpose": "marketing"},
+             {"phone": "+13055550197", "channel": "sms", "purpose": "marketing"}]
+    assert client.post("/v1/eligibility/batch", json={"items": items}, headers=keys["sender"]).status_code == 200
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'consentgate_decisions_total{outcome="allowed"} 2.0' in text
+    assert 'consentgate_decisions_total{outcome="denied"} 3.0' in text
+    assert 'consentgate_decision_reasons_total{code="UNKNOWN_IDENTITY"} 3.0' in text
