@@ -1,9 +1,10 @@
-"""The fast path of the consent import: a chunk of rows in a handful of set-based statements.
+"""The fast path of the consent import: a block of rows in a handful of set-based statements.
 
-Rows are validated and normalised in Python with the same rules as the API (``plan_rows``, pure
-and picklable, so large files are planned in worker processes while this one writes). Then the
-chunk's addresses are looked up in a few queries, new people and addresses are inserted in bulk,
-and the consent events are inserted in bulk and chained (``write_plans``). Rows the fast path
+Rows are validated and normalised in Python with the same rules as the API (``plan_block``: pure,
+its input and output cheap to send between processes, so large files are planned in worker
+processes while this one writes). Then the block's addresses are looked up in a few queries, new
+people and addresses are inserted in bulk, and the consent events are inserted in bulk and
+chained (``write_plans``). Rows the fast path
 cannot settle alone — ones naming an external id or identity attributes, or whose addresses
 belong to two different people (a merge) — are handed back to the one-row-at-a-time path, which
 does the same thing slower.
@@ -51,7 +52,8 @@ class Plan(NamedTuple):
     """A row that passed every check: its normalised addresses and the event it will write."""
 
     line: int
-    target: Address                   # the address the consent is on (kind, value)
+    # Addresses are (kind, value): Address, or a plain tuple once the plan has crossed from a worker.
+    target: Address                   # the address the consent is on
     addresses: tuple[Address, ...]    # every address the row names
     event: tuple[Any, ...]            # EVENT_FIELDS values as the driver takes them (``bulk.bind``)
     pii_salt: str
@@ -64,15 +66,15 @@ class BlockPlan:
     """What planning says of a block's rows: plans, refused rows and rows for the one-row path."""
 
     rows: int = 0
-    # Plans as plain tuples, addresses too: they cross between processes three times faster
-    # than NamedTuples (which pickle by class); ``Plan._make`` and ``Address._make`` read them back.
+    # Plans as plain tuples, addresses too: they cross between processes three times faster than
+    # NamedTuples (which pickle by class); ``Plan._make`` reads them back.
     plans: list[tuple[Any, ...]] = field(default_factory=list)
     refused: list[tuple[int, list[FieldError], dict[str, str]]] = field(default_factory=list)
     slow: list[tuple[int, dict[str, str]]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
-class ChunkOutcome:
+class BlockOutcome:
     imported: int
     slow_lines: list[int]             # rows that need the one-row path after all (a merge)
 
@@ -106,8 +108,8 @@ def plan_block(block: Block, header: list[str], policy: LoadedPolicy, now: datet
             if plan is None:
                 planned.slow.append((line, row))
             else:
-                target, addresses = plan.target, plan.addresses
-                planned.plans.append((*plan[:1], tuple(target), tuple(map(tuple, addresses)), *plan[3:]))
+                planned.plans.append((plan.line, tuple(plan.target), tuple(map(tuple, plan.addresses)),
+                                      *plan[3:]))
     return planned
 
 
@@ -155,7 +157,7 @@ _EVENT = ConsentEvent.__table__  # type: ignore[attr-defined]
 _EVENT_COLUMNS = ("identity_id", "contact_point_id", *EVENT_FIELDS, "recorded_at", "pii_salt", "pii_digest")
 
 
-def write_plans(connection: Connection, plans: Iterable[Plan], policy: LoadedPolicy, now: datetime) -> ChunkOutcome:
+def write_plans(connection: Connection, plans: Iterable[Plan], policy: LoadedPolicy, now: datetime) -> BlockOutcome:
     """Write planned rows in the connection's transaction; rows that would merge two people are left."""
     plans = list(plans)
     wanted = {a for p in plans for a in p.addresses}
@@ -193,7 +195,7 @@ def write_plans(connection: Connection, plans: Iterable[Plan], policy: LoadedPol
                 accounts.setdefault(number, company_domain_of(value, free_mail))
         stamp = bind(connection.dialect, _IDENTITY, "created_at")(now)
         new_ids = insert_with_ids(connection, _IDENTITY, ("created_at", "updated_at", "account_domain", "is_test"),
-                              [(stamp, stamp, accounts.get(i), False) for i in range(new_people)])
+                                  [(stamp, stamp, accounts.get(i), False) for i in range(new_people)])
 
     def identity_of(address: Address) -> int:
         state, number = owner[address]
@@ -203,7 +205,7 @@ def write_plans(connection: Connection, plans: Iterable[Plan], policy: LoadedPol
     if new_addresses:
         stamp = bind(connection.dialect, _CONTACT_POINT, "created_at")(now)
         cp_ids = insert_with_ids(connection, _CONTACT_POINT, ("identity_id", "kind", "value", "status", "created_at"),
-                             [(identity_of(a), *a, "active", stamp) for a in new_addresses])
+                                 [(identity_of(a), *a, "active", stamp) for a in new_addresses])
         for address, cp_id in zip(new_addresses, cp_ids, strict=True):
             known[address] = (cp_id, identity_of(address))
 
@@ -218,4 +220,4 @@ def write_plans(connection: Connection, plans: Iterable[Plan], policy: LoadedPol
         slots = {"id": event_id, "identity_id": identity_id, "contact_point_id": cp_id}
         hashed.append((event_id, chain.hash_template("consent_event", plan.content, slots)))
     chain.append_hashes(connection, "consent_event", hashed, now)
-    return ChunkOutcome(len(kept), slow)
+    return BlockOutcome(len(kept), slow)
