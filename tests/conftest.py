@@ -101,6 +101,12 @@ def store(database_url: str) -> Store:
     return s
 
 
+@pytest.fixture
+def wipe(store: Store):  # type: ignore[no-untyped-def]
+    """Empty the store again, mid-test (to compare two ways of writing the same data)."""
+    return lambda: _clean(store)
+
+
 @pytest.fixture(scope="session")
 def policy() -> LoadedPolicy:
     return load_policy(ROOT / "policies" / "default.yaml")

@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from pydantic import ValidationError
-from sqlalchemy import Connection
+from sqlalchemy import Connection, bindparam, update
 from sqlalchemy.engine import Dialect
 
 from consentgate.core.addresses import Address, company_domain_of, normalise_email, normalise_phone
@@ -76,7 +76,9 @@ class BlockPlan:
 @dataclass(frozen=True)
 class BlockOutcome:
     imported: int
-    slow_lines: list[int]             # rows that need the one-row path after all (a merge)
+    # The index of the first plan that names two people (a merge, for the one-row path); the
+    # plans before it are written, none after it.
+    stopped_at: int | None
 
 
 def block_rows(block: Block, header: list[str]) -> Iterator[tuple[int, dict[str, str]]]:
@@ -154,11 +156,14 @@ def plan_row(line: int, row: dict[str, str], policy: LoadedPolicy, now: datetime
 _IDENTITY = Identity.__table__  # type: ignore[attr-defined]
 _CONTACT_POINT = ContactPoint.__table__  # type: ignore[attr-defined]
 _EVENT = ConsentEvent.__table__  # type: ignore[attr-defined]
+# An existing person seen with a first work email takes its domain as their company.
+_SET_ACCOUNT = (update(_IDENTITY).where(_IDENTITY.c.id == bindparam("person"), _IDENTITY.c.account_domain.is_(None))
+                .values(account_domain=bindparam("domain")))
 _EVENT_COLUMNS = ("identity_id", "contact_point_id", *EVENT_FIELDS, "recorded_at", "pii_salt", "pii_digest")
 
 
 def write_plans(connection: Connection, plans: Iterable[Plan], policy: LoadedPolicy, now: datetime) -> BlockOutcome:
-    """Write planned rows in the connection's transaction; rows that would merge two people are left."""
+    """Write planned rows in the connection's transaction, up to the first that would merge two people."""
     plans = list(plans)
     wanted = {a for p in plans for a in p.addresses}
     known: dict[Address, tuple[int, int]] = {
@@ -168,15 +173,15 @@ def write_plans(connection: Connection, plans: Iterable[Plan], policy: LoadedPol
     owner: dict[Address, tuple[str, int]] = {a: ("old", known[a][1]) for a in wanted if a in known}
     new_people = 0
     kept: list[Plan] = []
-    slow: list[int] = []
-    for plan in plans:
+    stopped_at = None
+    for index, plan in enumerate(plans):
         if len(plan.addresses) == 1:
             found = owner.get(plan.addresses[0])
         else:
             owners = {owner[a] for a in plan.addresses if a in owner}
             if len(owners) > 1:
-                slow.append(plan.line)    # two people: a merge, done by the one-row path
-                continue
+                stopped_at = index    # two people: a merge, which the rows after it must see done
+                break
             found = owners.pop() if owners else None
         if found is None:
             found = ("new", new_people)
@@ -185,17 +190,22 @@ def write_plans(connection: Connection, plans: Iterable[Plan], policy: LoadedPol
             owner[address] = found
         kept.append(plan)
 
+    # A person's company is the domain of the first work email they are seen with, as when the
+    # addresses arrive one by one (``ensure_contact_point``); owner lists new addresses in row order.
+    free_mail = frozenset(policy.policy.identity.free_mail_domains)
+    accounts: dict[tuple[str, int], str] = {}
+    for (kind, value), person in owner.items():
+        if kind == "email" and (kind, value) not in known and (domain := company_domain_of(value, free_mail)):
+            accounts.setdefault(person, domain)
+    found_company = [{"person": number, "domain": domain} for (state, number), domain in accounts.items()
+                     if state == "old"]
+    if found_company:
+        connection.execute(_SET_ACCOUNT, found_company)
     new_ids: list[int] = []
     if new_people:
-        free_mail = frozenset(policy.policy.identity.free_mail_domains)
-        accounts: dict[int, str | None] = {}
-        for address, (state, number) in owner.items():
-            kind, value = address
-            if state == "new" and kind == "email":
-                accounts.setdefault(number, company_domain_of(value, free_mail))
         stamp = bind(connection.dialect, _IDENTITY, "created_at")(now)
         new_ids = insert_with_ids(connection, _IDENTITY, ("created_at", "updated_at", "account_domain", "is_test"),
-                                  [(stamp, stamp, accounts.get(i), False) for i in range(new_people)])
+                                  [(stamp, stamp, accounts.get(("new", i)), False) for i in range(new_people)])
 
     def identity_of(address: Address) -> int:
         state, number = owner[address]
@@ -220,4 +230,4 @@ def write_plans(connection: Connection, plans: Iterable[Plan], policy: LoadedPol
         slots = {"id": event_id, "identity_id": identity_id, "contact_point_id": cp_id}
         hashed.append((event_id, chain.hash_template("consent_event", plan.content, slots)))
     chain.append_hashes(connection, "consent_event", hashed, now)
-    return BlockOutcome(len(kept), slow)
+    return BlockOutcome(len(kept), stopped_at)

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from pydantic import ValidationError
 from sqlalchemy import text, update
@@ -118,14 +118,17 @@ def _stopped(line: int, reason: str) -> ImportFileError:
 
 def _chunks(reader: csv.DictReader[str], size: int) -> Iterator[list[tuple[int, dict[str, str]]]]:
     """Rows as (line, {column: cell}), as DictReader gives them (blank lines skipped, cells past
-    the header dropped), read by the plain reader underneath: a third of the cost per row."""
+    the header dropped), read by the plain reader underneath: a third of the cost per row. A row's
+    line is the one it starts on (a quoted cell may span several)."""
     chunk: list[tuple[int, dict[str, str]]] = []
     header, cells = list(reader.fieldnames or []), reader.reader
     with _readable(reader):
+        start = cells.line_num + 1
         for values in cells:
+            line, start = start, cells.line_num + 1
             if not values:
                 continue
-            chunk.append((cells.line_num, dict(zip(header, values, strict=False))))
+            chunk.append((line, dict(zip(header, values, strict=False))))
             if len(chunk) >= size:
                 yield chunk
                 chunk = []
@@ -204,24 +207,45 @@ def import_consents(store: Store, policy: LoadedPolicy, stream: IO[str], now: da
 
 def _write_block(store: Store, block: Block, header: list[str], planned: BlockPlan, policy: LoadedPolicy,
                  now: datetime, result: ImportResult) -> None:
+    """Write a planned block in file order: runs of plans in bulk, and the rows only the one-row
+    path can write (identity columns, merges) in their place between them, so that who is the
+    oldest in a merge, and so what a merge keeps, is what writing row by row gives."""
     result.read += planned.rows
     for line, errors, row in planned.refused:
         result.rejected.extend(Rejected(line, e.field, e.message, row) for e in errors)
-    slow_lines = {line for line, _ in planned.slow}
-    try:
-        with store.transaction() as session:
-            outcome = write_plans(session.connection(), map(Plan._make, planned.plans), policy, now)
-    except IntegrityError:
-        # Someone wrote one of these addresses meanwhile: settle the block row by row.
-        slow_lines.update(p[0] for p in planned.plans)
-    else:
+    rows_of = dict(planned.slow)
+    # Plans, and line numbers for rows that go one at a time, in file order.
+    items: list[Plan | int] = sorted([*map(Plan._make, planned.plans), *rows_of],
+                                     key=lambda item: item if isinstance(item, int) else item.line)
+    i = 0
+    while i < len(items):
+        item = items[i]
+        if isinstance(item, int):
+            if item not in rows_of:
+                rows_of.update(block_rows(block, header))
+            one = _run_rows(store, [(item, rows_of[item])],
+                            lambda session, row: _write_consent_row(session, row, policy, now))
+            result.imported += one.imported
+            result.rejected.extend(one.rejected)
+            i += 1
+            continue
+        j = i
+        while j < len(items) and isinstance(items[j], Plan):
+            j += 1
+        run = cast(list[Plan], items[i:j])
+        try:
+            with store.transaction() as session:
+                outcome = write_plans(session.connection(), run, policy, now)
+        except IntegrityError:
+            # Someone wrote one of these addresses meanwhile: settle the run row by row.
+            items[i:j] = [plan.line for plan in run]
+            continue
         result.imported += outcome.imported
-        slow_lines.update(outcome.slow_lines)
-    if slow_lines:
-        slow_rows = [(line, row) for line, row in block_rows(block, header) if line in slow_lines]
-        rows_only = _run_rows(store, slow_rows, lambda session, row: _write_consent_row(session, row, policy, now))
-        result.imported += rows_only.imported
-        result.rejected.extend(rows_only.rejected)
+        if outcome.stopped_at is None:
+            i = j
+        else:
+            i += outcome.stopped_at
+            items[i] = run[outcome.stopped_at].line   # a merge: the one-row path does it
 
 
 def _analyse(store: Store) -> None:
