@@ -230,3 +230,80 @@ def test_metrics_count_decisions_by_outcome_and_reason(client, keys) -> None:  #
     assert 'consentgate_decisions_total{outcome="allowed"} 2.0' in text
     assert 'consentgate_decisions_total{outcome="denied"} 3.0' in text
     assert 'consentgate_decision_reasons_total{code="UNKNOWN_IDENTITY"} 3.0' in text
+
+
+@pytest.mark.parametrize("seed", [3, 8])
+def test_batch_and_single_checks_agree_on_a_random_world(client, keys, clock, seed) -> None:  # type: ignore[no-untyped-def]
+    """Single checks and the batch load their facts by different code (one person at a time, or a
+    few set-based queries for everyone): on a random world of consents, revocations (identity and
+    account), suppressions, touches, merges and erasures, they must answer alike."""
+    import random
+
+    pick = random.Random(seed)
+    phones = [f"+1{area}555{n:04d}" for area in ("305", "907", "212", "405", "808", "251") for n in range(100, 106)]
+    emails = [f"p{i}@corp{i % 3}.com" for i in range(12)] + [f"q{i}@gmail.com" for i in range(4)]
+    past = [NOON_ET - timedelta(hours=h) for h in (1, 5, 20, 30, 50, 100, 200, 400)]
+    writer, admin = keys["writer"], keys["admin"]
+
+    def address() -> dict[str, str]:
+        return {"phone": pick.choice(phones)} if pick.random() < 0.6 else {"email": pick.choice(emails)}
+
+    def channel_for(where: dict[str, str]) -> str:
+        return "email" if "email" in where else pick.choice(["sms", "voice"])
+
+    for _ in range(150):
+        where, roll = address(), pick.random()
+        if roll < 0.35:
+            kind = pick.choice(["express_written", "express", "double_opt_in", "implied_ebr", "uncertain"])
+            body = {**where, "channel": channel_for(where),
+                    "purpose": pick.choice(["marketing", "informational", "repermission"]), "consent_type": kind,
+                    "captured_at": pick.choice(past).isoformat(), "source": pick.choice(["web_form", "sms_keyword"]),
+                    "proof_uri": "https://proof.example.com/x" if kind == "express_written" or pick.random() < 0.3
+                    else None}
+            if pick.random() < 0.1:
+                body["expires_at"] = (NOON_ET - timedelta(hours=2)).isoformat()
+            client.post("/v1/consents", json=body, headers=writer)
+        elif roll < 0.45:
+            body = {**where, "channels": pick.choice([["*"], ["sms"], ["voice", "email"], ["email"]]),
+                    "purposes": pick.choice([["*"], ["marketing"]]),
+                    "received_at": pick.choice(past).isoformat()}
+            if "email" in where and pick.random() < 0.3:
+                body["scope"] = "account"
+            client.post("/v1/revocations", json=body, headers=writer)
+        elif roll < 0.55:
+            kind = pick.choice(["bounce", "complaint", "dnc_national", "reassigned", "legal_hold", "litigator"])
+            body = {**where, "kind": kind}
+            if kind == "reassigned":
+                body["since"] = pick.choice(past).isoformat()
+            client.post("/v1/suppressions", json=body, headers=writer)
+        elif roll < 0.8:
+            client.post("/v1/touches", json={
+                **where, "channel": channel_for(where), "purpose": pick.choice(["marketing", "repermission"]),
+                "program": pick.choice([None, "reactivation"]), "segment": pick.choice([None, "no_show", "stalled"]),
+                "sent_at": pick.choice(past[:5]).isoformat()}, headers=keys["sender"])
+        elif roll < 0.93:
+            client.post("/v1/identities", json={"email": pick.choice(emails), "phone": pick.choice(phones),
+                                                **({"attributes": {"state": "RI"}} if pick.random() < 0.2 else {})},
+                        headers=writer)
+        else:
+            found = client.get("/v1/identities", query_string=where, headers=writer)
+            if found.status_code == 200 and pick.random() < 0.5:
+                client.delete(f"/v1/identities/{found.get_json()['identity_id']}", headers=admin)
+
+    questions = []
+    for _ in range(120):
+        where = address()
+        questions.append({**where, "channel": channel_for(where),
+                          "purpose": pick.choice(["marketing", "informational", "transactional", "repermission"]),
+                          "program": pick.choice([None, "reactivation"]),
+                          "segment": pick.choice([None, "no_show", "stalled"]),
+                          "at": (NOON_ET + timedelta(hours=pick.choice([0, 9, 14]))).isoformat()})
+    batch = client.post("/v1/eligibility/batch", json={"items": questions},
+                        headers=keys["sender"]).get_json()["decisions"]
+    allowed = 0
+    for question, from_batch in zip(questions, batch, strict=True):
+        single = ask(client, keys, **{"phone": None, **question})
+        assert (from_batch["allowed"], codes(from_batch), from_batch["next_allowed_at"], from_batch["identity_id"]) \
+            == (single["allowed"], codes(single), single["next_allowed_at"], single["identity_id"]), question
+        allowed += single["allowed"]
+    assert 0 < allowed < len(questions)
