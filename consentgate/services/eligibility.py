@@ -33,7 +33,7 @@ from consentgate.services.identities import find_contact_points, normalise_ref, 
 from consentgate.services.keys import Actor
 from consentgate.services.policies import remember_policy
 from consentgate.services.schemas import AddressIn, utc
-from consentgate.store.bulk import bind, insert_with_ids
+from consentgate.store.bulk import among, bind, insert_with_ids
 from consentgate.store.db import Store
 from consentgate.store.models import ContactPoint, DecisionRecord, Identity, Touch
 from consentgate.store.subjects import Person, load_subject, load_subjects, read_people, read_person
@@ -223,8 +223,9 @@ def decide_batch(session: Session, items: Sequence[Any], policy: LoadedPolicy, s
 def _decide_bulk(session: Session, bulk: list[tuple[int, EligibilityIn, Any]], policy: LoadedPolicy, secret: str,
                  actor: Actor | None, now: datetime) -> list[tuple[int, dict[str, Any]]]:
     found = find_contact_points(session.connection(), (t for _, _, t in bulk if isinstance(t, Address)))
-    people = {p.id: p for p in session.connection().execute(select(Identity.__table__).where(  # type: ignore[attr-defined]
-        col(Identity.id).in_({cp.identity_id for cp in found.values()})))}
+    conn = session.connection()
+    people = {p.id: p for p in conn.execute(select(Identity.__table__).where(  # type: ignore[attr-defined]
+        among(Identity.id, {cp.identity_id for cp in found.values()}, conn.dialect)))}
     by_id = read_people(session.connection(), (t for _, _, t in bulk if not isinstance(t, Address)))
     wanted: list[tuple[Identity | None, ContactPoint | None]] = []
     named: list[dict[str, Any]] = []

@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam
+from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
 from consentgate.core.addresses import Address, company_domain_of, normalise_email, normalise_phone
 from consentgate.core.policy import LoadedPolicy
 from consentgate.errors import NotFound, ValidationFailed
+from consentgate.store.bulk import among
 from consentgate.store.models import ContactPoint, Identity
 from consentgate.store.subjects import group_ids
 
@@ -152,13 +153,6 @@ def identity_group(session: Session, survivor_id: int) -> list[int]:
     return group_ids(session, survivor_id)
 
 
-# Values per look-up: within SQLite's limit on parameters, large enough that a chunk of an import
-# takes a few statements.
-_LOOKUP_BATCH = 5000
-_BY_VALUES = select(ContactPoint.__table__).where(  # type: ignore[attr-defined]
-    ContactPoint.kind == bindparam("kind"), col(ContactPoint.value).in_(bindparam("values", expanding=True)))
-
-
 def find_contact_points(conn: Connection, addresses: Iterable[Address]) -> dict[Address, Any]:
     """The contact points of many addresses as read-only rows, by kind and a list of values (the
     unique index serves it)."""
@@ -166,8 +160,8 @@ def find_contact_points(conn: Connection, addresses: Iterable[Address]) -> dict[
     for kind, value in set(addresses):
         by_kind.setdefault(kind, []).append(value)
     found: dict[Address, Any] = {}
+    table = ContactPoint.__table__  # type: ignore[attr-defined]
     for kind, values in by_kind.items():
-        for start in range(0, len(values), _LOOKUP_BATCH):
-            for cp in conn.execute(_BY_VALUES, {"kind": kind, "values": values[start:start + _LOOKUP_BATCH]}):
-                found[Address(kind, cp.value or "")] = cp  # type: ignore[arg-type]
+        for cp in conn.execute(select(table).where(table.c.kind == kind, among(table.c.value, values, conn.dialect))):
+            found[Address(kind, cp.value or "")] = cp
     return found

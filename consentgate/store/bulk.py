@@ -1,20 +1,34 @@
-"""Inserting many rows at once, below the ORM: the driver gets the rows as they are.
+"""Reading and writing many rows at once.
 
-For imports, where SQLAlchemy's per-row parameter processing costs more than the database's
-own work. Values are converted once per column by the column type's own bind processor, so
-what lands in the table is what an ORM write would have stored.
+Inserts go below the ORM, the driver getting the rows as they are: for imports, where
+SQLAlchemy's per-row parameter processing costs more than the database's own work. Values are
+converted once per column by the column type's own bind processor, so what lands in the table
+is what an ORM write would have stored. Look-ups by a long list of keys (``among``) send the
+list as one parameter.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Connection, Table, text
+from sqlalchemy import JSON, Connection, Table, any_, bindparam, func, select, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect
+
+
+def among(column: Any, values: Iterable[Any], dialect: Dialect) -> Any:
+    """``column IN values`` with the values as one parameter: an array on PostgreSQL, a JSON
+    array read by ``json_each`` on SQLite. An expanded IN list has a placeholder per value, and
+    psycopg alone took 0.8 s to parse the statements of a 10,000-item batch."""
+    values = list(values)
+    if dialect.name == "postgresql":
+        return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
+    each = func.json_each(bindparam(None, json.dumps(values))).table_valued("value")
+    return column.in_(select(each.c.value))
 
 
 def bind(dialect: Dialect, table: Table, column: str) -> Callable[[Any], Any]:

@@ -21,6 +21,7 @@ from sqlmodel import Session, col, select
 from consentgate.core.facts import RevocationFact, Subject, SuppressionFact, TouchFact
 from consentgate.core.policy import LoadedPolicy
 from consentgate.core.tombstones import tombstone_hash
+from consentgate.store.bulk import among
 from consentgate.store.facts import (
     consent_fact,
     contact_point_fact,
@@ -141,7 +142,7 @@ def _person_queries(dialect: str) -> tuple[Any, Any, Any]:
         ContactPoint.identity_id).where(ContactPoint.kind == bindparam("kind"),
                                         ContactPoint.value == bindparam("value")).scalar_subquery())
     by_id = select(_t(Identity), contact_points, merged).where(Identity.id == bindparam("id"))
-    by_ids = select(_t(Identity), contact_points, merged).where(col(Identity.id).in_(bindparam("ids", expanding=True)))
+    by_ids = select(_t(Identity), contact_points, merged)   # .where(among(Identity.id, ...)) at the call
     return by_address, by_id, by_ids
 
 
@@ -181,7 +182,7 @@ def read_people(conn: Connection, ids: Iterable[int]) -> dict[int, Person]:
     rows: dict[int, Any] = {}
     pending = set(wanted)
     while pending:
-        for row in conn.execute(by_ids, {"ids": list(pending)}):
+        for row in conn.execute(by_ids.where(among(Identity.id, pending, conn.dialect))):
             rows[row.id] = row
         pending = {r.merged_into_id for r in rows.values() if r.merged_into_id is not None} - set(rows)
 
@@ -349,24 +350,25 @@ def load_subjects(session: Session, policy: LoadedPolicy, secret: str,
         return [Subject(identity=None, target=contact_point_fact(t) if t else None) for _, t in wanted]
     groups: dict[int, list[int]] = {pid: [pid] for pid in people}
     conn = session.connection()
+    dialect = conn.dialect
     for absorbed, survivor_id in conn.execute(select(Identity.id, Identity.merged_into_id).where(
-            col(Identity.merged_into_id).in_(list(people)))):
+            among(Identity.merged_into_id, people, dialect))):
         groups[survivor_id].append(absorbed)
     owner = {member: pid for pid, members in groups.items() for member in members}
     all_ids = list(owner)
     cps: dict[int, list[ContactPoint]] = {}
-    for cp in conn.execute(select(_t(ContactPoint)).where(col(ContactPoint.identity_id).in_(list(people)))):
+    for cp in conn.execute(select(_t(ContactPoint)).where(among(ContactPoint.identity_id, people, dialect))):
         cps.setdefault(cp.identity_id, []).append(cp)
     targets = [t.id for _, t in wanted if t is not None and t.id is not None]
     consents: dict[int, list[Any]] = {}
-    for row in conn.execute(select(_t(ConsentEvent)).where(col(ConsentEvent.contact_point_id).in_(targets))):
+    for row in conn.execute(select(_t(ConsentEvent)).where(among(ConsentEvent.contact_point_id, targets, dialect))):
         consents.setdefault(row.contact_point_id, []).append(consent_fact(row))
     domains = {p.account_domain for p in people.values() if p.account_domain}
     revocations: dict[int, list[RevocationFact]] = {}
     by_domain: dict[str, list[RevocationFact]] = {}
-    scope = col(Revocation.identity_id).in_(all_ids)
+    scope = among(Revocation.identity_id, all_ids, dialect)
     if domains:
-        scope = or_(scope, (Revocation.scope == "account") & col(Revocation.account_domain).in_(list(domains)))
+        scope = or_(scope, (Revocation.scope == "account") & among(Revocation.account_domain, domains, dialect))
     for row in conn.execute(select(_t(Revocation)).where(scope)):
         fact = revocation_fact(row)
         if row.identity_id in owner:
@@ -377,23 +379,23 @@ def load_subjects(session: Session, policy: LoadedPolicy, secret: str,
               if cp.value is not None}
     tombstones: dict[int, list[RevocationFact]] = {}
     if hashes:
-        for row in conn.execute(select(_t(Tombstone)).where(col(Tombstone.address_hash).in_(list(hashes)),
+        for row in conn.execute(select(_t(Tombstone)).where(among(Tombstone.address_hash, hashes, dialect),
                                                         col(Tombstone.lifted_at).is_(None))):
             owner_id = hashes[row.address_hash].identity_id
             tombstones.setdefault(owner_id, []).extend(_tombstones([row], hashes, owner_id))
     suppressions: dict[int, list[SuppressionFact]] = {}
-    for row in conn.execute(select(_t(Suppression)).where(col(Suppression.identity_id).in_(all_ids))):
+    for row in conn.execute(select(_t(Suppression)).where(among(Suppression.identity_id, all_ids, dialect))):
         suppressions.setdefault(owner[row.identity_id], []).append(suppression_fact(row))
     phones = {t.value: t for _, t in wanted if t is not None and t.kind == "phone" and t.value}
     listed = {row.phone: row for row in conn.execute(select(_t(DncNumber)).where(
-        col(DncNumber.phone).in_(list(phones)), col(DncNumber.removed_at).is_(None)))} if phones else {}
+        among(DncNumber.phone, phones, dialect), col(DncNumber.removed_at).is_(None)))} if phones else {}
     since = min(at_by_index) - lookback(policy)
     touches: dict[int, list[TouchFact]] = {}
-    for row in conn.execute(select(_t(Touch)).where(col(Touch.identity_id).in_(all_ids), Touch.at >= since)):
+    for row in conn.execute(select(_t(Touch)).where(among(Touch.identity_id, all_ids, dialect), Touch.at >= since)):
         touches.setdefault(owner[row.identity_id], []).append(touch_fact(row))
     account_touches: dict[str, list[TouchFact]] = {}
     if domains and any(cap.per == "account" for cap in policy.policy.fatigue_caps):
-        for row in conn.execute(select(_t(Touch)).where(col(Touch.account_domain).in_(list(domains)),
+        for row in conn.execute(select(_t(Touch)).where(among(Touch.account_domain, domains, dialect),
                                                         Touch.at >= since)):
             account_touches.setdefault(row.account_domain or "", []).append(touch_fact(row))
 
