@@ -45,11 +45,12 @@ def write_consents(path: Path, rows: int, captured: str) -> None:
 
 def measure(url: str, workdir: Path, rows: int, dnc: int) -> None:
     from consentgate.config import load_settings
-    from consentgate.runtime import build_runtime
+    from consentgate.runtime import build_runtime, tune_gc
     from consentgate.services.imports import import_consents, import_dnc
 
     rt = build_runtime(load_settings({"database_url": url, "policy": str(ROOT / "policies" / "default.yaml"),
                                       "secret_file": str(workdir / "secret"), "log_level": "WARNING"}))
+    tune_gc()   # as the command does
     now = datetime.now(UTC)
     consents = workdir / "consents.csv"
     write_consents(consents, rows, (now - timedelta(days=10)).isoformat())

@@ -14,7 +14,7 @@ from consentgate import __version__
 from consentgate.api import blueprints, problems
 from consentgate.config import load_settings
 from consentgate.core.addresses import location_data
-from consentgate.runtime import Runtime, build_runtime
+from consentgate.runtime import Runtime, build_runtime, tune_gc
 
 
 class JSONProvider(DefaultJSONProvider):
@@ -54,6 +54,7 @@ def create_app(config: Mapping[str, Any] | None = None, *, runtime: Runtime | No
     for bp in blueprints():
         app.register_blueprint(bp)
     _observe(app, runtime)
+    tune_gc()
     return app
 
 

@@ -6,6 +6,7 @@ reach for globals, so tests can give them another clock or policy.
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,6 +18,23 @@ from consentgate.metrics import Metrics
 from consentgate.store.db import Store
 
 log = logging.getLogger(__name__)
+
+
+# Allocations between young-generation collections (CPython's default is 700).
+GC_YOUNG_THRESHOLD = 10_000
+_gc_tuned = False
+
+
+def tune_gc() -> None:
+    """Once per process, when start-up is done: leave what exists now (modules, the policy,
+    phonenumbers' tables: millions of objects) out of every later collection, and collect less
+    often. A 10,000-item batch spent a quarter of its time in the collector scanning them."""
+    global _gc_tuned
+    if _gc_tuned:
+        return
+    _gc_tuned = True
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, 50, 50)
 
 
 def utc_now() -> datetime:

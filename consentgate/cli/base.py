@@ -11,14 +11,16 @@ import click
 
 from consentgate.config import load_settings
 from consentgate.core.policy import load_policy
-from consentgate.runtime import Runtime, build_runtime, utc_now
+from consentgate.runtime import Runtime, build_runtime, tune_gc, utc_now
 from consentgate.services import keys as key_service
 from consentgate.store.db import Store, dispose_all
 
 
 def open_runtime(migrate: bool | None = None) -> Runtime:
     """The runtime a command works on, from the same settings the server uses."""
-    return build_runtime(load_settings(), migrate=migrate)
+    runtime = build_runtime(load_settings(), migrate=migrate)
+    tune_gc()
+    return runtime
 
 
 def register(cli: click.Group) -> None:
