@@ -225,8 +225,13 @@ def _consent(subject: Subject, request: EligibilityRequest,
     return None, reasons
 
 
-def _timed_reasons(subject: Subject, request: EligibilityRequest, policy: LoadedPolicy, at: datetime) -> list[Limit]:
-    """Rules that waiting cures: calling windows, caps and cadences, judged at ``at``."""
+def _timed_reasons(subject: Subject, request: EligibilityRequest, policy: LoadedPolicy, at: datetime,
+                   describe: bool = True) -> list[Limit]:
+    """Rules that waiting cures: calling windows, caps and cadences, judged at ``at``.
+
+    ``describe=False`` leaves the calling-window messages empty: searching for the next allowed
+    instant needs only which rules still deny and until when.
+    """
     if subject.identity is None or subject.target is None or request.channel not in policy.channels:
         return []
     from dataclasses import replace
@@ -238,6 +243,9 @@ def _timed_reasons(subject: Subject, request: EligibilityRequest, policy: Loaded
     if closed:
         opens = next_open(windows, at)
         for c in closed:
+            if not describe:
+                out.append(Limit(c.window.code, "", opens))
+                continue
             where = "federal" if c.window.name == "federal" else c.window.name
             out.append(Limit(c.window.code, f"outside the {where} calling window "
                              f"{c.window.spec.start:%H:%M}-{c.window.spec.end:%H:%M} at the recipient "
@@ -262,5 +270,5 @@ def _settle(subject: Subject, request: EligibilityRequest, policy: LoadedPolicy,
         if any(limit.next_allowed_at is None for limit in limits):
             return None
         candidate = max(limit.next_allowed_at for limit in limits if limit.next_allowed_at is not None)
-        limits = _timed_reasons(subject, request, policy, candidate)
+        limits = _timed_reasons(subject, request, policy, candidate, describe=False)
     return None
