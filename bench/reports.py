@@ -2,9 +2,9 @@
 
     .venv/bin/python bench/reports.py [--rows 1000000]
 
-Each size runs in a fresh process so peak RSS is its own. Uses temporary SQLite stores; with
-``--postgresql ADMIN_URL`` (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test) each run
-creates its own database there and drops it afterwards.
+Each size runs in a fresh process so peak RSS is its own. Runs on temporary SQLite stores, then,
+with ``--postgresql ADMIN_URL`` (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test), again
+in a database of its own created there and dropped afterwards.
 """
 
 from __future__ import annotations
@@ -76,9 +76,10 @@ def main() -> None:
     if args.one is not None:
         run_one(args.one, args.postgresql)
         return
-    extra = ["--postgresql", args.postgresql] if args.postgresql else []
-    for size in (args.rows // 20, args.rows):
-        subprocess.run([sys.executable, __file__, "--one", str(size), *extra], check=True)
+    stores = [[], *([["--postgresql", args.postgresql]] if args.postgresql else [])]   # SQLite, then PostgreSQL
+    for extra in stores:
+        for size in (args.rows // 20, args.rows):
+            subprocess.run([sys.executable, __file__, "--one", str(size), *extra], check=True)
 
 
 if __name__ == "__main__":
