@@ -1,9 +1,12 @@
 """CSV imports: CRM consent exports, suppression lists and the National DNC Registry file.
 
-Files are streamed (never read whole), written in chunks of one transaction each, and every
-row in its own savepoint, so one bad row fails alone and is reported with its line number and
-field. Rows go through the same normalisation and use-cases as the HTTP API: re-importing the
-same people in another spelling matches them, and an erased person's tombstones still hold.
+Files are streamed (never read whole) and written a part at a time, one transaction each; a bad
+row fails alone and is reported with its line number and field. Consent files take the bulk
+path (``bulk_consents``, planned by worker processes in ``planning``) and fall back to one row
+at a time, each in its own savepoint, for what only that path can do (identity columns,
+merges); suppression files and dry runs go row by row. Rows go through the same normalisation
+and use-cases as the HTTP API: re-importing the same people in another spelling matches them,
+and an erased person's tombstones still hold.
 """
 
 from __future__ import annotations
