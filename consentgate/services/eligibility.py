@@ -222,11 +222,11 @@ def decide_batch(session: Session, items: Sequence[Any], policy: LoadedPolicy, s
 
 def _decide_bulk(session: Session, bulk: list[tuple[int, EligibilityIn, Any]], policy: LoadedPolicy, secret: str,
                  actor: Actor | None, now: datetime) -> list[tuple[int, dict[str, Any]]]:
-    found = find_contact_points(session.connection(), (t for _, _, t in bulk if isinstance(t, Address)))
     conn = session.connection()
+    found = find_contact_points(conn, (t for _, _, t in bulk if isinstance(t, Address)))
     people = {p.id: p for p in conn.execute(select(Identity.__table__).where(  # type: ignore[attr-defined]
         among(Identity.id, {cp.identity_id for cp in found.values()}, conn.dialect)))}
-    by_id = read_people(session.connection(), (t for _, _, t in bulk if not isinstance(t, Address)))
+    by_id = read_people(conn, (t for _, _, t in bulk if not isinstance(t, Address)))
     wanted: list[tuple[Identity | None, ContactPoint | None]] = []
     named: list[dict[str, Any]] = []
     for _, item, target in bulk:
@@ -241,13 +241,13 @@ def _decide_bulk(session: Session, bulk: list[tuple[int, EligibilityIn, Any]], p
             named.append({"identity_id": target})
     ats = [utc(item.at) or now for _, item, _ in bulk]
     subjects = load_subjects(session, policy, secret, wanted, ats)
-    remember_policy(session.connection(), policy, now)
+    remember_policy(conn, policy, now)
     rows, decisions = [], []
     for (_, item, _), (identity, _), subject, at, request_named in zip(bulk, wanted, subjects, ats, named, strict=True):
         decision = decide(subject, _request(item, at), policy)
         decisions.append(decision)
         rows.append(_record_row(item, identity, request_named, at, decision, policy, actor, now))
-    ids = log_decisions(session.connection(), rows)
+    ids = log_decisions(conn, rows)
     answers = []
     for (index, _, _), row, decision, decision_id in zip(bulk, rows, decisions, ids, strict=True):
         answers.append((index, decision_answer({**row, "id": decision_id}, decision)))

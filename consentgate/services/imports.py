@@ -220,14 +220,16 @@ def _write_block(store: Store, block: Block, header: list[str], planned: BlockPl
     # Plans, and line numbers for rows that go one at a time, in file order.
     items: list[Plan | int] = sorted([*map(Plan._make, planned.plans), *rows_of],
                                      key=lambda item: item if isinstance(item, int) else item.line)
+    def write_one(session: Session, row: dict[str, str]) -> None:
+        _write_consent_row(session, row, policy, now)
+
     i = 0
     while i < len(items):
         item = items[i]
         if isinstance(item, int):
             if item not in rows_of:
                 rows_of.update(block_rows(block, header))
-            one = _run_rows(store, [(item, rows_of[item])],
-                            lambda session, row: _write_consent_row(session, row, policy, now))
+            one = _run_rows(store, [(item, rows_of[item])], write_one)
             result.imported += one.imported
             result.rejected.extend(one.rejected)
             i += 1

@@ -43,17 +43,15 @@ def bind(dialect: Dialect, table: Table, column: str) -> Callable[[Any], Any]:
     processor = type_.bind_processor(dialect) or (lambda value: value)
     sqlite = dialect.name == "sqlite"
     as_json = isinstance(type_, JSON) and not sqlite
+    time_text: Callable[[datetime], Any] = datetime.isoformat
+    if sqlite:   # the driver's own text for a naive UTC time, looked up once, not per value
+        time_text = sqlite3.adapters.get((datetime, sqlite3.PrepareProtocol)) or (lambda value: value)
 
     def to_driver(value: Any) -> Any:
         value = processor(value)
         if as_json and value is not None:
             return json.dumps(value)
-        if not isinstance(value, datetime):
-            return value
-        if sqlite:
-            adapter = sqlite3.adapters.get((datetime, sqlite3.PrepareProtocol))
-            return adapter(value) if adapter else value
-        return value.isoformat()
+        return time_text(value) if isinstance(value, datetime) else value
 
     return to_driver
 

@@ -103,14 +103,8 @@ def hashed_columns(table: str) -> tuple[str, ...]:
 
 def content_hash(table: str, row: Any) -> str:
     """sha256 of a ledger row's canonical non-personal content plus its personal digest."""
-    values = {name: getattr(row, name) for name in hashed_columns(table)}
-    return hash_content(table, values, getattr(row, "pii_digest", ""))
-
-
-def hash_content(table: str, values: dict[str, Any], digest: str) -> str:
-    """``content_hash`` of a row given as its hashed column values (``hashed_columns``)."""
-    content = {name: _canonical(value) for name, value in values.items()}
-    content["pii_digest"] = digest
+    content = {name: _canonical(getattr(row, name)) for name in hashed_columns(table)}
+    content["pii_digest"] = getattr(row, "pii_digest", "")
     return hash_canonical(table, content)
 
 

@@ -7,7 +7,7 @@ made later are undone), so a logged decision can be replayed against the data it
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -168,10 +168,7 @@ def read_person(conn: Connection, *, kind: str | None = None, value: str | None 
     by_address, by_id, _ = _person_queries(conn.dialect.name)
     row = (conn.execute(by_address, {"kind": kind, "value": value}) if identity_id is None
            else conn.execute(by_id, {"id": identity_id})).first()
-    seen: set[int] = set()
-    while row is not None and row.merged_into_id is not None and row.id not in seen:
-        seen.add(row.id)
-        row = conn.execute(by_id, {"id": row.merged_into_id}).first()
+    row = _survivor(row, lambda merged_into: conn.execute(by_id, {"id": merged_into}).first())
     return None if row is None else _person(row)
 
 
@@ -186,16 +183,17 @@ def read_people(conn: Connection, ids: Iterable[int]) -> dict[int, Person]:
             rows[row.id] = row
         pending = {r.merged_into_id for r in rows.values() if r.merged_into_id is not None} - set(rows)
 
-    def survivor(identity_id: int) -> Any | None:
-        seen: set[int] = set()
-        row = rows.get(identity_id)
-        while row is not None and row.merged_into_id is not None and row.id not in seen:
-            seen.add(row.id)
-            row = rows.get(row.merged_into_id)
-        return row
-
-    people = {identity_id: survivor(identity_id) for identity_id in wanted}
+    people = {identity_id: _survivor(rows.get(identity_id), rows.get) for identity_id in wanted}
     return {identity_id: _person(row) for identity_id, row in people.items() if row is not None}
+
+
+def _survivor(row: Any | None, row_of: Callable[[int], Any | None]) -> Any | None:
+    """Follow ``merged_into_id`` from ``row`` to the identity that absorbed it (a cycle stops the walk)."""
+    seen: set[int] = set()
+    while row is not None and row.merged_into_id is not None and row.id not in seen:
+        seen.add(row.id)
+        row = row_of(row.merged_into_id)
+    return row
 
 
 def _person(row: Any) -> Person:
@@ -205,8 +203,8 @@ def _person(row: Any) -> Person:
 
 @lru_cache(maxsize=64)
 def _facts_query(dialect: str, target: bool, account: bool, as_of: bool, exclude: bool) -> Any:
-    """One statement for every fact of one shape of question, with parameters ``id``, ``target``,
-    ``ids``, ``target``, ``domain``, ``since``, ``cutoff``, ``exclude``, ``hashes`` and ``phone``."""
+    """One statement for every fact of one shape of question, with parameters ``ids``, ``target``,
+    ``domain``, ``since``, ``cutoff``, ``exclude``, ``hashes`` and ``phone``."""
     # The person and everyone merged into them, as a list the planner sees (a subquery made
     # PostgreSQL guess hundreds of ids and scan whole tables).
     ids = bindparam("ids", expanding=True)
