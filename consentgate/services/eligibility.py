@@ -8,17 +8,18 @@ gets it; on SQLite ``BEGIN IMMEDIATE`` serialises writers already.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from pydantic import AwareDatetime, Field, ValidationError
-from sqlalchemy import Connection, insert
+from sqlalchemy import Connection, bindparam, insert
 from sqlmodel import Session, col, select, update
 
 from consentgate.core.addresses import Address
 from consentgate.core.eligibility import decide
-from consentgate.core.facts import Decision, EligibilityRequest
+from consentgate.core.facts import Decision, EligibilityRequest, Subject
 from consentgate.core.policy import LoadedPolicy
 from consentgate.core.timefmt import iso_z
 from consentgate.errors import (
@@ -35,8 +36,17 @@ from consentgate.services.policies import remember_policy
 from consentgate.services.schemas import AddressIn, utc
 from consentgate.store.bulk import among, bind, insert_with_ids
 from consentgate.store.db import Store
+from consentgate.store.driver import Driver, compiled, dialect
 from consentgate.store.models import ContactPoint, DecisionRecord, Identity, Touch
-from consentgate.store.subjects import Person, load_subject, load_subjects, read_people, read_person
+from consentgate.store.subjects import (
+    Person,
+    PersonMoved,
+    PersonRow,
+    load_subject,
+    load_subjects,
+    read_people,
+    read_person,
+)
 
 
 class EligibilityIn(AddressIn):
@@ -70,7 +80,7 @@ def _check_channel(item: EligibilityIn | TouchIn, policy: LoadedPolicy, prefix: 
                                      f"{policy.policy.purposes}")
 
 
-def _target(conn: Connection, item: AddressIn, channel: str, policy: LoadedPolicy,
+def _target(driver: Driver, item: AddressIn, channel: str, policy: LoadedPolicy,
             prefix: str) -> tuple[Person | None, Any | None, dict[str, Any]]:
     """The person and the address a request names, as rows; unknown addresses give (None, None)."""
     wanted_kind = policy.channels[channel].address
@@ -78,14 +88,36 @@ def _target(conn: Connection, item: AddressIn, channel: str, policy: LoadedPolic
     if isinstance(target, Address):
         if target.kind != wanted_kind:
             raise ValidationFailed.field(prefix + target.kind, f"{channel} goes to a {wanted_kind} address")
-        person = read_person(conn, kind=target.kind, value=target.value)
+        person = read_person(driver, kind=target.kind, value=target.value)
         named: dict[str, Any] = {"address": {"kind": target.kind, "value": target.value}}
         return (person, person.address(target.kind, target.value), named) if person else (None, None, named)
-    person = read_person(conn, identity_id=target)
+    person = read_person(driver, identity_id=target)
     named = {"identity_id": target}
     if person is None:
         return None, None, named
     return person, person.address(wanted_kind), named
+
+
+# A merge landing between reading the person and reading their facts sends the gate back to
+# read both again; this many times in a row, and it answers 503 (a "no") instead.
+_READS = 3
+
+
+def _read(driver: Driver, item: EligibilityIn, policy: LoadedPolicy, secret: str, at: datetime, prefix: str,
+          lock: bool = False) -> tuple[PersonRow | None, Any | None, dict[str, Any], Subject]:
+    """The person a request names, the address, the request's own naming of it, and the facts."""
+    for attempt in range(_READS):
+        person, target, named = _target(driver, item, item.channel, policy, prefix)
+        identity = person.identity if person else None
+        try:
+            subject = load_subject(driver, policy, secret, identity=identity, target=target, at=at, lock=lock,
+                                   person=person)
+        except PersonMoved:
+            if attempt == _READS - 1:
+                raise
+            continue
+        return identity, target, named, subject
+    raise AssertionError("unreachable")
 
 
 def decision_answer(record: Mapping[str, Any], decision: Decision) -> dict[str, Any]:
@@ -117,37 +149,41 @@ def check(store: Store, item: EligibilityIn, policy: LoadedPolicy, secret: str, 
     """One eligibility question, as the API asks it: the decision log row's values and the decision.
 
     A reservation is decided and written in one locking transaction. A plain check reads without
-    a write lock while the rules run (a read transaction on SQLite, autocommit statements on
-    PostgreSQL) and then logs the decision in a single insert, so concurrent checks barely wait
-    for each other; the decision is on disk before the answer leaves, either way.
+    a lock (two statements, checked against a merge in between) and then logs the decision in a
+    single insert, all on one driver connection, so concurrent checks barely wait for each
+    other; the decision is on disk before the answer leaves, either way.
     """
     if item.reserve:
         with store.transaction() as session:
             record, decision = decide_one(session, item, policy, secret, actor, now)
             return record.model_dump(), decision
-    with store.connection(write=False) as conn:
-        _check_channel(item, policy, "")
-        at = utc(item.at) or now
-        person, target, named = _target(conn, item, item.channel, policy, "")
-        identity = person.identity if person else None
-        subject = load_subject(conn, policy, secret, identity=identity, target=target, at=at,
-                               person=person)
+    _check_channel(item, policy, "")
+    at = utc(item.at) or now
+    if policy.version not in store.stored_policy_versions:
+        with store.transaction() as session:
+            remember_policy(session.connection(), policy, now, store)
+    with store.driver() as driver:
+        identity, _, named, subject = _read(driver, item, policy, secret, at, "")
         decision = decide(subject, _request(item, at), policy)
         row = _record_row(item, identity, named, at, decision, policy, actor, now)
-        if store.autocommits:
-            # The log row is one statement on the connection at hand: no second checkout.
-            return _log(conn, store, policy, row, now), decision
-    with store.connection() as conn:
-        return _log(conn, store, policy, row, now), decision
+        binders = _log_binders(driver.dialect)
+        found = driver.first(compiled(_log_statement, driver.dialect),
+                             {name: convert(row[name]) for name, convert in binders.items()})
+    assert found is not None
+    row["id"] = found[0]
+    return row, decision
 
 
-def _log(conn: Connection, store: Store, policy: LoadedPolicy, row: dict[str, Any], now: datetime) -> dict[str, Any]:
-    remember_policy(conn, policy, now, store)
-    row["id"] = conn.execute(_LOG_DECISION, row).scalar_one()
-    return row
+def _log_statement(dialect: str) -> Any:
+    table = DecisionRecord.__table__  # type: ignore[attr-defined]
+    return insert(table).values({name: bindparam(name) for name in _LOG_COLUMNS}).returning(table.c.id)
 
 
-_LOG_DECISION = insert(DecisionRecord.__table__).returning(DecisionRecord.__table__.c.id)  # type: ignore[attr-defined]
+@lru_cache(maxsize=2)
+def _log_binders(dialect_name: str) -> dict[str, Callable[[Any], Any]]:
+    """Each decision log column's conversion to what the driver takes (``store.bulk.bind``)."""
+    table = DecisionRecord.__table__  # type: ignore[attr-defined]
+    return {name: bind(dialect(dialect_name), table, name) for name in _LOG_COLUMNS}
 
 
 def _request(item: EligibilityIn, at: datetime) -> EligibilityRequest:
@@ -160,11 +196,9 @@ def decide_one(session: Session, item: EligibilityIn, policy: LoadedPolicy, secr
     """Decide, log and (when asked and allowed) reserve, in the caller's transaction."""
     _check_channel(item, policy, prefix)
     at = utc(item.at) or now
+    session.flush()   # the driver reads below see what this transaction wrote
     conn = session.connection()
-    person, target, named = _target(conn, item, item.channel, policy, prefix)
-    identity = person.identity if person else None
-    subject = load_subject(conn, policy, secret, identity=identity, target=target, at=at, lock=item.reserve,
-                           person=person)
+    identity, target, named, subject = _read(Driver.of(conn), item, policy, secret, at, prefix, lock=item.reserve)
     decision = decide(subject, _request(item, at), policy)
     remember_policy(conn, policy, now)
     record = DecisionRecord(**_record_row(item, identity, named, at, decision, policy, actor, now))
@@ -260,13 +294,12 @@ _LOG_COLUMNS = ("identity_id", "channel", "purpose", "request", "allowed", "reas
 
 def log_decisions(conn: Connection, rows: list[dict[str, Any]]) -> list[int]:
     """Write many decision log rows (``_record_row``) in one statement; their ids, in order."""
-    table = DecisionRecord.__table__  # type: ignore[attr-defined]
-    to_driver = [bind(conn.dialect, table, name) for name in _LOG_COLUMNS]
-    return insert_with_ids(conn, table, _LOG_COLUMNS, [
-        tuple(convert(row[name]) for convert, name in zip(to_driver, _LOG_COLUMNS, strict=True)) for row in rows])
+    binders = _log_binders(conn.dialect.name)
+    return insert_with_ids(conn, DecisionRecord.__table__, _LOG_COLUMNS, [  # type: ignore[attr-defined]
+        tuple(convert(row[name]) for name, convert in binders.items()) for row in rows])
 
 
-def _record_row(item: EligibilityIn, identity: Identity | None, named: dict[str, Any], at: datetime,
+def _record_row(item: EligibilityIn, identity: Any | None, named: dict[str, Any], at: datetime,
                 decision: Decision, policy: LoadedPolicy, actor: Actor | None, now: datetime) -> dict[str, Any]:
     return {
         "identity_id": identity.id if identity else None, "channel": item.channel, "purpose": item.purpose,

@@ -19,6 +19,7 @@ from consentgate.core.timefmt import iso_z
 from consentgate.errors import Conflict, NotFound
 from consentgate.services.identities import contact_point_for_channel, find_by_address, survivor
 from consentgate.services.policies import policy_at_version
+from consentgate.store.driver import Driver
 from consentgate.store.models import DecisionRecord
 from consentgate.store.subjects import load_subject
 
@@ -46,7 +47,7 @@ def replay_decision(session: Session, secret: str, decision_id: int,
             target = contact_point_for_channel(session, identity, policy.channels[record.channel].address)
     if identity is not None and (identity.created_at > record.decided_at):
         identity, target = None, None     # the person was not known yet when the gate decided
-    subject = load_subject(session.connection(), policy, secret, identity=identity, target=target, at=at,
+    subject = load_subject(Driver.of(session.connection()), policy, secret, identity=identity, target=target, at=at,
                            as_of=record.decided_at, exclude_decision=record.id)
     question = EligibilityRequest(
         channel=record.channel, purpose=record.purpose, at=at, program=request.get("program"),

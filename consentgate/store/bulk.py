@@ -10,7 +10,6 @@ list as one parameter.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
@@ -35,23 +34,20 @@ def bind(dialect: Dialect, table: Table, column: str) -> Callable[[Any], Any]:
     """The column type's own conversion to what the driver takes, times and JSON as text.
 
     Times go as text so that a value shared by every row of a batch is converted once, and so
-    that plans made in worker processes travel cheaply: SQLite gets its driver's own text form
-    of the naive UTC value, PostgreSQL ISO 8601 with the offset (COPY parses it as timestamptz).
-    JSON goes to COPY as its text, which PostgreSQL parses as jsonb.
+    that plans made in worker processes travel cheaply: SQLite gets the text SQLAlchemy stores
+    (naive UTC, always with microseconds, so that text order is time order), PostgreSQL ISO 8601
+    with the offset (COPY parses it as timestamptz). JSON goes to PostgreSQL as its text, which
+    it parses as jsonb.
     """
     type_ = table.c[column].type
-    processor = type_.bind_processor(dialect) or (lambda value: value)
-    sqlite = dialect.name == "sqlite"
-    as_json = isinstance(type_, JSON) and not sqlite
-    time_text: Callable[[datetime], Any] = datetime.isoformat
-    if sqlite:   # the driver's own text for a naive UTC time, looked up once, not per value
-        time_text = sqlite3.adapters.get((datetime, sqlite3.PrepareProtocol)) or (lambda value: value)
+    if isinstance(type_, JSON) and dialect.name != "sqlite":
+        return lambda value: None if value is None else json.dumps(value)
+    # The dialect's own variant of the type: the generic one leaves SQLite times unformatted.
+    processor = type_.dialect_impl(dialect).bind_processor(dialect) or (lambda value: value)
 
     def to_driver(value: Any) -> Any:
         value = processor(value)
-        if as_json and value is not None:
-            return json.dumps(value)
-        return time_text(value) if isinstance(value, datetime) else value
+        return value.isoformat() if isinstance(value, datetime) else value
 
     return to_driver
 

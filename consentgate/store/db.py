@@ -11,18 +11,20 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 from sqlmodel import Session
 
 from consentgate.errors import ConfigError
+from consentgate.store.driver import Driver, DriverPool
 
 _engines: dict[str, Engine] = {}
+_drivers: dict[str, DriverPool] = {}
 _lock = threading.Lock()
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -45,17 +47,26 @@ def normalise_url(url: str) -> str:
     return url
 
 
+def _prepare_sqlite(dbapi_connection: Any) -> None:
+    # No implicit transactions: SQLAlchemy's "begin" event emits BEGIN itself (pysqlite's own
+    # handling defers it), and the gate's driver connections commit each statement.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA journal_mode = WAL")
+    cursor.execute("PRAGMA foreign_keys = ON")
+    cursor.execute("PRAGMA synchronous = NORMAL")
+    cursor.close()
+
+
+def _prepare_postgresql(dbapi_connection: Any) -> None:
+    dbapi_connection.autocommit = True
+
+
 def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Let SQLAlchemy's "begin" event emit BEGIN itself (pysqlite's own handling defers it).
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA journal_mode = WAL")
-        cursor.execute("PRAGMA foreign_keys = ON")
-        cursor.execute("PRAGMA synchronous = NORMAL")
-        cursor.close()
+        _prepare_sqlite(dbapi_connection)
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
@@ -64,19 +75,29 @@ def _configure_sqlite(engine: Engine) -> None:
         conn.connection.dbapi_connection.execute(conn.get_execution_options().get("sqlite_begin", "BEGIN IMMEDIATE"))
 
 
-def get_engine(url: str, *, autocommit: bool = False) -> Engine:
-    """One engine per URL (and mode) per process (engines own connection pools)."""
+def get_engine(url: str) -> Engine:
+    """One engine per URL per process (engines own connection pools)."""
     url = normalise_url(url)
-    key = url + ("#autocommit" if autocommit else "")
     with _lock:
-        engine = _engines.get(key)
+        engine = _engines.get(url)
         if engine is None:
-            engine = _create(url, autocommit)
-            _engines[key] = engine
+            engine = _engines[url] = _create(url)
         return engine
 
 
-def _create(url: str, autocommit: bool = False) -> Engine:
+def get_driver_pool(url: str) -> DriverPool:
+    """The gate's driver connections for a URL (one pool per URL per process)."""
+    url = normalise_url(url)
+    engine = get_engine(url)
+    with _lock:
+        pool = _drivers.get(url)
+        if pool is None:
+            prepare = _prepare_sqlite if engine.dialect.name == "sqlite" else _prepare_postgresql
+            pool = _drivers[url] = DriverPool(engine, prepare)
+        return pool
+
+
+def _create(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database or ""
@@ -89,17 +110,15 @@ def _create(url: str, autocommit: bool = False) -> Engine:
         )
         _configure_sqlite(engine)
         return engine
-    if autocommit:
-        # The gate's hot path: no ping round trip before each check. A connection the server
-        # dropped fails that one request (a 5xx, which a sender reads as "no") and SQLAlchemy
-        # then replaces every pooled connection.
-        return create_engine(url, pool_size=10, max_overflow=20, isolation_level="AUTOCOMMIT")
     return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
 
 
 def dispose_all() -> None:
     """Close every pooled connection (tests, and after a fork)."""
     with _lock:
+        for pool in _drivers.values():
+            pool.close()
+        _drivers.clear()
         for engine in _engines.values():
             engine.dispose()
         _engines.clear()
@@ -113,19 +132,13 @@ class Store:
         self.engine = get_engine(self.url)
         self.dialect = self.engine.dialect.name
         self._read_engine = self.engine.execution_options(sqlite_begin="BEGIN")
-        # PostgreSQL statements that stand alone run without BEGIN/COMMIT: two round trips fewer.
-        self._autocommit = get_engine(self.url, autocommit=True) if self.dialect == "postgresql" else None
+        self._drivers = get_driver_pool(self.url)
         # Policy versions this process has already stored here (see services.policies).
         self.stored_policy_versions: set[str] = set()
 
     @property
     def is_sqlite(self) -> bool:
         return self.dialect == "sqlite"
-
-    @property
-    def autocommits(self) -> bool:
-        """Whether ``connection()`` runs each statement in a transaction of its own (PostgreSQL)."""
-        return self._autocommit is not None
 
     @contextmanager
     def transaction(self, *, write: bool = True) -> Iterator[Session]:
@@ -139,20 +152,10 @@ class Store:
                 session.rollback()
                 raise
 
-    @contextmanager
-    def connection(self, *, write: bool = True) -> Iterator[Connection]:
-        """A Core connection for the gate's hot path, where no ORM is needed.
-
-        On SQLite it is a transaction like ``transaction()`` (writers serialised by ``BEGIN
-        IMMEDIATE``). On PostgreSQL every statement commits on its own, so use it only where each
-        statement stands alone: a read, or a single insert.
-        """
-        if self._autocommit is not None:
-            with self._autocommit.connect() as conn:
-                yield conn
-            return
-        with (self.engine if write else self._read_engine).begin() as conn:
-            yield conn
+    def driver(self) -> AbstractContextManager[Driver]:
+        """A driver connection for the gate's hot path (see ``store.driver``): every statement
+        on it commits on its own, so use it only where each statement stands alone."""
+        return self._drivers.connection()
 
     def ping(self) -> None:
         """Raise if the store cannot answer a trivial query."""

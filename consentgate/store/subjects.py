@@ -10,9 +10,8 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import JSON, Connection, bindparam, func, literal_column, or_
 from sqlalchemy.orm import aliased
@@ -21,7 +20,9 @@ from sqlmodel import Session, col, select
 from consentgate.core.facts import RevocationFact, Subject, SuppressionFact, TouchFact
 from consentgate.core.policy import LoadedPolicy
 from consentgate.core.tombstones import tombstone_hash
-from consentgate.store.bulk import among
+from consentgate.errors import Unavailable
+from consentgate.store.bulk import among, bind
+from consentgate.store.driver import Driver, compiled, dialect
 from consentgate.store.facts import (
     consent_fact,
     contact_point_fact,
@@ -131,26 +132,46 @@ def _decode(model: Any, value: Any) -> list[SimpleNamespace]:
     return out
 
 
-@lru_cache(maxsize=8)
-def _person_queries(dialect: str) -> tuple[Any, Any, Any]:
+# The identity columns the gate reads (``PersonRow`` names them in this order).
+_IDENTITY_COLUMNS = ("id", "account_domain", "timezone", "state", "country", "is_test", "merged_into_id")
+
+
+class PersonRow(NamedTuple):
+    """An identity as the gate reads it, with its contact points and the ids merged into it."""
+
+    id: int
+    account_domain: str | None
+    timezone: str | None
+    state: str | None
+    country: str | None
+    is_test: bool
+    merged_into_id: int | None
+    contact_points: Any
+    absorbed: Any
+
+
+def _person_query(dialect: str, by: str) -> Any:
+    """The identity found by address (``kind``, ``value``), by ``id``, or (``"ids"``) with the
+    caller's ``where``, plus its contact points and absorbed ids aggregated to JSON."""
     contact_points = (select(_json_rows(dialect, ContactPoint))
                       .where(ContactPoint.identity_id == Identity.id).scalar_subquery().label("contact_points"))
     absorbed = aliased(Identity)
     merged = (select(func.json_group_array(absorbed.id) if dialect == "sqlite" else func.json_agg(absorbed.id))
               .where(absorbed.merged_into_id == Identity.id).scalar_subquery().label("absorbed"))
-    by_address = select(_t(Identity), contact_points, merged).where(Identity.id == select(
-        ContactPoint.identity_id).where(ContactPoint.kind == bindparam("kind"),
-                                        ContactPoint.value == bindparam("value")).scalar_subquery())
-    by_id = select(_t(Identity), contact_points, merged).where(Identity.id == bindparam("id"))
-    by_ids = select(_t(Identity), contact_points, merged)   # .where(among(Identity.id, ...)) at the call
-    return by_address, by_id, by_ids
+    query = select(*(_t(Identity).c[name] for name in _IDENTITY_COLUMNS), contact_points, merged)
+    if by == "address":
+        return query.where(Identity.id == select(ContactPoint.identity_id).where(
+            ContactPoint.kind == bindparam("kind"), ContactPoint.value == bindparam("value")).scalar_subquery())
+    if by == "id":
+        return query.where(Identity.id == bindparam("id"))
+    return query
 
 
 @dataclass(frozen=True)
 class Person:
     """An identity row (the survivor), every contact point it has, and the ids merged into it."""
 
-    identity: Any
+    identity: PersonRow
     contact_points: list[SimpleNamespace]
     group: tuple[int, ...]
 
@@ -162,25 +183,29 @@ class Person:
         return None
 
 
-def read_person(conn: Connection, *, kind: str | None = None, value: str | None = None,
+def read_person(driver: Driver, *, kind: str | None = None, value: str | None = None,
                 identity_id: int | None = None) -> Person | None:
     """The person an address or an id stands for today (merged-away ids resolve to their survivor)."""
-    by_address, by_id, _ = _person_queries(conn.dialect.name)
-    row = (conn.execute(by_address, {"kind": kind, "value": value}) if identity_id is None
-           else conn.execute(by_id, {"id": identity_id})).first()
-    row = _survivor(row, lambda merged_into: conn.execute(by_id, {"id": merged_into}).first())
+    by_id = compiled(_person_query, driver.dialect, "id")
+    row = (driver.first(compiled(_person_query, driver.dialect, "address"), {"kind": kind, "value": value})
+           if identity_id is None else driver.first(by_id, {"id": identity_id}))
+    row = _survivor(row and PersonRow(*row), lambda merged_into: _row(driver.first(by_id, {"id": merged_into})))
     return None if row is None else _person(row)
+
+
+def _row(found: Any) -> PersonRow | None:
+    return None if found is None else PersonRow(*found)
 
 
 def read_people(conn: Connection, ids: Iterable[int]) -> dict[int, Person]:
     """``read_person`` for many ids at once, in a statement per level of merging (one, nearly always)."""
-    by_ids = _person_queries(conn.dialect.name)[2]
+    by_ids = _person_query(conn.dialect.name, "ids")
     wanted = set(ids)
-    rows: dict[int, Any] = {}
+    rows: dict[int, PersonRow] = {}
     pending = set(wanted)
     while pending:
-        for row in conn.execute(by_ids.where(among(Identity.id, pending, conn.dialect))):
-            rows[row.id] = row
+        for found in conn.execute(by_ids.where(among(Identity.id, pending, conn.dialect))):
+            rows[found.id] = PersonRow(*found)
         pending = {r.merged_into_id for r in rows.values() if r.merged_into_id is not None} - set(rows)
 
     people = {identity_id: _survivor(rows.get(identity_id), rows.get) for identity_id in wanted}
@@ -196,34 +221,36 @@ def _survivor(row: Any | None, row_of: Callable[[int], Any | None]) -> Any | Non
     return row
 
 
-def _person(row: Any) -> Person:
+def _person(row: PersonRow) -> Person:
     absorbed = json.loads(row.absorbed) if isinstance(row.absorbed, str) else (row.absorbed or [])
-    return Person(row, _decode(ContactPoint, row.contact_points), (row.id, *absorbed))
+    return Person(row._replace(is_test=bool(row.is_test)), _decode(ContactPoint, row.contact_points),
+                  (row.id, *sorted(absorbed)))
 
 
-@lru_cache(maxsize=64)
-def _facts_query(dialect: str, target: bool, account: bool, as_of: bool, exclude: bool) -> Any:
-    """One statement for every fact of one shape of question, with parameters ``ids``, ``target``,
-    ``domain``, ``since``, ``cutoff``, ``exclude``, ``hashes`` and ``phone``."""
-    # The person and everyone merged into them, as a list the planner sees (a subquery made
+def _facts_query(dialect: str, target: bool, account: bool, as_of: bool, exclude: bool, ids: int,
+                 hashes: int) -> Any:
+    """One statement for every fact of one shape of question, with parameters ``ids_0``...,
+    ``root``, ``target``, ``domain``, ``since``, ``cutoff``, ``exclude``, ``hashes_0``... and
+    ``phone``; ``root_merged_into`` and ``absorbed`` tell whether the person is still as read."""
+    # The person and everyone merged into them, as parameters the planner sees (a subquery made
     # PostgreSQL guess hundreds of ids and scan whole tables).
-    ids = bindparam("ids", expanding=True)
+    group = [bindparam(f"ids_{n}") for n in range(ids)]
 
     def rows(model: Any, *where: Any) -> Any:
         return select(_json_rows(dialect, model)).where(*where)
 
-    consents = rows(ConsentEvent, col(ConsentEvent.identity_id).in_(ids))
+    consents = rows(ConsentEvent, col(ConsentEvent.identity_id).in_(group))
     if target:
         consents = consents.where(ConsentEvent.contact_point_id == bindparam("target"))
-    scope = col(Revocation.identity_id).in_(ids)
+    scope = col(Revocation.identity_id).in_(group)
     if account:
         scope = or_(scope, (Revocation.scope == "account") & (Revocation.account_domain == bindparam("domain")))
     revocations = rows(Revocation, scope)
-    tombstones = rows(Tombstone, col(Tombstone.address_hash).in_(bindparam("hashes", expanding=True)),
+    tombstones = rows(Tombstone, col(Tombstone.address_hash).in_([bindparam(f"hashes_{n}") for n in range(hashes)]),
                       col(Tombstone.lifted_at).is_(None))
-    suppressions = rows(Suppression, col(Suppression.identity_id).in_(ids))
+    suppressions = rows(Suppression, col(Suppression.identity_id).in_(group))
     dnc = rows(DncNumber, DncNumber.phone == bindparam("phone"))
-    touches = rows(Touch, col(Touch.identity_id).in_(ids), Touch.at >= bindparam("since"))
+    touches = rows(Touch, col(Touch.identity_id).in_(group), Touch.at >= bindparam("since"))
     account_touches = rows(Touch, Touch.account_domain == bindparam("domain"), Touch.at >= bindparam("since"))
     if as_of:
         cutoff = bindparam("cutoff")
@@ -235,12 +262,34 @@ def _facts_query(dialect: str, target: bool, account: bool, as_of: bool, exclude
         account_touches = account_touches.where(Touch.created_at <= cutoff)
         if exclude:
             touches = touches.where(or_(col(Touch.decision_id).is_(None), Touch.decision_id != bindparam("exclude")))
+    absorbed = aliased(Identity)
     parts = {"consents": consents, "revocations": revocations, "tombstones": tombstones,
-             "suppressions": suppressions, "dnc": dnc, "touches": touches, "account_touches": account_touches}
+             "suppressions": suppressions, "dnc": dnc, "touches": touches, "account_touches": account_touches,
+             "root_merged_into": select(Identity.merged_into_id).where(Identity.id == bindparam("root")),
+             "absorbed": select(func.json_group_array(absorbed.id) if dialect == "sqlite"
+                                else func.json_agg(absorbed.id)).where(absorbed.merged_into_id == bindparam("root"))}
     return select(*(q.scalar_subquery().label(name) for name, q in parts.items()))
 
 
-def load_subject(conn: Connection, policy: LoadedPolicy, secret: str, *, identity: Any | None,
+def _lock_query(dialect: str) -> Any:
+    return select(Identity.id).where(Identity.id == bindparam("id")).with_for_update()
+
+
+class PersonMoved(Unavailable):
+    """The person was merged while being read: read again (a rare race, never a wrong answer)."""
+
+    def __init__(self, identity_id: int) -> None:
+        super().__init__(f"identity {identity_id} was merged while the gate read it: ask again")
+
+
+def _numbered(name: str, values: Iterable[Any]) -> dict[str, Any]:
+    return {f"{name}_{n}": value for n, value in enumerate(values)}
+
+
+_TIME_PARAM = {name: bind(dialect(name), _t(Touch), "at") for name in ("sqlite", "postgresql")}
+
+
+def load_subject(driver: Driver, policy: LoadedPolicy, secret: str, *, identity: Any | None,
                  target: Any | None, at: datetime, as_of: datetime | None = None,
                  exclude_decision: int | None = None, lock: bool = False, person: Person | None = None) -> Subject:
     """The facts about ``identity`` (None: unknown) for a touch through ``target``.
@@ -248,27 +297,34 @@ def load_subject(conn: Connection, policy: LoadedPolicy, secret: str, *, identit
     ``identity`` and ``target`` are ORM objects or rows; ``person``, when the caller has it
     (``read_person``), saves reading the contact points and the merged ids again. With ``lock``
     the identity row is locked (PostgreSQL ``FOR UPDATE``) so that concurrent reservations for
-    one person are serialised; SQLite writers are serialised already.
+    one person are serialised; SQLite writers are serialised already. Raises ``PersonMoved``
+    when a merge changed the person after ``person`` was read.
     """
     if identity is None or identity.id is None:
         return Subject(identity=None, target=contact_point_fact(target) if target else None)
-    dialect = conn.dialect.name
-    if lock and dialect == "postgresql":
-        conn.execute(_LOCK, {"id": identity.id})
+    name = driver.dialect
+    if lock and name == "postgresql":
+        driver.rows(compiled(_lock_query, name), {"id": identity.id})
         person = None   # read again under the lock: a merge may have finished meanwhile
     cutoff = as_of
     domain = identity.account_domain
     if person is None:
-        person = read_person(conn, identity_id=identity.id)
+        person = read_person(driver, identity_id=identity.id)
     cps = person.contact_points if person is not None else []
     group = list(person.group) if person is not None else [identity.id]
     hashes = {tombstone_hash(secret, cp.kind, cp.value): cp for cp in cps if cp.value is not None}
     phone = target.value if target is not None and target.kind == "phone" else None
-    query = _facts_query(dialect, target is not None, bool(domain), cutoff is not None, exclude_decision is not None)
-    found = conn.execute(query, {
-        "ids": group, "target": target.id if target is not None else None, "domain": domain,
-        "since": at - lookback(policy), "cutoff": cutoff, "exclude": exclude_decision,
-        "hashes": list(hashes) or [""], "phone": phone}).one()
+    query = compiled(_facts_query, name, target is not None, bool(domain), cutoff is not None,
+                     exclude_decision is not None, len(group), len(hashes))
+    to_time = _TIME_PARAM[name]
+    found = FactsRow(*driver.rows(query, {
+        **_numbered("ids", group), **_numbered("hashes", hashes), "root": group[0],
+        "target": target.id if target is not None else None, "domain": domain,
+        "since": to_time(at - lookback(policy)), "cutoff": to_time(cutoff) if cutoff is not None else None,
+        "exclude": exclude_decision, "phone": phone})[0])
+    absorbed = json.loads(found.absorbed) if isinstance(found.absorbed, str) else (found.absorbed or [])
+    if found.root_merged_into is not None or sorted(absorbed) != group[1:]:
+        raise PersonMoved(identity.id)
 
     revocations = [_as_of(revocation_fact(row), cutoff) for row in _decode(Revocation, found.revocations)]
     revocations += _tombstones(_decode(Tombstone, found.tombstones), hashes, identity.id)
@@ -288,7 +344,16 @@ def load_subject(conn: Connection, policy: LoadedPolicy, secret: str, *, identit
     )
 
 
-_LOCK = select(Identity.id).where(Identity.id == bindparam("id")).with_for_update()
+class FactsRow(NamedTuple):
+    consents: Any
+    revocations: Any
+    tombstones: Any
+    suppressions: Any
+    dnc: Any
+    touches: Any
+    account_touches: Any
+    root_merged_into: int | None
+    absorbed: Any
 
 
 def _touch_as_of(fact: TouchFact, row: Touch, cutoff: datetime | None) -> TouchFact:

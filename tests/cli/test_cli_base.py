@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from consentgate.cli import cli
 from consentgate.services.keys import authenticate
 from consentgate.store.db import Store
+from consentgate.store.migrate import head_revision
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -60,7 +61,7 @@ def test_policy_check_accepts_the_default_and_names_problems(tmp_path: Path) -> 
 def test_db_upgrade_reports_the_revision(env: Store) -> None:
     result = CliRunner().invoke(cli, ["db", "upgrade"])
     assert result.exit_code == 0, result.output
-    assert "revision 0001" in result.output
+    assert f"revision {head_revision(env)}" in result.output
 
 
 def test_audit_verify_on_an_empty_ledger(env: Store) -> None:

@@ -7,7 +7,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlmodel import SQLModel
 
 from consentgate.store.db import Store
-from consentgate.store.migrate import current_revision, head_revision, is_current
+from consentgate.store.migrate import current_revision, head_revision, is_current, upgrade
 
 
 def test_migrated_schema_matches_the_models(store: Store) -> None:
@@ -29,3 +29,18 @@ def test_sqlite_store_uses_wal_and_foreign_keys(store: Store) -> None:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 1000
+
+
+def test_sqlite_whole_second_times_are_padded_to_the_stored_form(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # Times are text on SQLite and compared as text: one instant must have one spelling.
+    older = Store(f"sqlite:///{tmp_path / 'old.db'}")
+    upgrade(older, "0001")
+    with older.engine.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO dnc_number (phone, added_at, removed_at, snapshot_date) "
+                             "VALUES ('+13055550100', '2026-01-02 03:04:05', NULL, '2026-01-02')")
+        conn.exec_driver_sql("INSERT INTO dnc_number (phone, added_at, removed_at, snapshot_date) "
+                             "VALUES ('+13055550101', '2026-01-02 03:04:05.250000', NULL, '2026-01-02')")
+    upgrade(older)
+    with older.engine.connect() as conn:
+        stored = conn.exec_driver_sql("SELECT added_at FROM dnc_number ORDER BY phone").scalars().all()
+    assert stored == ["2026-01-02 03:04:05.000000", "2026-01-02 03:04:05.250000"]

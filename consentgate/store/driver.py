@@ -1,0 +1,163 @@
+"""The gate's hot path on the database driver's own connections.
+
+A plain eligibility check is two reads and one insert. Through SQLAlchemy each of them cost more
+Python than the database spent on it (pool checkout and reset, per-execution statement set-up,
+result processing), so the gate runs them as SQL that SQLAlchemy compiles once per dialect, on
+driver connections kept open by a small pool of their own. Everything else goes through
+SQLAlchemy as usual; the same compiled statements also run inside a SQLAlchemy transaction
+(``Driver.of``), so one query serves both ways.
+
+Connections here commit every statement on its own (SQLite's and psycopg's autocommit): a
+check reads without holding a lock and writes its decision log row in one statement.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, suppress
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import Connection, Engine
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
+
+# Both drivers take named parameters in a dict: psycopg as %(name)s, sqlite3 as :name.
+_DIALECTS: dict[str, Dialect] = {
+    "postgresql": postgresql.psycopg.dialect(),  # type: ignore[attr-defined]
+    "sqlite": sqlite.pysqlite.dialect(paramstyle="named"),  # type: ignore[attr-defined]
+}
+
+# Idle connections kept per database; a burst beyond it opens and closes extra ones.
+MAX_IDLE = 32
+
+
+class Sql:
+    """A statement's SQL for one dialect, with the values the statement itself binds."""
+
+    __slots__ = ("bound", "text")
+
+    def __init__(self, statement: Any, dialect: str) -> None:
+        done = statement.compile(dialect=_DIALECTS[dialect])
+        self.text: str = str(done)
+        # Literals written into the statement (``scope == "account"``) are parameters too.
+        self.bound: dict[str, Any] = {name: value for name, value in done.params.items() if value is not None}
+
+
+@lru_cache(maxsize=256)
+def compiled(build: Callable[..., Any], dialect: str, *variant: Any) -> Sql:
+    """``build(dialect, *variant)``, compiled once."""
+    return Sql(build(dialect, *variant), dialect)
+
+
+class Driver:
+    """A driver connection and its dialect's name: runs compiled SQL, returns plain tuples."""
+
+    __slots__ = ("dialect", "raw")
+
+    def __init__(self, raw: Any, dialect: str) -> None:
+        self.raw = raw
+        self.dialect = dialect
+
+    @classmethod
+    def of(cls, conn: Connection) -> Driver:
+        """The driver connection under a SQLAlchemy one, inside its transaction."""
+        return cls(conn.connection.dbapi_connection, conn.dialect.name)
+
+    def rows(self, sql: Sql, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        cursor = self.raw.cursor()
+        try:
+            cursor.execute(sql.text, {**sql.bound, **params} if sql.bound else params)
+            return list(cursor.fetchall())
+        finally:
+            cursor.close()
+
+    def first(self, sql: Sql, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
+        found = self.rows(sql, params)
+        return found[0] if found else None
+
+
+class DriverPool:
+    """Open driver connections for one database, handed out one per request.
+
+    Simpler than SQLAlchemy's pool because nothing is left to reset: a connection goes back only
+    when no transaction is open on it, and one whose driver raised is closed, not reused.
+    """
+
+    def __init__(self, engine: Engine, prepare: Callable[[Any], None]) -> None:
+        self._engine = engine
+        self._prepare = prepare
+        self._dialect = engine.dialect.name
+        self._idle: list[Any] = []
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        # Connections a forked child inherited: its parent's, never to be used or closed here
+        # (closing would end the parent's session on the shared socket).
+        self._inherited: list[Any] = []
+
+    def _open(self) -> Any:
+        cargs, cparams = self._engine.dialect.create_connect_args(self._engine.url)
+        if self._dialect == "sqlite":
+            from consentgate.store.db import SQLITE_BUSY_TIMEOUT_MS
+
+            cparams = {**cparams, "check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+        raw = self._engine.dialect.loaded_dbapi.connect(*cargs, **cparams)
+        self._prepare(raw)
+        return raw
+
+    @contextmanager
+    def connection(self) -> Iterator[Driver]:
+        if self._pid != os.getpid():
+            with self._lock:
+                self._inherited.extend(self._idle)
+                self._idle, self._pid = [], os.getpid()
+        try:
+            raw = self._idle.pop()
+        except IndexError:
+            raw = self._open()
+        error = self._engine.dialect.loaded_dbapi.Error
+        try:
+            yield Driver(raw, self._dialect)
+        except error:
+            _close(raw)
+            raise
+        except BaseException:
+            self._release(raw)
+            raise
+        self._release(raw)
+
+    def _release(self, raw: Any) -> None:
+        try:
+            if _in_transaction(raw, self._dialect):
+                raw.rollback()
+        except Exception:
+            _close(raw)
+            return
+        if len(self._idle) < MAX_IDLE:
+            self._idle.append(raw)
+        else:
+            _close(raw)
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for raw in idle:
+            _close(raw)
+
+
+def _in_transaction(raw: Any, dialect: str) -> bool:
+    if dialect == "sqlite":
+        return bool(raw.in_transaction)
+    return int(raw.info.transaction_status) != 0   # psycopg: 0 is IDLE
+
+
+def _close(raw: Any) -> None:
+    with suppress(Exception):  # already broken: nothing more to release
+        raw.close()
+
+
+def dialect(name: str) -> Dialect:
+    """The SQLAlchemy dialect statements are compiled for (``"sqlite"``, ``"postgresql"``)."""
+    return _DIALECTS[name]
