@@ -49,7 +49,7 @@ def create_app(config: Mapping[str, Any] | None = None, *, runtime: Runtime | No
         runtime = build_runtime(settings)
     app.extensions["consentgate"] = runtime
     location_data()   # loaded now rather than by the first eligibility check
-    app.secret_key = runtime.secret_key
+    # No secret_key: the API keeps no cookie session, and Flask then skips signing one per request.
     problems.init_app(app)
     for bp in blueprints():
         app.register_blueprint(bp)
@@ -67,6 +67,5 @@ def _observe(app: Flask, rt: Runtime) -> None:
     def _count(response: Any) -> Any:
         endpoint = request.url_rule.rule if request.url_rule else "unmatched"
         elapsed = time.perf_counter() - g.get("started", time.perf_counter())
-        rt.metrics.requests.labels(endpoint, request.method, str(response.status_code)).inc()
-        rt.metrics.latency.labels(endpoint, request.method).observe(elapsed)
+        rt.metrics.observe_request(endpoint, request.method, response.status_code, elapsed)
         return response

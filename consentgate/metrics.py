@@ -7,6 +7,8 @@ are summed (prometheus_client's multiprocess mode).
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
@@ -42,6 +44,26 @@ class Metrics:
             "consentgate_revocation_sla", "Revocations by SLA status (at last computation)",
             ["status"], registry=r, multiprocess_mode="max",
         )
+
+        # Labelled series looked up once: prometheus_client's labels() costs more than the increment.
+        self._series: dict[tuple[Any, ...], Any] = {}
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        key = (metric, *labels)
+        child = self._series.get(key)
+        if child is None:
+            child = self._series[key] = metric.labels(*labels)
+        return child
+
+    def observe_request(self, endpoint: str, method: str, status: int, seconds: float) -> None:
+        self._child(self.requests, endpoint, method, str(status)).inc()
+        self._child(self.latency, endpoint, method).observe(seconds)
+
+    def count_decisions(self, outcomes: Mapping[str, int], codes: Mapping[str, int]) -> None:
+        for outcome, n in outcomes.items():
+            self._child(self.decisions, outcome).inc(n)
+        for code, n in codes.items():
+            self._child(self.decision_reasons, code).inc(n)
 
     def render(self) -> bytes:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

@@ -27,11 +27,7 @@ def _count(answers: list[dict]) -> None:  # type: ignore[type-arg]
     # Tallied first: a batch of 10,000 then costs a few counter updates, not 10,000 label look-ups.
     outcomes = Counter("allowed" if answer.get("allowed") else "denied" for answer in answers)
     codes = Counter(reason["code"] for answer in answers for reason in answer.get("reasons") or ())
-    metrics = runtime().metrics
-    for outcome, n in outcomes.items():
-        metrics.decisions.labels(outcome=outcome).inc(n)
-    for code, n in codes.items():
-        metrics.decision_reasons.labels(code=code).inc(n)
+    runtime().metrics.count_decisions(outcomes, codes)
 
 
 @bp.post("/v1/eligibility")

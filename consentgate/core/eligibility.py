@@ -16,6 +16,7 @@ Two readings the law leaves to us, chosen to protect the person:
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from consentgate.core.caps import Limit, cadence_limit, cap_limits, repermission_touches
@@ -31,7 +32,7 @@ from consentgate.core.facts import (
     SuppressionFact,
 )
 from consentgate.core.policy import NO_CONSENT_NEEDED, WILDCARD, LoadedPolicy, matches
-from consentgate.core.quiet_hours import applicable_windows, closed_windows, next_open, recipient_states
+from consentgate.core.quiet_hours import Window, applicable_windows, recipient_states, windows_at
 from consentgate.core.reasons import TIME_BOUND, ReasonCode
 
 _MAX_SETTLE_STEPS = 64
@@ -41,12 +42,13 @@ def decide(subject: Subject, request: EligibilityRequest, policy: LoadedPolicy) 
     reasons = _standing_reasons(subject, request, policy)
     consent, consent_reasons = _consent(subject, request, policy)
     reasons += consent_reasons
-    timed = _timed_reasons(subject, request, policy, request.at)
+    place = _place(subject, request, policy)
+    timed = _timed_reasons(subject, request, policy, request.at, place)
     reasons += [Reason(limit.code, limit.message, limit.data) for limit in timed]
     if reasons:
         next_at = None
         if all(r.code in TIME_BOUND for r in reasons):
-            next_at = _settle(subject, request, policy, timed)
+            next_at = _settle(subject, request, policy, timed, place)
         return Decision(False, tuple(reasons), next_at, consent)
     return Decision(True, (), None, consent)
 
@@ -225,8 +227,18 @@ def _consent(subject: Subject, request: EligibilityRequest,
     return None, reasons
 
 
+Place = tuple[tuple[Window, ...], frozenset[str]]
+
+
+def _place(subject: Subject, request: EligibilityRequest, policy: LoadedPolicy) -> Place:
+    """Where the recipient is, for the time-bound rules: the calling windows and the states."""
+    states = recipient_states(subject.identity, subject.target)
+    windows = applicable_windows(policy, request.channel, request.purpose, subject.identity, subject.target, states)
+    return windows, states
+
+
 def _timed_reasons(subject: Subject, request: EligibilityRequest, policy: LoadedPolicy, at: datetime,
-                   describe: bool = True) -> list[Limit]:
+                   place: Place, describe: bool = True) -> list[Limit]:
     """Rules that waiting cures: calling windows, caps and cadences, judged at ``at``.
 
     ``describe=False`` leaves the calling-window messages empty: searching for the next allowed
@@ -234,25 +246,20 @@ def _timed_reasons(subject: Subject, request: EligibilityRequest, policy: Loaded
     """
     if subject.identity is None or subject.target is None or request.channel not in policy.channels:
         return []
-    from dataclasses import replace
-
     at_request = replace(request, at=at) if at != request.at else request
     out: list[Limit] = []
-    windows = applicable_windows(policy, request.channel, request.purpose, subject.identity, subject.target)
-    closed = closed_windows(windows, at)
-    if closed:
-        opens = next_open(windows, at)
-        for c in closed:
-            if not describe:
-                out.append(Limit(c.window.code, "", opens))
-                continue
-            where = "federal" if c.window.name == "federal" else c.window.name
-            out.append(Limit(c.window.code, f"outside the {where} calling window "
-                             f"{c.window.spec.start:%H:%M}-{c.window.spec.end:%H:%M} at the recipient "
-                             f"({c.local:%a %H:%M} {c.zone})", opens,
-                             {"window": where, "local_time": c.local.isoformat(), "zone": c.zone,
-                              **({"source": c.window.spec.source} if c.window.spec.source else {})}))
-    states = recipient_states(subject.identity, subject.target)
+    windows, states = place
+    closed, opens = windows_at(windows, at)
+    for c in closed:
+        if not describe:
+            out.append(Limit(c.window.code, "", opens))
+            continue
+        where = "federal" if c.window.name == "federal" else c.window.name
+        out.append(Limit(c.window.code, f"outside the {where} calling window "
+                         f"{c.window.spec.start:%H:%M}-{c.window.spec.end:%H:%M} at the recipient "
+                         f"({c.local:%a %H:%M} {c.zone})", opens,
+                         {"window": where, "local_time": c.local.isoformat(), "zone": c.zone,
+                          **({"source": c.window.spec.source} if c.window.spec.source else {})}))
     out += cap_limits(policy, at_request, subject.touches, subject.account_touches, states)
     cadence = cadence_limit(policy, at_request, subject.touches)
     if cadence is not None:
@@ -261,7 +268,7 @@ def _timed_reasons(subject: Subject, request: EligibilityRequest, policy: Loaded
 
 
 def _settle(subject: Subject, request: EligibilityRequest, policy: LoadedPolicy,
-            limits: list[Limit]) -> datetime | None:
+            limits: list[Limit], place: Place) -> datetime | None:
     """The earliest instant at which no time-bound rule denies, if one exists."""
     candidate = request.at
     for _ in range(_MAX_SETTLE_STEPS):
@@ -270,5 +277,5 @@ def _settle(subject: Subject, request: EligibilityRequest, policy: LoadedPolicy,
         if any(limit.next_allowed_at is None for limit in limits):
             return None
         candidate = max(limit.next_allowed_at for limit in limits if limit.next_allowed_at is not None)
-        limits = _timed_reasons(subject, request, policy, candidate, describe=False)
+        limits = _timed_reasons(subject, request, policy, candidate, place, describe=False)
     return None

@@ -63,16 +63,17 @@ def recipient_states(identity: IdentityFact | None, target: ContactPointFact | N
 
 
 def applicable_windows(policy: LoadedPolicy, channel: str, purpose: str, identity: IdentityFact | None,
-                       target: ContactPointFact | None) -> list[Window]:
+                       target: ContactPointFact | None, states: frozenset[str] | None = None) -> tuple[Window, ...]:
+    """The windows a send must fall in (``states``: ``recipient_states``, when the caller has them)."""
     spec = policy.policy.quiet_hours
     if not (matches(spec.channels, channel) and matches(spec.purposes, purpose)):
-        return []
+        return ()
     zones = recipient_zones(identity, target)
     windows = [Window(ReasonCode.QUIET_HOURS, "federal", spec.federal, zones)]
-    for state in sorted(recipient_states(identity, target)):
+    for state in sorted(recipient_states(identity, target) if states is None else states):
         if state in spec.states:
             windows.append(Window(ReasonCode.STATE_RULE, state, spec.states[state], zones))
-    return windows
+    return tuple(windows)
 
 
 @lru_cache(maxsize=16)
@@ -90,7 +91,15 @@ def _open_at(spec: WindowSpec, local: datetime) -> bool:
     return _day_allowed(spec, local.date()) and spec.start <= local.time().replace(tzinfo=None) < spec.end
 
 
-def closed_windows(windows: list[Window], at: datetime) -> list[Closed]:
+@lru_cache(maxsize=4096)
+def windows_at(windows: tuple[Window, ...], at: datetime) -> tuple[tuple[Closed, ...], datetime | None]:
+    """The windows closed at ``at``, and when all of them are next open (``at`` when none is
+    closed). Cached: a batch asks this of many people placed alike, at one instant."""
+    closed = closed_windows(windows, at)
+    return tuple(closed), (next_open(windows, at) if closed else at)
+
+
+def closed_windows(windows: tuple[Window, ...], at: datetime) -> list[Closed]:
     out = []
     for window in windows:
         for zone in window.zones:
@@ -119,7 +128,7 @@ def _next_opening(spec: WindowSpec, zone: str, at: datetime) -> datetime:
     return at + SEARCH_LIMIT
 
 
-def next_open(windows: list[Window], at: datetime) -> datetime | None:
+def next_open(windows: tuple[Window, ...], at: datetime) -> datetime | None:
     """The earliest instant >= ``at`` at which every window is open in every zone."""
     candidate = at
     while candidate - at <= SEARCH_LIMIT:

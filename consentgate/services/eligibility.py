@@ -34,7 +34,7 @@ from consentgate.services.identities import find_contact_points, normalise_ref, 
 from consentgate.services.keys import Actor
 from consentgate.services.policies import remember_policy
 from consentgate.services.schemas import AddressIn, utc
-from consentgate.store.bulk import among, bind, insert_with_ids
+from consentgate.store.bulk import among, binder, insert_with_ids
 from consentgate.store.db import Store
 from consentgate.store.driver import Driver, compiled, dialect
 from consentgate.store.models import ContactPoint, DecisionRecord, Identity, Touch
@@ -167,8 +167,9 @@ def check(store: Store, item: EligibilityIn, policy: LoadedPolicy, secret: str, 
         decision = decide(subject, _request(item, at), policy)
         row = _record_row(item, identity, named, at, decision, policy, actor, now)
         binders = _log_binders(driver.dialect)
+        values = _log_values(binders, row, {})
         found = driver.first(compiled(_log_statement, driver.dialect),
-                             {name: convert(row[name]) for name, convert in binders.items()})
+                             {name: value for (name, _), value in zip(binders, values, strict=True)})
     assert found is not None
     row["id"] = found[0]
     return row, decision
@@ -180,10 +181,17 @@ def _log_statement(dialect: str) -> Any:
 
 
 @lru_cache(maxsize=2)
-def _log_binders(dialect_name: str) -> dict[str, Callable[[Any], Any]]:
-    """Each decision log column's conversion to what the driver takes (``store.bulk.bind``)."""
+def _log_binders(dialect_name: str) -> tuple[tuple[str, Callable[[Any], Any] | None], ...]:
+    """Each decision log column with its conversion to what the driver takes (None: as it is)."""
     table = DecisionRecord.__table__  # type: ignore[attr-defined]
-    return {name: bind(dialect(dialect_name), table, name) for name in _LOG_COLUMNS}
+    return tuple((name, binder(dialect(dialect_name), table, name)) for name in _LOG_COLUMNS)
+
+
+def _log_values(binders: tuple[tuple[str, Callable[[Any], Any] | None], ...], row: dict[str, Any],
+                shared: dict[str, Any]) -> tuple[Any, ...]:
+    """A decision log row, driver-ready; ``shared``: columns already converted for every row."""
+    return tuple(shared[name] if name in shared else row[name] if convert is None else convert(row[name])
+                 for name, convert in binders)
 
 
 def _request(item: EligibilityIn, at: datetime) -> EligibilityRequest:
@@ -294,9 +302,14 @@ _LOG_COLUMNS = ("identity_id", "channel", "purpose", "request", "allowed", "reas
 
 def log_decisions(conn: Connection, rows: list[dict[str, Any]]) -> list[int]:
     """Write many decision log rows (``_record_row``) in one statement; their ids, in order."""
+    if not rows:
+        return []
     binders = _log_binders(conn.dialect.name)
-    return insert_with_ids(conn, DecisionRecord.__table__, _LOG_COLUMNS, [  # type: ignore[attr-defined]
-        tuple(convert(row[name]) for name, convert in binders.items()) for row in rows])
+    # Every row of one batch shares these: converted once.
+    shared = {name: convert(rows[0][name]) if convert else rows[0][name] for name, convert in binders
+              if name in ("decided_at", "policy_version", "api_key_id")}
+    return insert_with_ids(conn, DecisionRecord.__table__, _LOG_COLUMNS,  # type: ignore[attr-defined]
+                           [_log_values(binders, row, shared) for row in rows])
 
 
 def _record_row(item: EligibilityIn, identity: Any | None, named: dict[str, Any], at: datetime,

@@ -39,14 +39,26 @@ def bind(dialect: Dialect, table: Table, column: str) -> Callable[[Any], Any]:
     with the offset (COPY parses it as timestamptz). JSON goes to PostgreSQL as its text, which
     it parses as jsonb.
     """
+    return binder(dialect, table, column) or (lambda value: value)
+
+
+def binder(dialect: Dialect, table: Table, column: str) -> Callable[[Any], Any] | None:
+    """``bind``, or None for a column whose values the driver takes as they are."""
     type_ = table.c[column].type
     if isinstance(type_, JSON) and dialect.name != "sqlite":
         return lambda value: None if value is None else json.dumps(value)
     # The dialect's own variant of the type: the generic one leaves SQLite times unformatted.
-    processor = type_.dialect_impl(dialect).bind_processor(dialect) or (lambda value: value)
+    processor = type_.dialect_impl(dialect).bind_processor(dialect)
+    try:
+        python_type = type_.python_type
+    except NotImplementedError:   # a type that does not say: treat its values as they come
+        python_type = object
+    if python_type is not datetime:
+        return processor
+    as_given = processor or (lambda value: value)
 
     def to_driver(value: Any) -> Any:
-        value = processor(value)
+        value = as_given(value)
         return value.isoformat() if isinstance(value, datetime) else value
 
     return to_driver
