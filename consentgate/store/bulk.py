@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Connection, Table, any_, bindparam, func, select, text
+from sqlalchemy import JSON, Connection, DateTime, Table, any_, bindparam, func, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect
+
+from consentgate.store.types import UTCDateTime
 
 
 def among(column: Any, values: Iterable[Any], dialect: Dialect) -> Any:
@@ -49,12 +51,10 @@ def binder(dialect: Dialect, table: Table, column: str) -> Callable[[Any], Any] 
         return lambda value: None if value is None else json.dumps(value)
     # The dialect's own variant of the type: the generic one leaves SQLite times unformatted.
     processor = type_.dialect_impl(dialect).bind_processor(dialect)
-    try:
-        python_type = type_.python_type
-    except NotImplementedError:   # a type that does not say: treat its values as they come
-        python_type = object
-    if python_type is not datetime:
+    if not isinstance(type_, (UTCDateTime, DateTime)):
         return processor
+    if dialect.name == "sqlite" and isinstance(type_, UTCDateTime):
+        return _sqlite_time
     as_given = processor or (lambda value: value)
 
     def to_driver(value: Any) -> Any:
@@ -62,6 +62,16 @@ def binder(dialect: Dialect, table: Table, column: str) -> Callable[[Any], Any] 
         return value.isoformat() if isinstance(value, datetime) else value
 
     return to_driver
+
+
+def _sqlite_time(value: datetime | None) -> str | None:
+    """SQLAlchemy's SQLite text for an instant (``YYYY-MM-DD HH:MM:SS.ffffff``, naive UTC), made
+    by ``isoformat`` at a third of the cost: an import converts a time or two per row."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to the store; every time must carry its zone")
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def draw_ids(connection: Connection, table: Table, count: int) -> list[int]:
