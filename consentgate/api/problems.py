@@ -16,6 +16,7 @@ from consentgate.errors import (
     pydantic_field_errors,
     status_of,
 )
+from consentgate.store.db import STORE_UNAVAILABLE
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,16 @@ def init_app(app: Flask) -> None:
         if status == 405 and exc.get_response().headers.get("Allow"):
             response.headers["Allow"] = exc.get_response().headers["Allow"]
         return response
+
+    def _store_down(exc: Exception) -> Response:
+        # A gate that cannot read its store says no, and says why: the sender may ask again.
+        log.error("store unavailable: %s", exc)
+        response = problem(503, "Service unavailable", "the store cannot answer now; ask again shortly")
+        response.headers["Retry-After"] = "1"
+        return response
+
+    for error in STORE_UNAVAILABLE:
+        app.register_error_handler(error, _store_down)
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:

@@ -9,19 +9,29 @@ never block writers.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 from sqlmodel import Session
 
 from consentgate.errors import ConfigError
 from consentgate.store.driver import Driver, DriverPool
+
+# What a store that cannot answer raises (unreachable, restarted, locked past the busy timeout),
+# through SQLAlchemy or straight from the drivers the gate's hot path uses.
+STORE_UNAVAILABLE: tuple[type[Exception], ...] = (
+    sa_exc.OperationalError, sa_exc.TimeoutError, sa_exc.InterfaceError,
+    sqlite3.OperationalError, psycopg.OperationalError, psycopg.InterfaceError,
+)
 
 _engines: dict[str, Engine] = {}
 _drivers: dict[str, DriverPool] = {}

@@ -6,6 +6,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import text
 
 from consentgate.store.models import DecisionRecord, PolicyVersion, Touch
 
@@ -307,3 +308,18 @@ def test_batch_and_single_checks_agree_on_a_random_world(client, keys, clock, se
             == (single["allowed"], codes(single), single["next_allowed_at"], single["identity_id"]), question
         allowed += single["allowed"]
     assert 0 < allowed < len(questions)
+
+
+def test_a_dropped_database_connection_fails_closed_then_recovers(client, keys, store, db_kind) -> None:  # type: ignore[no-untyped-def]
+    if db_kind != "postgresql":
+        pytest.skip("a server that drops its connections is a PostgreSQL matter")
+    consent(client, keys)
+    assert ask(client, keys)["allowed"] is True
+    with store.engine.connect() as conn:   # what a server restart looks like from the gate
+        conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                          "WHERE datname = current_database() AND pid <> pg_backend_pid()"))
+    answer = client.post("/v1/eligibility", json={"phone": PHONE, "channel": "sms", "purpose": "marketing"},
+                         headers=keys["sender"])
+    assert answer.status_code == 503 and answer.mimetype == "application/problem+json"
+    assert answer.headers["Retry-After"] == "1"
+    assert ask(client, keys)["allowed"] is True    # the dead connection was not put back
