@@ -37,7 +37,7 @@ from consentgate.services.schemas import AddressIn, utc
 from consentgate.store.bulk import among, binder, insert_with_ids
 from consentgate.store.db import Store
 from consentgate.store.driver import Driver, compiled, dialect
-from consentgate.store.models import ContactPoint, DecisionRecord, Identity, Touch
+from consentgate.store.models import DecisionRecord, Identity, Touch
 from consentgate.store.subjects import (
     Person,
     PersonMoved,
@@ -265,24 +265,14 @@ def decide_batch(session: Session, items: Sequence[Any], policy: LoadedPolicy, s
 def _decide_bulk(session: Session, bulk: list[tuple[int, EligibilityIn, Any]], policy: LoadedPolicy, secret: str,
                  actor: Actor | None, now: datetime) -> list[tuple[int, dict[str, Any]]]:
     conn = session.connection()
-    found = find_contact_points(conn, (t for _, _, t in bulk if isinstance(t, Address)))
-    people = {p.id: p for p in conn.execute(select(Identity.__table__).where(  # type: ignore[attr-defined]
-        among(Identity.id, {cp.identity_id for cp in found.values()}, conn.dialect)))}
-    by_id = read_people(conn, (t for _, _, t in bulk if not isinstance(t, Address)))
-    wanted: list[tuple[Identity | None, ContactPoint | None]] = []
-    named: list[dict[str, Any]] = []
-    for _, item, target in bulk:
-        if isinstance(target, Address):
-            cp = found.get(target)
-            wanted.append((people.get(cp.identity_id), cp) if cp is not None else (None, None))
-            named.append({"address": {"kind": target.kind, "value": target.value}})
-        else:
-            person = by_id.get(target)
-            kind = policy.channels[item.channel].address
-            wanted.append((person.identity, person.address(kind)) if person else (None, None))
-            named.append({"identity_id": target})
     ats = [utc(item.at) or now for _, item, _ in bulk]
-    subjects = load_subjects(session, policy, secret, wanted, ats)
+    for attempt in range(_READS):
+        try:
+            wanted, named, subjects = _bulk_facts(session, bulk, policy, secret, ats)
+            break
+        except PersonMoved:
+            if attempt == _READS - 1:
+                raise
     remember_policy(conn, policy, now)
     rows, decisions = [], []
     for (_, item, _), (identity, _), subject, at, request_named in zip(bulk, wanted, subjects, ats, named, strict=True):
@@ -294,6 +284,29 @@ def _decide_bulk(session: Session, bulk: list[tuple[int, EligibilityIn, Any]], p
     for (index, _, _), row, decision, decision_id in zip(bulk, rows, decisions, ids, strict=True):
         answers.append((index, decision_answer({**row, "id": decision_id}, decision)))
     return answers
+
+
+def _bulk_facts(session: Session, bulk: list[tuple[int, EligibilityIn, Any]], policy: LoadedPolicy, secret: str,
+                ats: list[datetime]) -> tuple[list[tuple[Any, Any]], list[dict[str, Any]], list[Subject]]:
+    """Each item's person and address, its own naming of them, and the facts, read in bulk."""
+    conn = session.connection()
+    found = find_contact_points(conn, (t for _, _, t in bulk if isinstance(t, Address)))
+    people = {p.id: p for p in conn.execute(select(Identity.__table__).where(  # type: ignore[attr-defined]
+        among(Identity.id, {cp.identity_id for cp in found.values()}, conn.dialect)))}
+    by_id = read_people(conn, (t for _, _, t in bulk if not isinstance(t, Address)))
+    wanted: list[tuple[Any, Any]] = []
+    named: list[dict[str, Any]] = []
+    for _, item, target in bulk:
+        if isinstance(target, Address):
+            cp = found.get(target)
+            wanted.append((people.get(cp.identity_id), cp) if cp is not None else (None, None))
+            named.append({"address": {"kind": target.kind, "value": target.value}})
+        else:
+            person = by_id.get(target)
+            kind = policy.channels[item.channel].address
+            wanted.append((person.identity, person.address(kind)) if person else (None, None))
+            named.append({"identity_id": target})
+    return wanted, named, load_subjects(session, policy, secret, wanted, ats)
 
 
 _LOG_COLUMNS = ("identity_id", "channel", "purpose", "request", "allowed", "reasons", "codes", "next_allowed_at",

@@ -404,6 +404,14 @@ def _national_dnc(rows: list[Any], identity_id: int, target: Any | None,
                             identity_id=identity_id, created_at=row.added_at)]
 
 
+def _merges(conn: Connection, people: Iterable[int]) -> set[tuple[int, int | None]]:
+    """(id, merged_into_id) of the people and of every identity merged into one of them."""
+    ids = list(people)
+    query = select(Identity.id, Identity.merged_into_id).where(
+        or_(among(Identity.id, ids, conn.dialect), among(Identity.merged_into_id, ids, conn.dialect)))
+    return {(row.id, row.merged_into_id) for row in conn.execute(query)}
+
+
 def load_subjects(session: Session, policy: LoadedPolicy, secret: str,
                   wanted: list[tuple[Identity | None, ContactPoint | None]], at_by_index: list[datetime]
                   ) -> list[Subject]:
@@ -414,9 +422,13 @@ def load_subjects(session: Session, policy: LoadedPolicy, secret: str,
     groups: dict[int, list[int]] = {pid: [pid] for pid in people}
     conn = session.connection()
     dialect = conn.dialect
-    for absorbed, survivor_id in conn.execute(select(Identity.id, Identity.merged_into_id).where(
-            among(Identity.merged_into_id, people, dialect))):
-        groups[survivor_id].append(absorbed)
+    merges = _merges(conn, people)
+    moved = next((pid for pid, survivor_id in merges if pid in people and survivor_id is not None), None)
+    if moved is not None:
+        raise PersonMoved(moved)
+    for absorbed, survivor_id in merges:
+        if survivor_id in groups and absorbed not in people:
+            groups[survivor_id].append(absorbed)
     owner = {member: pid for pid, members in groups.items() for member in members}
     all_ids = list(owner)
     cps: dict[int, list[ContactPoint]] = {}
@@ -462,6 +474,10 @@ def load_subjects(session: Session, policy: LoadedPolicy, secret: str,
                                                         Touch.at >= since)):
             account_touches.setdefault(row.account_domain or "", []).append(touch_fact(row))
 
+    # Read again, the merges must be as they were: PostgreSQL reads each statement afresh, and a
+    # merge in between would have moved touches and contact points away from what was read.
+    if _merges(conn, people) != merges:
+        raise PersonMoved(next(iter(people)))
     out = []
     for identity, target in wanted:
         if identity is None or identity.id is None:

@@ -60,3 +60,20 @@ def test_a_person_who_gains_a_merged_id_is_read_again(client, keys, runtime) -> 
     with runtime.store.driver() as driver, pytest.raises(PersonMoved):
         load_subject(driver, runtime.policy, runtime.secret_key, identity=stale.identity,
                      target=stale.address("email"), at=NOON_ET, person=stale)
+
+
+def test_a_batch_read_for_someone_merged_meanwhile_is_refused(client, keys, runtime) -> None:  # type: ignore[no-untyped-def]
+    from sqlmodel import select
+
+    from consentgate.store.models import ContactPoint, Identity
+    from consentgate.store.subjects import load_subjects
+
+    older = _identity(client, keys, {"email": "batch@corp.com"})
+    newer = _identity(client, keys, {"phone": "+13055550179"})
+    with runtime.store.transaction() as session:
+        stale_person, stale_target = session.get(Identity, newer), session.exec(
+            select(ContactPoint).where(ContactPoint.identity_id == newer)).one()
+    assert client.post(f"/v1/identities/{older}/merge", json={"other_identity_id": newer},
+                       headers=keys["writer"]).status_code == 200
+    with runtime.store.transaction() as session, pytest.raises(PersonMoved):
+        load_subjects(session, runtime.policy, runtime.secret_key, [(stale_person, stale_target)], [NOON_ET])
