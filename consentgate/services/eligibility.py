@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import AwareDatetime, Field, ValidationError
 from sqlalchemy import Connection, bindparam, insert
-from sqlmodel import Session, col, select, update
+from sqlmodel import Session, col, update
 
 from consentgate.core.addresses import Address
 from consentgate.core.eligibility import decide
@@ -34,7 +34,7 @@ from consentgate.services.identities import find_contact_points, normalise_ref, 
 from consentgate.services.keys import Actor
 from consentgate.services.policies import remember_policy
 from consentgate.services.schemas import AddressIn, utc
-from consentgate.store.bulk import among, binder, insert_with_ids
+from consentgate.store.bulk import binder, insert_with_ids
 from consentgate.store.db import Store
 from consentgate.store.driver import Driver, compiled, dialect
 from consentgate.store.models import DecisionRecord, Identity, Touch
@@ -44,6 +44,7 @@ from consentgate.store.subjects import (
     PersonRow,
     load_subject,
     load_subjects,
+    read_identities,
     read_people,
     read_person,
 )
@@ -291,8 +292,7 @@ def _bulk_facts(session: Session, bulk: list[tuple[int, EligibilityIn, Any]], po
     """Each item's person and address, its own naming of them, and the facts, read in bulk."""
     conn = session.connection()
     found = find_contact_points(conn, (t for _, _, t in bulk if isinstance(t, Address)))
-    people = {p.id: p for p in conn.execute(select(Identity.__table__).where(  # type: ignore[attr-defined]
-        among(Identity.id, {cp.identity_id for cp in found.values()}, conn.dialect)))}
+    people = read_identities(Driver.of(conn), {cp.identity_id for cp in found.values()})
     by_id = read_people(conn, (t for _, _, t in bulk if not isinstance(t, Address)))
     wanted: list[tuple[Any, Any]] = []
     named: list[dict[str, Any]] = []

@@ -32,6 +32,18 @@ def among(column: Any, values: Iterable[Any], dialect: Dialect) -> Any:
     return column.in_(select(each.c.value))
 
 
+def among_named(column: Any, name: str, dialect: str) -> Any:
+    """``among`` with a named parameter, for statements compiled once; ``listed`` gives its value."""
+    if dialect == "postgresql":
+        return column == any_(bindparam(name, type_=ARRAY(column.type)))
+    return column.in_(select(func.json_each(bindparam(name)).table_valued("value").c.value))
+
+
+def listed(values: Iterable[Any], dialect: str) -> Any:
+    """The value of an ``among_named`` parameter: a list (an array on PostgreSQL) or JSON text."""
+    return list(values) if dialect == "postgresql" else json.dumps(list(values))
+
+
 def bind(dialect: Dialect, table: Table, column: str) -> Callable[[Any], Any]:
     """The column type's own conversion to what the driver takes, times and JSON as text.
 

@@ -21,7 +21,7 @@ from consentgate.core.facts import RevocationFact, Subject, SuppressionFact, Tou
 from consentgate.core.policy import LoadedPolicy
 from consentgate.core.tombstones import tombstone_hash
 from consentgate.errors import Unavailable
-from consentgate.store.bulk import among, bind
+from consentgate.store.bulk import among, among_named, bind, listed
 from consentgate.store.driver import Driver, compiled, dialect
 from consentgate.store.facts import (
     consent_fact,
@@ -404,25 +404,106 @@ def _national_dnc(rows: list[Any], identity_id: int, target: Any | None,
                             identity_id=identity_id, created_at=row.added_at)]
 
 
-def _merges(conn: Connection, people: Iterable[int]) -> set[tuple[int, int | None]]:
+def _merges(driver: Driver, people: Iterable[int]) -> set[tuple[int, int | None]]:
     """(id, merged_into_id) of the people and of every identity merged into one of them."""
-    ids = list(people)
-    query = select(Identity.id, Identity.merged_into_id).where(
-        or_(among(Identity.id, ids, conn.dialect), among(Identity.merged_into_id, ids, conn.dialect)))
-    return {(row.id, row.merged_into_id) for row in conn.execute(query)}
+    return {(row[0], row[1]) for row in driver.rows(compiled(_batch_query, driver.dialect, "merges"),
+                                                    {"ids": listed(people, driver.dialect)})}
+
+
+def _batch_query(dialect: str, shape: str) -> Any:
+    """The batch's look-ups, each by one list parameter (``listed``): ``ids``, ``domains``..."""
+    def rows(model: Any, *where: Any) -> Any:
+        return select(*(_t(model).c[name] for name in _FACT_COLUMNS[model])).where(*where)
+
+    def among(column: Any, name: str) -> Any:
+        return among_named(column, name, dialect)
+
+    if shape == "merges":
+        return select(Identity.id, Identity.merged_into_id).where(
+            or_(among(Identity.id, "ids"), among(Identity.merged_into_id, "ids")))
+    if shape == "people":
+        return select(*(_t(Identity).c[name] for name in _IDENTITY_COLUMNS)).where(among(Identity.id, "ids"))
+    if shape == "contact_points":
+        return rows(ContactPoint, among(ContactPoint.identity_id, "ids"))
+    if shape == "consents":
+        return rows(ConsentEvent, among(ConsentEvent.contact_point_id, "targets"))
+    if shape in ("revocations", "account_revocations"):
+        scope = among(Revocation.identity_id, "ids")
+        if shape == "account_revocations":
+            scope = or_(scope, (Revocation.scope == "account") & among(Revocation.account_domain, "domains"))
+        return rows(Revocation, scope)
+    if shape == "tombstones":
+        return rows(Tombstone, among(Tombstone.address_hash, "hashes"), col(Tombstone.lifted_at).is_(None))
+    if shape == "suppressions":
+        return rows(Suppression, among(Suppression.identity_id, "ids"))
+    if shape == "dnc":
+        return rows(DncNumber, among(DncNumber.phone, "phones"), col(DncNumber.removed_at).is_(None))
+    if shape == "touches":
+        return rows(Touch, among(Touch.identity_id, "ids"), Touch.at >= bindparam("since"))
+    if shape == "account_touches":
+        return rows(Touch, among(Touch.account_domain, "domains"), Touch.at >= bindparam("since"))
+    raise ValueError(shape)
+
+
+def _fetch(driver: Driver, model: Any, shape: str, **params: Any) -> list[SimpleNamespace]:
+    """A batch look-up's rows with named fields, times as aware UTC datetimes, JSON parsed."""
+    names = _FACT_COLUMNS[model]
+    instants = [names.index(name) for name in _INSTANT_COLUMNS[model]]
+    documents = [names.index(name) for name in _JSON_COLUMNS[model]] if driver.dialect == "sqlite" else []
+    out = []
+    for found in driver.rows(compiled(_batch_query, driver.dialect, shape), params):
+        values = list(found)
+        for index in instants:
+            values[index] = _instant_of(values[index])
+        for index in documents:
+            if values[index] is not None:
+                values[index] = json.loads(values[index])
+        out.append(SimpleNamespace(**dict(zip(names, values, strict=True))))
+    return out
+
+
+class IdentityRow(NamedTuple):
+    """An identity as the gate reads it (``_IDENTITY_COLUMNS``)."""
+
+    id: int
+    account_domain: str | None
+    timezone: str | None
+    state: str | None
+    country: str | None
+    is_test: bool
+    merged_into_id: int | None
+
+
+def read_identities(driver: Driver, ids: Iterable[int]) -> dict[int, IdentityRow]:
+    """Many identities by id, as the gate reads them, in one statement."""
+    rows = driver.rows(compiled(_batch_query, driver.dialect, "people"), {"ids": listed(ids, driver.dialect)})
+    return {row[0]: IdentityRow(*row[:5], bool(row[5]), row[6]) for row in rows}
+
+
+def _instant_of(value: Any) -> datetime | None:
+    """A time as the driver gives it (SQLite: naive UTC text; psycopg: an aware datetime) in UTC."""
+    if value is None or isinstance(value, str):
+        return _instant(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+_JSON_COLUMNS = {model: tuple(name for name in names if isinstance(_t(model).c[name].type, JSON))
+                 for model, names in _FACT_COLUMNS.items()}
 
 
 def load_subjects(session: Session, policy: LoadedPolicy, secret: str,
-                  wanted: list[tuple[Identity | None, ContactPoint | None]], at_by_index: list[datetime]
+                  wanted: list[tuple[Any | None, Any | None]], at_by_index: list[datetime]
                   ) -> list[Subject]:
-    """Subjects for many requests at once: a handful of set-based queries for the whole batch."""
+    """Subjects for many requests at once: a handful of set-based queries for the whole batch,
+    run on the driver (rows with only the columns the facts need, no per-row type processing)."""
     people = {i.id: i for i, _ in wanted if i is not None and i.id is not None}
     if not people:
         return [Subject(identity=None, target=contact_point_fact(t) if t else None) for _, t in wanted]
+    session.flush()
+    driver = Driver.of(session.connection())
+    name = driver.dialect
     groups: dict[int, list[int]] = {pid: [pid] for pid in people}
-    conn = session.connection()
-    dialect = conn.dialect
-    merges = _merges(conn, people)
+    merges = _merges(driver, people)
     moved = next((pid for pid, survivor_id in merges if pid in people and survivor_id is not None), None)
     if moved is not None:
         raise PersonMoved(moved)
@@ -430,21 +511,20 @@ def load_subjects(session: Session, policy: LoadedPolicy, secret: str,
         if survivor_id in groups and absorbed not in people:
             groups[survivor_id].append(absorbed)
     owner = {member: pid for pid, members in groups.items() for member in members}
-    all_ids = list(owner)
-    cps: dict[int, list[ContactPoint]] = {}
-    for cp in conn.execute(select(_t(ContactPoint)).where(among(ContactPoint.identity_id, people, dialect))):
+    all_ids = listed(owner, name)
+    cps: dict[int, list[Any]] = {}
+    for cp in _fetch(driver, ContactPoint, "contact_points", ids=listed(people, name)):
         cps.setdefault(cp.identity_id, []).append(cp)
     targets = [t.id for _, t in wanted if t is not None and t.id is not None]
     consents: dict[int, list[Any]] = {}
-    for row in conn.execute(select(_t(ConsentEvent)).where(among(ConsentEvent.contact_point_id, targets, dialect))):
+    for row in _fetch(driver, ConsentEvent, "consents", targets=listed(targets, name)):
         consents.setdefault(row.contact_point_id, []).append(consent_fact(row))
     domains = {p.account_domain for p in people.values() if p.account_domain}
     revocations: dict[int, list[RevocationFact]] = {}
     by_domain: dict[str, list[RevocationFact]] = {}
-    scope = among(Revocation.identity_id, all_ids, dialect)
-    if domains:
-        scope = or_(scope, (Revocation.scope == "account") & among(Revocation.account_domain, domains, dialect))
-    for row in conn.execute(select(_t(Revocation)).where(scope)):
+    found_revocations = (_fetch(driver, Revocation, "account_revocations", ids=all_ids, domains=listed(domains, name))
+                         if domains else _fetch(driver, Revocation, "revocations", ids=all_ids))
+    for row in found_revocations:
         fact = revocation_fact(row)
         if row.identity_id in owner:
             revocations.setdefault(owner[row.identity_id], []).append(fact)
@@ -454,29 +534,27 @@ def load_subjects(session: Session, policy: LoadedPolicy, secret: str,
               if cp.value is not None}
     tombstones: dict[int, list[RevocationFact]] = {}
     if hashes:
-        for row in conn.execute(select(_t(Tombstone)).where(among(Tombstone.address_hash, hashes, dialect),
-                                                        col(Tombstone.lifted_at).is_(None))):
+        for row in _fetch(driver, Tombstone, "tombstones", hashes=listed(hashes, name)):
             owner_id = hashes[row.address_hash].identity_id
             tombstones.setdefault(owner_id, []).extend(_tombstones([row], hashes, owner_id))
     suppressions: dict[int, list[SuppressionFact]] = {}
-    for row in conn.execute(select(_t(Suppression)).where(among(Suppression.identity_id, all_ids, dialect))):
+    for row in _fetch(driver, Suppression, "suppressions", ids=all_ids):
         suppressions.setdefault(owner[row.identity_id], []).append(suppression_fact(row))
     phones = {t.value: t for _, t in wanted if t is not None and t.kind == "phone" and t.value}
-    listed = {row.phone: row for row in conn.execute(select(_t(DncNumber)).where(
-        among(DncNumber.phone, phones, dialect), col(DncNumber.removed_at).is_(None)))} if phones else {}
-    since = min(at_by_index) - lookback(policy)
+    listed_numbers = {row.phone: row for row in _fetch(driver, DncNumber, "dnc", phones=listed(phones, name))
+                      } if phones else {}
+    since = _TIME_PARAM[name](min(at_by_index) - lookback(policy))
     touches: dict[int, list[TouchFact]] = {}
-    for row in conn.execute(select(_t(Touch)).where(among(Touch.identity_id, all_ids, dialect), Touch.at >= since)):
+    for row in _fetch(driver, Touch, "touches", ids=all_ids, since=since):
         touches.setdefault(owner[row.identity_id], []).append(touch_fact(row))
     account_touches: dict[str, list[TouchFact]] = {}
     if domains and any(cap.per == "account" for cap in policy.policy.fatigue_caps):
-        for row in conn.execute(select(_t(Touch)).where(among(Touch.account_domain, domains, dialect),
-                                                        Touch.at >= since)):
+        for row in _fetch(driver, Touch, "account_touches", domains=listed(domains, name), since=since):
             account_touches.setdefault(row.account_domain or "", []).append(touch_fact(row))
 
     # Read again, the merges must be as they were: PostgreSQL reads each statement afresh, and a
     # merge in between would have moved touches and contact points away from what was read.
-    if _merges(conn, people) != merges:
+    if _merges(driver, people) != merges:
         raise PersonMoved(next(iter(people)))
     out = []
     for identity, target in wanted:
@@ -488,9 +566,9 @@ def load_subjects(session: Session, policy: LoadedPolicy, secret: str,
         seen = {r.id for r in own_revocations}
         own_revocations += [r for r in by_domain.get(identity.account_domain or "", []) if r.id not in seen]
         own_suppressions = list(suppressions.get(pid, []))
-        if target is not None and target.value in listed:
+        if target is not None and target.value in listed_numbers:
             own_suppressions.append(SuppressionFact(id=_DNC_FACT_ID, kind="dnc_national", contact_point_id=target.id,
-                                                    identity_id=pid, created_at=listed[target.value].added_at))
+                                                    identity_id=pid, created_at=listed_numbers[target.value].added_at))
         out.append(Subject(
             identity=identity_fact(identity),
             target=contact_point_fact(target) if target is not None else None,
