@@ -191,8 +191,8 @@ def _log_binders(dialect_name: str) -> tuple[tuple[str, Callable[[Any], Any] | N
 def _log_values(binders: tuple[tuple[str, Callable[[Any], Any] | None], ...], row: dict[str, Any],
                 shared: dict[str, Any]) -> tuple[Any, ...]:
     """A decision log row, driver-ready; ``shared``: columns already converted for every row."""
-    return tuple(shared[name] if name in shared else row[name] if convert is None else convert(row[name])
-                 for name, convert in binders)
+    return tuple([shared[name] if name in shared else row[name] if convert is None else convert(row[name])
+                  for name, convert in binders])
 
 
 def _request(item: EligibilityIn, at: datetime) -> EligibilityRequest:
