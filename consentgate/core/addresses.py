@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 from types import SimpleNamespace
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import phonenumbers
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
@@ -96,9 +96,56 @@ def _plain_nanp(text: str, default_region: str) -> str | None:
     if match is None or (match.group(1) != "+1" and default_region not in _NANP_REGIONS):
         return None
     digits = match.group(2)
-    if not phonenumbers.is_valid_number(phonenumbers.PhoneNumber(country_code=1, national_number=int(digits))):
+    return "+1" + digits if _nanp_valid(digits) else None
+
+
+_NUMBER_TYPES = ("premium_rate", "toll_free", "shared_cost", "voip", "personal_number", "pager", "uan", "voicemail",
+                 "fixed_line", "mobile")
+
+
+def _desc_pattern(desc: Any, length: int) -> str | None:
+    """A number description's pattern, if a number of ``length`` digits can match it at all."""
+    if desc is None or not desc.national_number_pattern:
         return None
-    return "+1" + digits
+    if desc.possible_length and length not in desc.possible_length:
+        return None
+    return str(desc.national_number_pattern)
+
+
+def _nanp_rules() -> list[tuple[re.Pattern[str] | None, re.Pattern[str] | None, re.Pattern[str] | None]]:
+    """Per region of country code 1, in phonenumbers' order: the leading digits that claim a number
+    for the region, its general pattern, and its number types' patterns as one alternation."""
+    rules = []
+    for region in phonenumbers.region_codes_for_country_code(1):
+        metadata = phonenumbers.PhoneMetadata.metadata_for_region(region.upper(), None)
+        if metadata is None:
+            continue
+        general = _desc_pattern(metadata.general_desc, 10)
+        types = [p for p in (_desc_pattern(getattr(metadata, name), 10) for name in _NUMBER_TYPES) if p]
+        rules.append((re.compile(metadata.leading_digits) if metadata.leading_digits is not None else None,
+                      re.compile(general) if general else None,
+                      re.compile("|".join(f"(?:{p})" for p in types)) if types else None))
+    return rules
+
+
+_NANP_RULES = _nanp_rules()
+
+
+def _nanp_valid(digits: str) -> bool:
+    """``phonenumbers.is_valid_number`` for +1 and ten national digits, on the same metadata.
+
+    The library tries region after region, compiling and matching each number type's pattern in
+    turn; here the first region that claims the number (by its leading digits, or by being
+    valid there) decides, as there, with each region's patterns matched once as one expression.
+    """
+    for leading, general, types in _NANP_RULES:
+        if leading is not None and not leading.match(digits):
+            continue
+        valid = (general is not None and types is not None and general.fullmatch(digits) is not None
+                 and types.fullmatch(digits) is not None)
+        if valid or leading is not None:
+            return valid
+    return False
 
 
 def normalise_phone(raw: str, *, default_region: str = "US", field: str = "phone") -> str:

@@ -169,3 +169,29 @@ def test_shortcuts_cover_the_everyday_spellings() -> None:
     assert _plain_nanp("(305) 555-0134", "US") == "+13055550134"
     assert _plain_nanp("305 555 0134", "GB") is None
     assert _plain_nanp("+1 305 555 0134", "GB") == "+13055550134"
+
+
+def _library_says_valid(digits: str) -> bool:
+    import phonenumbers
+
+    return bool(phonenumbers.is_valid_number(phonenumbers.PhoneNumber(country_code=1, national_number=int(digits))))
+
+
+@given(st.from_regex(r"[0-9]{10}", fullmatch=True))
+@settings(max_examples=500)
+def test_north_american_validity_is_the_libraries_own(digits: str) -> None:
+    from consentgate.core.addresses import _nanp_valid
+
+    assert _nanp_valid(digits) == _library_says_valid(digits)
+
+
+def test_north_american_validity_agrees_in_every_area_code() -> None:
+    import random
+
+    from consentgate.core.addresses import _nanp_valid
+
+    draw = random.Random(20261127)
+    for area in range(200, 1000):
+        for _ in range(25):
+            digits = f"{area}{draw.randrange(200, 1000)}{draw.randrange(10_000):04d}"
+            assert _nanp_valid(digits) == _library_says_valid(digits), digits
