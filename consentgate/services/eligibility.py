@@ -39,9 +39,9 @@ from consentgate.store.db import Store
 from consentgate.store.driver import Driver, compiled, dialect
 from consentgate.store.models import DecisionRecord, Identity, Touch
 from consentgate.store.subjects import (
+    IdentityRow,
     Person,
     PersonMoved,
-    PersonRow,
     load_subject,
     load_subjects,
     read_identities,
@@ -105,7 +105,7 @@ _READS = 3
 
 
 def _read(driver: Driver, item: EligibilityIn, policy: LoadedPolicy, secret: str, at: datetime, prefix: str,
-          lock: bool = False) -> tuple[PersonRow | None, Any | None, dict[str, Any], Subject]:
+          lock: bool = False) -> tuple[IdentityRow | None, Any | None, dict[str, Any], Subject]:
     """The person a request names, the address, the request's own naming of it, and the facts."""
     for attempt in range(_READS):
         person, target, named = _target(driver, item, item.channel, policy, prefix)

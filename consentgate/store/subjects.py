@@ -132,12 +132,12 @@ def _decode(model: Any, value: Any) -> list[SimpleNamespace]:
     return out
 
 
-# The identity columns the gate reads (``PersonRow`` names them in this order).
+# The identity columns the gate reads (``IdentityRow`` names them in this order).
 _IDENTITY_COLUMNS = ("id", "account_domain", "timezone", "state", "country", "is_test", "merged_into_id")
 
 
-class PersonRow(NamedTuple):
-    """An identity as the gate reads it, with its contact points and the ids merged into it."""
+class IdentityRow(NamedTuple):
+    """An identity as the gate reads it (``_IDENTITY_COLUMNS``)."""
 
     id: int
     account_domain: str | None
@@ -146,8 +146,31 @@ class PersonRow(NamedTuple):
     country: str | None
     is_test: bool
     merged_into_id: int | None
+
+
+def _identity(row: Any) -> IdentityRow:
+    """The ``_IDENTITY_COLUMNS`` at the head of a row."""
+    return IdentityRow(row[0], row[1], row[2], row[3], row[4], bool(row[5]), row[6])
+
+
+class _Found(NamedTuple):
+    """A ``_person_query`` row: the identity, its contact points and absorbed ids as JSON."""
+
+    identity: IdentityRow
     contact_points: Any
     absorbed: Any
+
+    @property
+    def id(self) -> int:
+        return self.identity.id
+
+    @property
+    def merged_into_id(self) -> int | None:
+        return self.identity.merged_into_id
+
+
+def _found(row: Any) -> _Found | None:
+    return None if row is None else _Found(_identity(row), row[7], row[8])
 
 
 def _person_query(dialect: str, by: str) -> Any:
@@ -171,7 +194,7 @@ def _person_query(dialect: str, by: str) -> Any:
 class Person:
     """An identity row (the survivor), every contact point it has, and the ids merged into it."""
 
-    identity: PersonRow
+    identity: IdentityRow
     contact_points: list[SimpleNamespace]
     group: tuple[int, ...]
 
@@ -189,23 +212,20 @@ def read_person(driver: Driver, *, kind: str | None = None, value: str | None = 
     by_id = compiled(_person_query, driver.dialect, "id")
     row = (driver.first(compiled(_person_query, driver.dialect, "address"), {"kind": kind, "value": value})
            if identity_id is None else driver.first(by_id, {"id": identity_id}))
-    row = _survivor(row and PersonRow(*row), lambda merged_into: _row(driver.first(by_id, {"id": merged_into})))
-    return None if row is None else _person(row)
-
-
-def _row(found: Any) -> PersonRow | None:
-    return None if found is None else PersonRow(*found)
+    person = _survivor(_found(row), lambda merged_into: _found(driver.first(by_id, {"id": merged_into})))
+    return None if person is None else _person(person)
 
 
 def read_people(conn: Connection, ids: Iterable[int]) -> dict[int, Person]:
     """``read_person`` for many ids at once, in a statement per level of merging (one, nearly always)."""
     by_ids = _person_query(conn.dialect.name, "ids")
     wanted = set(ids)
-    rows: dict[int, PersonRow] = {}
+    rows: dict[int, _Found] = {}
     pending = set(wanted)
     while pending:
-        for found in conn.execute(by_ids.where(among(Identity.id, pending, conn.dialect))):
-            rows[found.id] = PersonRow(*found)
+        for row in conn.execute(by_ids.where(among(Identity.id, pending, conn.dialect))):
+            found = _Found(_identity(row), row.contact_points, row.absorbed)
+            rows[found.id] = found
         pending = {r.merged_into_id for r in rows.values() if r.merged_into_id is not None} - set(rows)
 
     people = {identity_id: _survivor(rows.get(identity_id), rows.get) for identity_id in wanted}
@@ -221,10 +241,9 @@ def _survivor(row: Any | None, row_of: Callable[[int], Any | None]) -> Any | Non
     return row
 
 
-def _person(row: PersonRow) -> Person:
-    absorbed = json.loads(row.absorbed) if isinstance(row.absorbed, str) else (row.absorbed or [])
-    return Person(row._replace(is_test=bool(row.is_test)), _decode(ContactPoint, row.contact_points),
-                  (row.id, *sorted(absorbed)))
+def _person(found: _Found) -> Person:
+    absorbed = json.loads(found.absorbed) if isinstance(found.absorbed, str) else (found.absorbed or [])
+    return Person(found.identity, _decode(ContactPoint, found.contact_points), (found.id, *sorted(absorbed)))
 
 
 def _facts_query(dialect: str, target: bool, account: bool, as_of: bool, exclude: bool, ids: int,
@@ -462,22 +481,10 @@ def _fetch(driver: Driver, model: Any, shape: str, **params: Any) -> list[Simple
     return out
 
 
-class IdentityRow(NamedTuple):
-    """An identity as the gate reads it (``_IDENTITY_COLUMNS``)."""
-
-    id: int
-    account_domain: str | None
-    timezone: str | None
-    state: str | None
-    country: str | None
-    is_test: bool
-    merged_into_id: int | None
-
-
 def read_identities(driver: Driver, ids: Iterable[int]) -> dict[int, IdentityRow]:
     """Many identities by id, as the gate reads them, in one statement."""
     rows = driver.rows(compiled(_batch_query, driver.dialect, "people"), {"ids": listed(ids, driver.dialect)})
-    return {row[0]: IdentityRow(*row[:5], bool(row[5]), row[6]) for row in rows}
+    return {row[0]: _identity(row) for row in rows}
 
 
 def _instant_of(value: Any) -> datetime | None:
