@@ -239,7 +239,7 @@ def _write_block(store: Store, block: Block, header: list[str], planned: BlockPl
             j += 1
         run = cast(list[Plan], items[i:j])
         try:
-            with store.transaction() as session:
+            with store.bulk_transaction() as session:
                 outcome = write_plans(session.connection(), run, policy, now)
         except IntegrityError:
             # Someone wrote one of these addresses meanwhile: settle the run row by row.
@@ -346,7 +346,7 @@ def import_dnc(store: Store, policy: LoadedPolicy, stream: IO[str], now: datetim
     def flush() -> None:
         if not batch:
             return
-        with store.transaction() as session:
+        with store.bulk_transaction() as session:
             session.execute(upsert, batch)
         result.loaded += len(batch)
         if progress:
