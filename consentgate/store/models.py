@@ -353,5 +353,5 @@ class ChainEntry(SQLModel, table=True):
     row_id: int
     content_hash: str = Field(max_length=64)
     prev_hash: str = Field(max_length=64)
-    entry_hash: str = Field(max_length=64, unique=True)
+    entry_hash: str = Field(max_length=64)
     created_at: datetime = _ts()

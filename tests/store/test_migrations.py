@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect
 from sqlmodel import SQLModel
 
 from consentgate.store.db import Store
@@ -44,3 +45,17 @@ def test_sqlite_whole_second_times_are_padded_to_the_stored_form(tmp_path) -> No
     with older.engine.connect() as conn:
         stored = conn.exec_driver_sql("SELECT added_at FROM dnc_number ORDER BY phone").scalars().all()
     assert stored == ["2026-01-02 03:04:05.000000", "2026-01-02 03:04:05.250000"]
+
+
+def test_chain_entries_survive_the_rebuild_that_drops_the_hash_index(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    older = Store(f"sqlite:///{tmp_path / 'chain.db'}")
+    upgrade(older, "0002")
+    row = (1, "consent_event", 7, "c" * 64, "0" * 64, "e" * 64, "2026-11-27 09:00:00.000000")
+    with older.engine.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO chain_entry (seq, table_name, row_id, content_hash, prev_hash, entry_hash, "
+                             "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)", row)
+    upgrade(older)
+    with older.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT * FROM chain_entry").all() == [row]
+    unique = [c["column_names"] for c in inspect(older.engine).get_unique_constraints("chain_entry")]
+    assert unique == [["table_name", "row_id"]]
