@@ -227,7 +227,7 @@ def write_plans(connection: Connection, plans: Iterable[Plan], policy: LoadedPol
         rows.append((identity_id, cp_id, *plan.event, recorded, plan.pii_salt, plan.pii_digest))
     ids = insert_with_ids(connection, _EVENT, _EVENT_COLUMNS, rows)
     for plan, (identity_id, cp_id, *_), event_id in zip(kept, rows, ids, strict=True):
-        slots = {"id": event_id, "identity_id": identity_id, "contact_point_id": cp_id}
-        hashed.append((event_id, chain.hash_template("consent_event", plan.content, slots)))
+        # The slots in the template's (sorted) order: contact_point_id, id, identity_id.
+        hashed.append((event_id, chain.hash_filled("consent_event", plan.content, (cp_id, event_id, identity_id))))
     chain.append_hashes(connection, "consent_event", hashed, now)
     return BlockOutcome(len(kept), stopped_at)

@@ -139,8 +139,13 @@ _PLACEHOLDER = -(2**63)
 
 def hash_template(table: str, template: str, later: Mapping[str, int]) -> str:
     """``hash_canonical`` of a ``content_template`` with its slots filled (keys, as JSON, in sorted order)."""
-    payload = template % tuple(later[name] for name in sorted(later))
-    return hashlib.sha256(f"{table}|{payload}".encode()).hexdigest()
+    return hash_filled(table, template, tuple(later[name] for name in sorted(later)))
+
+
+def hash_filled(table: str, template: str, values: tuple[int, ...]) -> str:
+    """``hash_template`` with the ids already in the slots' order (their names sorted): an
+    importer fills millions of templates of one shape."""
+    return hashlib.sha256(f"{table}|{template % values}".encode()).hexdigest()
 
 
 def link(prev_hash: str, table: str, row_id: int, digest: str) -> str:
