@@ -64,6 +64,8 @@ _PLAIN_EMAIL = re.compile(
     r"([A-Za-z0-9_%+-]+(?:\.[A-Za-z0-9_%+-]+)*)@"
     r"((?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63})")
 _LOCAL_MAX, _DOMAIN_MAX, _ADDRESS_MAX = 64, 253, 254
+# A domain that is, or ends in, one of email-validator's special-use names (checked as one pattern).
+_SPECIAL_USE = re.compile(r"(?:^|\.)(?:" + "|".join(map(re.escape, SPECIAL_USE_DOMAIN_NAMES)) + r")\Z")
 
 
 def _plain_email(text: str) -> tuple[str, str] | None:
@@ -74,7 +76,7 @@ def _plain_email(text: str) -> tuple[str, str] | None:
     local, domain = match.group(1), match.group(2).lower()
     if len(local) > _LOCAL_MAX or len(domain) > _DOMAIN_MAX or "--" in domain:
         return None
-    if any(domain == name or domain.endswith("." + name) for name in SPECIAL_USE_DOMAIN_NAMES):
+    if _SPECIAL_USE.search(domain):
         return None
     return local, domain
 
