@@ -166,6 +166,9 @@ def test_shortcuts_cover_the_everyday_spellings() -> None:
     from consentgate.core.addresses import _plain_email, _plain_nanp
     assert _plain_email("Jane.Doe+news@Example.COM") == ("Jane.Doe+news", "example.com")
     assert _plain_email("hans@bücher.de") is None and _plain_email("a@x.local") is None
+    # Special-use names are left to email-validator, whole labels only.
+    assert _plain_email("a@b.Test") is None and _plain_email("a@printer.localhost") is None
+    assert _plain_email("a@latest.com") == ("a", "latest.com") and _plain_email("a@b.testing") == ("a", "b.testing")
     assert _plain_nanp("(305) 555-0134", "US") == "+13055550134"
     assert _plain_nanp("305 555 0134", "GB") is None
     assert _plain_nanp("+1 305 555 0134", "GB") == "+13055550134"
