@@ -38,7 +38,7 @@ _drivers: dict[str, DriverPool] = {}
 _lock = threading.Lock()
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
-BULK_CACHE_KIB = 32_768
+BULK_CACHE_KIB = 16_384
 BULK_CHECKPOINT_PAGES = 16_384
 
 
@@ -172,7 +172,7 @@ class Store:
     def bulk_transaction(self) -> Iterator[Session]:
         """``transaction()`` for an import's writes.
 
-        On SQLite the connection gets a 32 MB page cache (not 2 MB), so more of the indexes an
+        On SQLite the connection gets a 16 MB page cache (not 2 MB), so more of the indexes an
         import grows stay in memory, and checkpoints its write-ahead log every 64 MB rather than
         every 4 MB, so pages written again and again are copied to the database once per
         checkpoint: the importing process spends about a tenth less time, half its system time.
