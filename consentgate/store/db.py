@@ -4,7 +4,8 @@
 transaction, committed on success and rolled back on any error. On SQLite a writing transaction
 starts with ``BEGIN IMMEDIATE`` so that check-then-write sequences (a fatigue slot, the chain
 head) are serialised instead of failing at commit; readers use plain ``BEGIN`` and, in WAL mode,
-never block writers.
+never block writers. The one exception is the gate's plain check, whose statements each stand
+alone: ``Store.driver()`` hands out a driver connection for it (see ``store.driver``).
 """
 
 from __future__ import annotations
