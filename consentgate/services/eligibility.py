@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import AwareDatetime, Field, ValidationError
 from sqlalchemy import Connection, bindparam, insert
@@ -102,23 +102,30 @@ def _target(driver: Driver, item: AddressIn, channel: str, policy: LoadedPolicy,
 # A merge landing between reading the person and reading their facts sends the gate back to
 # read both again; this many times in a row, and it answers 503 (a "no") instead.
 _READS = 3
+T = TypeVar("T")
+
+
+def _until_unmoved(read: Callable[[], T]) -> T:
+    """``read()``, again while a merge lands in the middle of it (``PersonMoved``), ``_READS`` times at most."""
+    for _ in range(_READS - 1):
+        try:
+            return read()
+        except PersonMoved:
+            continue
+    return read()
 
 
 def _read(driver: Driver, item: EligibilityIn, policy: LoadedPolicy, secret: str, at: datetime, prefix: str,
           lock: bool = False) -> tuple[IdentityRow | None, Any | None, dict[str, Any], Subject]:
     """The person a request names, the address, the request's own naming of it, and the facts."""
-    for attempt in range(_READS):
+    def read() -> tuple[IdentityRow | None, Any | None, dict[str, Any], Subject]:
         person, target, named = _target(driver, item, item.channel, policy, prefix)
         identity = person.identity if person else None
-        try:
-            subject = load_subject(driver, policy, secret, identity=identity, target=target, at=at, lock=lock,
-                                   person=person)
-        except PersonMoved:
-            if attempt == _READS - 1:
-                raise
-            continue
+        subject = load_subject(driver, policy, secret, identity=identity, target=target, at=at, lock=lock,
+                               person=person)
         return identity, target, named, subject
-    raise AssertionError("unreachable")
+
+    return _until_unmoved(read)
 
 
 def decision_answer(record: Mapping[str, Any], decision: Decision) -> dict[str, Any]:
@@ -167,10 +174,8 @@ def check(store: Store, item: EligibilityIn, policy: LoadedPolicy, secret: str, 
         identity, _, named, subject = _read(driver, item, policy, secret, at, "")
         decision = decide(subject, _request(item, at), policy)
         row = _record_row(item, identity, named, at, decision, policy, actor, now)
-        binders = _log_binders(driver.dialect)
-        values = _log_values(binders, row, {})
-        found = driver.first(compiled(_log_statement, driver.dialect),
-                             {name: value for (name, _), value in zip(binders, values, strict=True)})
+        values = _log_values(_log_binders(driver.dialect), row, {})
+        found = driver.first(compiled(_log_statement, driver.dialect), dict(zip(_LOG_COLUMNS, values, strict=True)))
     assert found is not None
     row["id"] = found[0]
     return row, decision
@@ -267,13 +272,7 @@ def _decide_bulk(session: Session, bulk: list[tuple[int, EligibilityIn, Any]], p
                  actor: Actor | None, now: datetime) -> list[tuple[int, dict[str, Any]]]:
     conn = session.connection()
     ats = [utc(item.at) or now for _, item, _ in bulk]
-    for attempt in range(_READS):
-        try:
-            wanted, named, subjects = _bulk_facts(session, bulk, policy, secret, ats)
-            break
-        except PersonMoved:
-            if attempt == _READS - 1:
-                raise
+    wanted, named, subjects = _until_unmoved(lambda: _bulk_facts(session, bulk, policy, secret, ats))
     remember_policy(conn, policy, now)
     rows, decisions = [], []
     for (_, item, _), (identity, _), subject, at, request_named in zip(bulk, wanted, subjects, ats, named, strict=True):

@@ -120,9 +120,14 @@ _INSTANT_COLUMNS = {model: tuple(name for name in names if isinstance(_t(model).
                     for model, names in _FACT_COLUMNS.items()}
 
 
+def _json_list(value: Any) -> list[Any]:
+    """A JSON array aggregated by the database: text on SQLite, already parsed by psycopg."""
+    return json.loads(value) if isinstance(value, str) else (value or [])
+
+
 def _decode(model: Any, value: Any) -> list[SimpleNamespace]:
-    """Rows from a ``_json_rows`` aggregate (text on SQLite, already parsed by psycopg)."""
-    rows = json.loads(value) if isinstance(value, str) else (value or [])
+    """Rows from a ``_json_rows`` aggregate."""
+    rows = _json_list(value)
     instants = _INSTANT_COLUMNS[model]
     out = []
     for row in rows:
@@ -242,7 +247,7 @@ def _survivor(row: Any | None, row_of: Callable[[int], Any | None]) -> Any | Non
 
 
 def _person(found: _Found) -> Person:
-    absorbed = json.loads(found.absorbed) if isinstance(found.absorbed, str) else (found.absorbed or [])
+    absorbed = _json_list(found.absorbed)
     return Person(found.identity, _decode(ContactPoint, found.contact_points), (found.id, *sorted(absorbed)))
 
 
@@ -288,6 +293,20 @@ def _facts_query(dialect: str, target: bool, account: bool, as_of: bool, exclude
              "absorbed": select(func.json_group_array(absorbed.id) if dialect == "sqlite"
                                 else func.json_agg(absorbed.id)).where(absorbed.merged_into_id == bindparam("root"))}
     return select(*(q.scalar_subquery().label(name) for name, q in parts.items()))
+
+
+class _Facts(NamedTuple):
+    """A ``_facts_query`` row: each table's facts as JSON, and the person's merges as read."""
+
+    consents: Any
+    revocations: Any
+    tombstones: Any
+    suppressions: Any
+    dnc: Any
+    touches: Any
+    account_touches: Any
+    root_merged_into: int | None
+    absorbed: Any
 
 
 def _lock_query(dialect: str) -> Any:
@@ -336,13 +355,12 @@ def load_subject(driver: Driver, policy: LoadedPolicy, secret: str, *, identity:
     query = compiled(_facts_query, name, target is not None, bool(domain), cutoff is not None,
                      exclude_decision is not None, len(group), len(hashes))
     to_time = _TIME_PARAM[name]
-    found = FactsRow(*driver.rows(query, {
+    found = _Facts(*driver.rows(query, {
         **_numbered("ids", group), **_numbered("hashes", hashes), "root": group[0],
         "target": target.id if target is not None else None, "domain": domain,
         "since": to_time(at - lookback(policy)), "cutoff": to_time(cutoff) if cutoff is not None else None,
         "exclude": exclude_decision, "phone": phone})[0])
-    absorbed = json.loads(found.absorbed) if isinstance(found.absorbed, str) else (found.absorbed or [])
-    if found.root_merged_into is not None or sorted(absorbed) != group[1:]:
+    if found.root_merged_into is not None or sorted(_json_list(found.absorbed)) != group[1:]:
         raise PersonMoved(identity.id)
 
     revocations = [_as_of(revocation_fact(row), cutoff) for row in _decode(Revocation, found.revocations)]
@@ -361,18 +379,6 @@ def load_subject(driver: Driver, policy: LoadedPolicy, secret: str, *, identity:
         account_touches=tuple(touch_fact(row) for row in _decode(Touch, found.account_touches))
         if account_caps else (),
     )
-
-
-class FactsRow(NamedTuple):
-    consents: Any
-    revocations: Any
-    tombstones: Any
-    suppressions: Any
-    dnc: Any
-    touches: Any
-    account_touches: Any
-    root_merged_into: int | None
-    absorbed: Any
 
 
 def _touch_as_of(fact: TouchFact, row: Touch, cutoff: datetime | None) -> TouchFact:
