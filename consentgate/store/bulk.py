@@ -9,7 +9,6 @@ list as one parameter.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
@@ -18,7 +17,7 @@ from sqlalchemy import JSON, Connection, DateTime, Table, any_, bindparam, func,
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect
 
-from consentgate.store.types import UTCDateTime
+from consentgate.store.types import UTCDateTime, json_text
 
 
 def among(column: Any, values: Iterable[Any], dialect: Dialect) -> Any:
@@ -41,7 +40,7 @@ def _among(column: Any, name: str | None, value: Any, dialect: str) -> Any:
 
 def listed(values: Iterable[Any], dialect: str) -> Any:
     """The value of an ``among_named`` parameter: a list (an array on PostgreSQL) or JSON text."""
-    return list(values) if dialect == "postgresql" else json.dumps(list(values))
+    return list(values) if dialect == "postgresql" else json_text(list(values))
 
 
 def bind(dialect: Dialect, table: Table, column: str) -> Callable[[Any], Any]:
@@ -60,7 +59,7 @@ def binder(dialect: Dialect, table: Table, column: str) -> Callable[[Any], Any] 
     """``bind``, or None for a column whose values the driver takes as they are."""
     type_ = table.c[column].type
     if isinstance(type_, JSON) and dialect.name != "sqlite":
-        return lambda value: None if value is None else json.dumps(value)
+        return lambda value: None if value is None else json_text(value)
     # The dialect's own variant of the type: the generic one leaves SQLite times unformatted.
     processor = type_.dialect_impl(dialect).bind_processor(dialect)
     if not isinstance(type_, (UTCDateTime, DateTime)):

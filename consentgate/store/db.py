@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg.types.json import set_json_loads
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
@@ -26,6 +27,7 @@ from sqlmodel import Session
 
 from consentgate.errors import ConfigError
 from consentgate.store.driver import Driver, DriverPool
+from consentgate.store.types import json_text, json_value
 
 # What a store that cannot answer raises (unreachable, restarted, locked past the busy timeout),
 # through SQLAlchemy or straight from the drivers the gate's hot path uses.
@@ -74,6 +76,7 @@ def _prepare_sqlite(dbapi_connection: Any) -> None:
 
 def _prepare_postgresql(dbapi_connection: Any) -> None:
     dbapi_connection.autocommit = True
+    set_json_loads(json_value, dbapi_connection)   # the facts come back as JSON aggregates
     # psycopg prepares the gate's statements after a few runs; PostgreSQL would still plan them
     # again for every run's values (half the facts query's time), though every look-up is by
     # key and one plan suits all values.
@@ -124,10 +127,12 @@ def _create(url: str) -> Engine:
             url,
             connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
             poolclass=NullPool if database in ("", ":memory:") else None,
+            json_serializer=json_text, json_deserializer=json_value,
         )
         _configure_sqlite(engine)
         return engine
-    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True,
+                         json_serializer=json_text, json_deserializer=json_value)
 
 
 def dispose_all() -> None:

@@ -24,10 +24,14 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 
+from consentgate.store.types import json_text, json_value
+
 # Both drivers take named parameters in a dict: psycopg as %(name)s, sqlite3 as :name.
 _DIALECTS: dict[str, Dialect] = {
-    "postgresql": postgresql.psycopg.dialect(),  # type: ignore[attr-defined]
-    "sqlite": sqlite.pysqlite.dialect(paramstyle="named"),  # type: ignore[attr-defined]
+    "postgresql": postgresql.psycopg.dialect(  # type: ignore[attr-defined]
+        json_serializer=json_text, json_deserializer=json_value),
+    "sqlite": sqlite.pysqlite.dialect(  # type: ignore[attr-defined]
+        paramstyle="named", json_serializer=json_text, json_deserializer=json_value),
 }
 
 # Idle connections kept per database; a burst beyond it opens and closes extra ones.

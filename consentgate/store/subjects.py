@@ -6,7 +6,6 @@ made later are undone), so a logged decision can be replayed against the data it
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -41,7 +40,7 @@ from consentgate.store.models import (
     Tombstone,
     Touch,
 )
-from consentgate.store.types import UTCDateTime
+from consentgate.store.types import UTCDateTime, json_value
 
 # DNC registry entries are not ledger rows; they get ids that cannot clash with suppressions.
 _DNC_FACT_ID = 0
@@ -122,7 +121,7 @@ _INSTANT_COLUMNS = {model: tuple(name for name in names if isinstance(_t(model).
 
 def _json_list(value: Any) -> list[Any]:
     """A JSON array aggregated by the database: text on SQLite, already parsed by psycopg."""
-    return json.loads(value) if isinstance(value, str) else (value or [])
+    return json_value(value) if isinstance(value, str) else (value or [])
 
 
 def _decode(model: Any, value: Any) -> list[SimpleNamespace]:
@@ -482,7 +481,7 @@ def _fetch(driver: Driver, model: Any, shape: str, **params: Any) -> list[Simple
             values[index] = _instant_of(values[index])
         for index in documents:
             if values[index] is not None:
-                values[index] = json.loads(values[index])
+                values[index] = json_value(values[index])
         out.append(SimpleNamespace(**dict(zip(names, values, strict=True))))
     return out
 

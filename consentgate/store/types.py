@@ -5,10 +5,19 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import JSON, DateTime
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
+
+
+def json_text(value: Any) -> str:
+    """A JSON column's text. orjson: decision logs and batch look-ups write JSON for every row."""
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+json_value = orjson.loads
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta, timezone
 
 from hypothesis import given
@@ -36,4 +37,5 @@ def test_postgresql_gets_times_with_their_offset_and_json_as_text() -> None:
     pg = dialect("postgresql")
     at = datetime(2026, 11, 27, 12, 0, tzinfo=timezone(timedelta(hours=-5)))
     assert bind(pg, DecisionRecord.__table__, "decided_at")(at) == "2026-11-27T17:00:00+00:00"  # type: ignore[arg-type]
-    assert bind(pg, DecisionRecord.__table__, "reasons")([{"code": "X"}]) == '[{"code": "X"}]'  # type: ignore[arg-type]
+    as_text = bind(pg, DecisionRecord.__table__, "reasons")([{"code": "X", "note": "für"}])  # type: ignore[arg-type]
+    assert isinstance(as_text, str) and json.loads(as_text) == [{"code": "X", "note": "für"}]
