@@ -6,7 +6,7 @@ senders holding reservations are both counted, so the last slot cannot be taken 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,7 +21,7 @@ class Limit:
     code: ReasonCode
     message: str
     next_allowed_at: datetime | None
-    data: dict[str, Any] = field(default_factory=dict)
+    data: Mapping[str, Any] = field(default_factory=dict)
 
 
 def counts(touch: TouchFact, at: datetime) -> bool:

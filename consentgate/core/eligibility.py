@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime
+from functools import lru_cache
+from types import MappingProxyType
 
 from consentgate.core.caps import Limit, cadence_limit, cap_limits, repermission_touches
 from consentgate.core.consent import current_consents, is_expired
@@ -247,24 +249,31 @@ def _timed_reasons(subject: Subject, request: EligibilityRequest, policy: Loaded
     if subject.identity is None or subject.target is None or request.channel not in policy.channels:
         return []
     at_request = replace(request, at=at) if at != request.at else request
-    out: list[Limit] = []
     windows, states = place
-    closed, opens = windows_at(windows, at)
-    for c in closed:
-        if not describe:
-            out.append(Limit(c.window.code, "", opens))
-            continue
-        where = "federal" if c.window.name == "federal" else c.window.name
-        out.append(Limit(c.window.code, f"outside the {where} calling window "
-                         f"{c.window.spec.start:%H:%M}-{c.window.spec.end:%H:%M} at the recipient "
-                         f"({c.local:%a %H:%M} {c.zone})", opens,
-                         {"window": where, "local_time": c.local.isoformat(), "zone": c.zone,
-                          **({"source": c.window.spec.source} if c.window.spec.source else {})}))
+    out = list(_window_limits(windows, at, describe))
     out += cap_limits(policy, at_request, subject.touches, subject.account_touches, states)
     cadence = cadence_limit(policy, at_request, subject.touches)
     if cadence is not None:
         out.append(cadence)
     return out
+
+
+@lru_cache(maxsize=4096)
+def _window_limits(windows: tuple[Window, ...], at: datetime, describe: bool) -> tuple[Limit, ...]:
+    """The calling windows closed at ``at``, as limits. Cached like ``windows_at``: people placed
+    alike share them, and formatting the messages costs more than deciding."""
+    closed, opens = windows_at(windows, at)
+    if not describe:
+        return tuple(Limit(c.window.code, "", opens) for c in closed)
+    out = []
+    for c in closed:
+        where = "federal" if c.window.name == "federal" else c.window.name
+        out.append(Limit(c.window.code, f"outside the {where} calling window "
+                         f"{c.window.spec.start:%H:%M}-{c.window.spec.end:%H:%M} at the recipient "
+                         f"({c.local:%a %H:%M} {c.zone})", opens,
+                         MappingProxyType({"window": where, "local_time": c.local.isoformat(), "zone": c.zone,
+                                           **({"source": c.window.spec.source} if c.window.spec.source else {})})))
+    return tuple(out)
 
 
 def _settle(subject: Subject, request: EligibilityRequest, policy: LoadedPolicy,

@@ -6,6 +6,7 @@ The store loads these; the core decides over them. Nothing here knows about SQL 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -136,7 +137,7 @@ class Subject:
 class Reason:
     code: ReasonCode
     message: str
-    data: dict[str, Any] = field(default_factory=dict)
+    data: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

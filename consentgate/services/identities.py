@@ -20,9 +20,9 @@ from sqlmodel import Session, select
 from consentgate.core.addresses import Address, company_domain_of, normalise_email, normalise_phone
 from consentgate.core.policy import LoadedPolicy
 from consentgate.errors import NotFound, ValidationFailed
-from consentgate.store.bulk import among
+from consentgate.store.driver import Driver
 from consentgate.store.models import ContactPoint, Identity
-from consentgate.store.subjects import group_ids
+from consentgate.store.subjects import group_ids, read_contact_points
 
 
 @dataclass(frozen=True)
@@ -159,9 +159,6 @@ def find_contact_points(conn: Connection, addresses: Iterable[Address]) -> dict[
     by_kind: dict[str, list[str]] = {}
     for kind, value in set(addresses):
         by_kind.setdefault(kind, []).append(value)
-    found: dict[Address, Any] = {}
-    table = ContactPoint.__table__  # type: ignore[attr-defined]
-    for kind, values in by_kind.items():
-        for cp in conn.execute(select(table).where(table.c.kind == kind, among(table.c.value, values, conn.dialect))):
-            found[Address(kind, cp.value or "")] = cp
-    return found
+    driver = Driver.of(conn)
+    return {Address(kind, cp.value or ""): cp for kind, values in by_kind.items()
+            for cp in read_contact_points(driver, kind, values)}

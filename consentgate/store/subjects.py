@@ -6,10 +6,10 @@ made later are undone), so a logged decision can be replayed against the data it
 
 from __future__ import annotations
 
+from collections import namedtuple
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from types import SimpleNamespace
 from typing import Any, NamedTuple
 
 from sqlalchemy import JSON, Connection, bindparam, func, literal_column, or_
@@ -94,6 +94,12 @@ _FACT_COLUMNS: dict[Any, tuple[str, ...]] = {
 }
 
 
+# Each table's fact columns as a light row class: the fact builders read rows by attribute, and
+# a batch makes tens of thousands of them.
+_ROW_TYPES: dict[Any, Any] = {model: namedtuple(f"{model.__name__}Row", names)  # type: ignore[misc]
+                              for model, names in _FACT_COLUMNS.items()}
+
+
 def _json_rows(dialect: str, model: Any) -> Any:
     """An aggregate of the model's fact columns as a JSON array of objects (``[]`` for no rows)."""
     table = _t(model)
@@ -124,15 +130,16 @@ def _json_list(value: Any) -> list[Any]:
     return json_value(value) if isinstance(value, str) else (value or [])
 
 
-def _decode(model: Any, value: Any) -> list[SimpleNamespace]:
-    """Rows from a ``_json_rows`` aggregate."""
+def _decode(model: Any, value: Any) -> list[Any]:
+    """Rows (``_ROW_TYPES``) from a ``_json_rows`` aggregate."""
     rows = _json_list(value)
     instants = _INSTANT_COLUMNS[model]
+    make = _ROW_TYPES[model]
     out = []
     for row in rows:
         for name in instants:
             row[name] = _instant(row[name])
-        out.append(SimpleNamespace(**row))
+        out.append(make(**row))
     return out
 
 
@@ -199,10 +206,10 @@ class Person:
     """An identity row (the survivor), every contact point it has, and the ids merged into it."""
 
     identity: IdentityRow
-    contact_points: list[SimpleNamespace]
+    contact_points: list[Any]
     group: tuple[int, ...]
 
-    def address(self, kind: str, value: str | None = None) -> SimpleNamespace | None:
+    def address(self, kind: str, value: str | None = None) -> Any | None:
         """The contact point with this value, or the first of its kind that has one."""
         for cp in sorted(self.contact_points, key=lambda c: c.id):
             if cp.kind == kind and cp.value is not None and (value is None or cp.value == value):
@@ -449,6 +456,8 @@ def _batch_query(dialect: str, shape: str) -> Any:
         return select(*(_t(Identity).c[name] for name in _IDENTITY_COLUMNS)).where(among(Identity.id, "ids"))
     if shape == "contact_points":
         return rows(ContactPoint, among(ContactPoint.identity_id, "ids"))
+    if shape == "addresses":
+        return rows(ContactPoint, ContactPoint.kind == bindparam("kind"), among(ContactPoint.value, "values"))
     if shape == "consents":
         return rows(ConsentEvent, among(ConsentEvent.contact_point_id, "targets"))
     if shape in ("revocations", "account_revocations"):
@@ -469,21 +478,30 @@ def _batch_query(dialect: str, shape: str) -> Any:
     raise ValueError(shape)
 
 
-def _fetch(driver: Driver, model: Any, shape: str, **params: Any) -> list[SimpleNamespace]:
-    """A batch look-up's rows with named fields, times as aware UTC datetimes, JSON parsed."""
+def _fetch(driver: Driver, model: Any, shape: str, **params: Any) -> list[Any]:
+    """A batch look-up's rows (``_ROW_TYPES``), times as aware UTC datetimes, JSON parsed."""
     names = _FACT_COLUMNS[model]
     instants = [names.index(name) for name in _INSTANT_COLUMNS[model]]
     documents = [names.index(name) for name in _JSON_COLUMNS[model]] if driver.dialect == "sqlite" else []
+    make = _ROW_TYPES[model]._make
+    found = driver.rows(compiled(_batch_query, driver.dialect, shape), params)
+    if not instants and not documents:
+        return [make(values) for values in found]
     out = []
-    for found in driver.rows(compiled(_batch_query, driver.dialect, shape), params):
-        values = list(found)
+    for values in found:
+        values = list(values)
         for index in instants:
             values[index] = _instant_of(values[index])
         for index in documents:
             if values[index] is not None:
                 values[index] = json_value(values[index])
-        out.append(SimpleNamespace(**dict(zip(names, values, strict=True))))
+        out.append(make(values))
     return out
+
+
+def read_contact_points(driver: Driver, kind: str, values: Iterable[str]) -> list[Any]:
+    """The contact points of many addresses of one kind (read-only rows), in one statement."""
+    return _fetch(driver, ContactPoint, "addresses", kind=kind, values=listed(values, driver.dialect))
 
 
 def read_identities(driver: Driver, ids: Iterable[int]) -> dict[int, IdentityRow]:
