@@ -258,6 +258,9 @@ def _timed_reasons(subject: Subject, request: EligibilityRequest, policy: Loaded
     return out
 
 
+_WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
 @lru_cache(maxsize=4096)
 def _window_limits(windows: tuple[Window, ...], at: datetime, describe: bool) -> tuple[Limit, ...]:
     """The calling windows closed at ``at``, as limits. Cached like ``windows_at``: people placed
@@ -268,9 +271,12 @@ def _window_limits(windows: tuple[Window, ...], at: datetime, describe: bool) ->
     out = []
     for c in closed:
         where = "federal" if c.window.name == "federal" else c.window.name
+        spec, local = c.window.spec, c.local
+        # Formatted by hand: strftime is most of the cost of a check outside calling hours.
         out.append(Limit(c.window.code, f"outside the {where} calling window "
-                         f"{c.window.spec.start:%H:%M}-{c.window.spec.end:%H:%M} at the recipient "
-                         f"({c.local:%a %H:%M} {c.zone})", opens,
+                         f"{spec.start.hour:02}:{spec.start.minute:02}-{spec.end.hour:02}:{spec.end.minute:02} "
+                         f"at the recipient ({_WEEKDAYS[local.weekday()]} {local.hour:02}:{local.minute:02} "
+                         f"{c.zone})", opens,
                          MappingProxyType({"window": where, "local_time": c.local.isoformat(), "zone": c.zone,
                                            **({"source": c.window.spec.source} if c.window.spec.source else {})})))
     return tuple(out)
