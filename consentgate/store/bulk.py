@@ -24,7 +24,8 @@ def among(column: Any, values: Iterable[Any], dialect: Dialect) -> Any:
     """``column IN values`` with the values as one parameter: an array on PostgreSQL, a JSON
     array read by ``json_each`` on SQLite. An expanded IN list has a placeholder per value, and
     psycopg alone took 0.8 s to parse the statements of a 10,000-item batch."""
-    return _among(column, None, listed(values, dialect.name), dialect.name)
+    values = list(values)
+    return _among(column, None, values if dialect.name == "postgresql" else json_text(values), dialect.name)
 
 
 def among_named(column: Any, name: str, dialect: str) -> Any:
@@ -38,9 +39,24 @@ def _among(column: Any, name: str | None, value: Any, dialect: str) -> Any:
     return column.in_(select(func.json_each(bindparam(name, value)).table_valued("value").c.value))
 
 
-def listed(values: Iterable[Any], dialect: str) -> Any:
-    """The value of an ``among_named`` parameter: a list (an array on PostgreSQL) or JSON text."""
-    return list(values) if dialect == "postgresql" else json_text(list(values))
+def listed(values: Iterable[Any], dialect: str) -> str:
+    """The value of an ``among_named`` parameter, as text: an array literal on PostgreSQL (the
+    statement casts it), a JSON array on SQLite. psycopg adapts a list element by element in
+    Python, a tenth of a 10,000-item batch; this is one join."""
+    values = list(values)
+    return array_literal(values) if dialect == "postgresql" else json_text(values)
+
+
+def array_literal(values: list[Any]) -> str:
+    """PostgreSQL's text form of a one-dimensional array of integers or strings (strings always
+    quoted, so commas, braces and spaces in them are data)."""
+    if all(isinstance(value, int) for value in values):
+        return "{" + ",".join(map(str, values)) + "}"
+    return "{" + ",".join("NULL" if value is None else _quoted(str(value)) for value in values) + "}"
+
+
+def _quoted(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def bind(dialect: Dialect, table: Table, column: str) -> Callable[[Any], Any]:

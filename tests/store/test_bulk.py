@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from consentgate.store.bulk import bind
+from consentgate.store.bulk import bind, listed
+from consentgate.store.db import Store
 from consentgate.store.driver import dialect
-from consentgate.store.models import ConsentEvent, DecisionRecord
+from consentgate.store.models import ConsentEvent, ContactPoint, DecisionRecord, Identity
+from consentgate.store.subjects import read_contact_points
 
 instants = st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(9998, 12, 30),
                         timezones=st.sampled_from([UTC, timezone(timedelta(hours=-5)),
@@ -39,3 +42,36 @@ def test_postgresql_gets_times_with_their_offset_and_json_as_text() -> None:
     assert bind(pg, DecisionRecord.__table__, "decided_at")(at) == "2026-11-27T17:00:00+00:00"  # type: ignore[arg-type]
     as_text = bind(pg, DecisionRecord.__table__, "reasons")([{"code": "X", "note": "für"}])  # type: ignore[arg-type]
     assert isinstance(as_text, str) and json.loads(as_text) == [{"code": "X", "note": "für"}]
+
+
+# Texts PostgreSQL can hold (no NUL), with the characters an array literal gives meaning to.
+array_texts = (st.text(alphabet=st.sampled_from(list('{},"\\ NULLaé\'\t')), max_size=12)
+               | st.text(alphabet=st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)),
+                         max_size=12))
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(array_texts, max_size=8) | st.lists(st.integers(-2**31, 2**31 - 1), max_size=8))
+def test_a_listed_parameter_reaches_the_database_as_the_values_given(store: Store, values: list[Any]) -> None:
+    # A batch sends its keys as one parameter: an array literal on PostgreSQL, JSON on SQLite.
+    kind = "text" if any(isinstance(v, str) for v in values) else "integer"
+    statement = (f"SELECT %(v)s::{kind}[]" if store.dialect == "postgresql"
+                 else "SELECT json_group_array(value) FROM json_each(:v)")
+    with store.driver() as driver:
+        [(found,)] = driver.raw.execute(statement, {"v": listed(values, store.dialect)}).fetchall()
+    assert (found if store.dialect == "postgresql" else json.loads(found)) == values
+
+
+def test_a_batch_finds_addresses_whatever_characters_they_hold(store: Store) -> None:
+    now = datetime.now(UTC)
+    values = ['"quoted"@example.com', "a,b@example.com", "{braced}@example.com", "back\\slash@example.com",
+              "NULL@example.com", "plain@example.com"]
+    with store.transaction() as session:
+        identity = Identity(created_at=now, updated_at=now)
+        session.add(identity)
+        session.flush()
+        for value in values:
+            session.add(ContactPoint(identity_id=identity.id, kind="email", value=value, created_at=now))
+    with store.driver() as driver:
+        found = read_contact_points(driver, "email", [*values[:-1], "absent@example.com"])
+    assert sorted(cp.value for cp in found) == sorted(values[:-1])
