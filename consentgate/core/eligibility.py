@@ -277,8 +277,8 @@ def _window_limits(windows: tuple[Window, ...], at: datetime, describe: bool) ->
                          f"{spec.start.hour:02}:{spec.start.minute:02}-{spec.end.hour:02}:{spec.end.minute:02} "
                          f"at the recipient ({_WEEKDAYS[local.weekday()]} {local.hour:02}:{local.minute:02} "
                          f"{c.zone})", opens,
-                         MappingProxyType({"window": where, "local_time": c.local.isoformat(), "zone": c.zone,
-                                           **({"source": c.window.spec.source} if c.window.spec.source else {})})))
+                         MappingProxyType({"window": where, "local_time": local.isoformat(), "zone": c.zone,
+                                           **({"source": spec.source} if spec.source else {})})))
     return tuple(out)
 
 
