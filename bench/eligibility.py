@@ -1,13 +1,14 @@
 """Eligibility under load: gunicorn (sync workers, one per core) driven by wrk over loopback.
 
     .venv/bin/python bench/eligibility.py [--people 1000000] [--seconds 10] [--connections 32]
-                                          [--postgresql ADMIN_URL]
+                                          [--rounds 3] [--postgresql ADMIN_URL]
 
 Seeds a store (a temporary SQLite file; then, with ``--postgresql ADMIN_URL``, a database of its
 own on that server, dropped afterwards) with people, consents,
 revocations and touches in bulk, serves consentgate and a bare Flask "hello JSON" app under the
-same gunicorn settings, and prints requests/s, p50 and p99 for both and their ratio (a figure
-that machine noise does not move much). Then times a 10,000-item batch. Needs `wrk`
+same gunicorn settings, and prints requests/s, p50 and p99 for both and their ratio: ``--rounds``
+gate runs, each between two bare-Flask runs, and the median ratio (the machine's speed drifts
+from minute to minute; the ratio moves much less). Then times three 10,000-item batches. Needs `wrk`
 (apt-get install wrk).
 """
 
@@ -19,6 +20,7 @@ import os
 import random
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -119,6 +121,7 @@ def main() -> None:
     parser.add_argument("--people", type=int, default=1_000_000)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--postgresql", metavar="ADMIN_URL", default=None)
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -139,20 +142,33 @@ def run(url: str, workdir: Path, args: argparse.Namespace) -> None:
     gate = serve("consentgate.app:create_app()", 8711, env, workers)
     hello = serve("hello:app", 8712, env, workers)
     try:
-        base = wrk(8712, "/hello", key, args.people, args.seconds, args.connections)
-        gated = wrk(8711, "/v1/eligibility", key, args.people, args.seconds, args.connections)
-        print(f"bare Flask      : {base[0]:8.0f} req/s  p50 {base[1]:6.2f} ms  p99 {base[2]:6.2f} ms")
-        print(f"/v1/eligibility : {gated[0]:8.0f} req/s  p50 {gated[1]:6.2f} ms  p99 {gated[2]:6.2f} ms")
-        print(f"ratio           : {gated[0] / base[0]:.2f}x the bare-Flask rate ({workers} sync workers, "
-              f"{args.connections} connections)")
-        items = [{"phone": f"+1212{2000000 + random.randrange(args.people):07d}", "channel": "sms",
-                  "purpose": "marketing"} for _ in range(10_000)]
-        started = time.perf_counter()
-        answer = httpx.post("http://127.0.0.1:8711/v1/eligibility/batch", content=json.dumps({"items": items}),
-                            headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
-                            timeout=120)
-        answer.raise_for_status()
-        print(f"batch of 10,000 : {time.perf_counter() - started:.2f} s")
+        # Alternated rounds, each gate run between two bare-Flask runs: the machine's speed drifts
+        # within minutes, and the ratio should compare like with like.
+        for port, path in ((8711, "/v1/eligibility"), (8712, "/hello")):   # warm up: caches, lazy imports
+            wrk(port, path, key, args.people, 2, args.connections)
+        base = [wrk(8712, "/hello", key, args.people, args.seconds, args.connections)]
+        ratios, gated = [], []
+        for _ in range(args.rounds):
+            gated.append(wrk(8711, "/v1/eligibility", key, args.people, args.seconds, args.connections))
+            base.append(wrk(8712, "/hello", key, args.people, args.seconds, args.connections))
+            ratios.append(gated[-1][0] / ((base[-2][0] + base[-1][0]) / 2))
+        for name, runs in (("bare Flask", base), ("/v1/eligibility", gated)):
+            print(f"{name:16}: " + "; ".join(f"{rate:.0f} req/s p50 {p50:.2f} ms p99 {p99:.2f} ms"
+                                             for rate, p50, p99 in runs))
+        print(f"ratio           : {statistics.median(ratios):.2f}x the bare-Flask rate (median of "
+              f"{', '.join(f'{r:.2f}' for r in ratios)}; {workers} sync workers, {args.connections} connections)")
+        took = []
+        for _ in range(3):
+            items = [{"phone": f"+1212{2000000 + random.randrange(args.people):07d}", "channel": "sms",
+                      "purpose": "marketing"} for _ in range(10_000)]
+            started = time.perf_counter()
+            answer = httpx.post("http://127.0.0.1:8711/v1/eligibility/batch", content=json.dumps({"items": items}),
+                                headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+                                timeout=120)
+            answer.raise_for_status()
+            took.append(time.perf_counter() - started)
+        print(f"batch of 10,000 : {statistics.median(took):.2f} s (median of {', '.join(f'{t:.2f}' for t in took)}; "
+              "random people)")
     finally:
         gate.terminate()
         hello.terminate()
