@@ -12,7 +12,7 @@ from flask import Flask, Response, g, request
 from flask.json.provider import DefaultJSONProvider
 
 from consentgate import __version__
-from consentgate.api import blueprints, problems
+from consentgate.api import blueprints, guard_row_ids, problems
 from consentgate.config import load_settings
 from consentgate.core.addresses import location_data
 from consentgate.runtime import Runtime, build_runtime, tune_gc
@@ -66,6 +66,7 @@ def create_app(config: Mapping[str, Any] | None = None, *, runtime: Runtime | No
     location_data()   # loaded now rather than by the first eligibility check
     # No secret_key: the API keeps no cookie session, and Flask then skips signing one per request.
     problems.init_app(app)
+    guard_row_ids(app)
     for bp in blueprints():
         app.register_blueprint(bp)
     _observe(app, runtime)

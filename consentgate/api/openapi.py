@@ -16,6 +16,9 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, send_from_di
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 from swagger_ui_bundle import swagger_ui_path
+from werkzeug.routing import IntegerConverter
+
+from consentgate.store.models import MAX_ID
 
 F = TypeVar("F", bound=Callable[..., Any])
 _RULE_ARG = re.compile(r"<(?:[a-z_]+:)?([a-zA-Z_][a-zA-Z0-9_]*)>")
@@ -68,11 +71,17 @@ PROBLEM_SCHEMA = {
 }
 
 
+def _path_schema(converter: Any) -> dict[str, Any]:
+    if isinstance(converter, IntegerConverter):   # path integers are row ids (``api.init_app``)
+        return {"type": "integer", "minimum": 1, "maximum": MAX_ID}
+    return {"type": "string"}
+
+
 def build_spec(app: Flask) -> dict[str, Any]:
     """Walk the URL map and turn every documented view into an OpenAPI 3.1 operation."""
     paths: dict[str, dict[str, Any]] = {}
     models: list[type[BaseModel]] = []
-    operations: list[tuple[str, str, Contract, list[str], Any]] = []
+    operations: list[tuple[str, str, Contract, list[tuple[str, dict[str, Any]]], Any]] = []
     for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
         view = app.view_functions.get(rule.endpoint)
         contract: Contract | None = getattr(view, "__contract__", None)
@@ -80,7 +89,8 @@ def build_spec(app: Flask) -> dict[str, Any]:
             continue
         path = _RULE_ARG.sub(r"{\1}", rule.rule)
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
-            operations.append((path, method.lower(), contract, list(rule.arguments), rule.endpoint))
+            arguments = [(name, _path_schema(rule._converters.get(name))) for name in sorted(rule.arguments)]
+            operations.append((path, method.lower(), contract, arguments, rule.endpoint))
             models += [m for m in (contract.body, contract.query) if m is not None]
             models += [m for m in contract.responses.values() if isinstance(m, type)]
     unique = list(dict.fromkeys(models))
@@ -95,8 +105,7 @@ def build_spec(app: Flask) -> dict[str, Any]:
             op["description"] = contract.description
         if contract.tags:
             op["tags"] = list(contract.tags)
-        params = [{"name": a, "in": "path", "required": True, "schema": {"type": "string"}}
-                  for a in args]
+        params = [{"name": a, "in": "path", "required": True, "schema": schema} for a, schema in args]
         if contract.query is not None:
             for name, info in contract.query.model_fields.items():
                 params.append({"name": info.alias or name, "in": "query",

@@ -9,6 +9,7 @@ import click
 from consentgate.services.directory import require_identity
 from consentgate.services.evidence import identity_evidence
 from consentgate.services.replay import replay_decision
+from consentgate.store.models import MAX_ID
 
 
 def register(cli: click.Group) -> None:
@@ -17,7 +18,7 @@ def register(cli: click.Group) -> None:
 
 
 @click.command()
-@click.argument("decision_id", type=int)
+@click.argument("decision_id", type=click.IntRange(1, MAX_ID))
 def replay(decision_id: int) -> None:
     """Re-run a logged decision on the ledger as it stood then; exit 1 if the answer differs."""
     from consentgate.cli.base import open_runtime
@@ -31,7 +32,7 @@ def replay(decision_id: int) -> None:
 
 
 @click.command()
-@click.argument("identity_id", type=int)
+@click.argument("identity_id", type=click.IntRange(1, MAX_ID))
 @click.option("--output", "-o", type=click.File("w"), default="-", help="file to write (default: stdout)")
 def evidence(identity_id: int, output: click.utils.LazyFile) -> None:
     """Write the evidence bundle of a person: every ledger row behind their decisions, with chain links."""

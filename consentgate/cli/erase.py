@@ -9,6 +9,7 @@ import click
 from consentgate.services.erasure import erase_identity
 from consentgate.services.identities import AddressRef
 from consentgate.services.keys import Actor
+from consentgate.store.models import MAX_ID
 
 
 def register(cli: click.Group) -> None:
@@ -18,7 +19,7 @@ def register(cli: click.Group) -> None:
 @click.command()
 @click.option("--email", default=None)
 @click.option("--phone", default=None)
-@click.option("--identity-id", type=int, default=None)
+@click.option("--identity-id", type=click.IntRange(1, MAX_ID), default=None)
 @click.option("--law", default="GDPR Art. 17", show_default=True, help="the law the request is made under")
 @click.option("--reason", default=None)
 @click.option("--requested-by", default="operator", show_default=True)

@@ -33,7 +33,7 @@ from consentgate.errors import (
 from consentgate.services.identities import find_contact_points, normalise_ref, resolve_for_write
 from consentgate.services.keys import Actor
 from consentgate.services.policies import remember_policy
-from consentgate.services.schemas import AddressIn, utc
+from consentgate.services.schemas import AddressIn, RowId, utc
 from consentgate.store.bulk import binder, insert_with_ids
 from consentgate.store.db import Store
 from consentgate.store.driver import Driver, compiled, dialect
@@ -62,7 +62,7 @@ class EligibilityIn(AddressIn):
 
 
 class TouchIn(AddressIn):
-    reservation_id: int | None = Field(None, ge=1)
+    reservation_id: RowId | None = None
     channel: str | None = Field(None, max_length=32)
     purpose: str | None = Field(None, max_length=32)
     program: str | None = Field(None, max_length=100)

@@ -7,16 +7,21 @@ requirements, normalised addresses) are checked by the use-cases, which name the
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from consentgate.services.identities import AddressRef
+from consentgate.store.models import MAX_ID
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+# An id of a stored row, as a request may name one.
+RowId = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 
 class AddressIn(Strict):
@@ -24,7 +29,7 @@ class AddressIn(Strict):
 
     email: str | None = Field(None, max_length=320)
     phone: str | None = Field(None, max_length=40)
-    identity_id: int | None = Field(None, ge=1)
+    identity_id: RowId | None = None
 
     def ref(self) -> AddressRef:
         return AddressRef(email=self.email, phone=self.phone, identity_id=self.identity_id)
@@ -70,7 +75,7 @@ class IdentityIn(Strict):
 
 
 class MergeIn(Strict):
-    other_identity_id: int = Field(ge=1)
+    other_identity_id: RowId
 
 
 class ConsentIn(AddressIn):

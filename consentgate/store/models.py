@@ -19,6 +19,10 @@ from sqlmodel import Field, SQLModel
 
 from consentgate.store.types import JSONType, UTCDateTime
 
+# Row ids are PostgreSQL ``integer``s: no row has a larger one, and a larger one in a query is
+# an error there (SQLite fails above 2**63 - 1), so requests naming one are refused up front.
+MAX_ID = 2**31 - 1
+
 
 def _ts(nullable: bool = False, index: bool = False) -> Any:
     return Field(default=None, sa_column=Column(UTCDateTime(), nullable=nullable, index=index))

@@ -68,3 +68,10 @@ def test_audit_verify_on_an_empty_ledger(env: Store) -> None:
     result = CliRunner().invoke(cli, ["audit", "verify"])
     assert result.exit_code == 0
     assert '"ok": true' in result.output
+
+
+@pytest.mark.parametrize("command", [["erase", "--identity-id", "2147483648"], ["replay", "2147483648"],
+                                     ["evidence", "0"]])
+def test_ids_no_row_can_have_are_refused_before_the_store_is_asked(env: Store, command: list[str]) -> None:
+    result = CliRunner().invoke(cli, command)
+    assert result.exit_code == 2 and "range" in result.output
