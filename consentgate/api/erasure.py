@@ -9,11 +9,12 @@ from consentgate.api.auth import current_actor, require
 from consentgate.api.context import runtime
 from consentgate.api.openapi import documented
 from consentgate.services.erasure import erase_identity
+from consentgate.services.schemas import Request
 
 bp = Blueprint("erasure_api", __name__)
 
 
-class ErasureQuery(BaseModel):
+class ErasureQuery(Request):
     law: str = Field("GDPR Art. 17", description="the law the request is made under, e.g. 'CCPA 1798.105'")
     reason: str | None = Field(None, description="free text kept with the erasure event")
 

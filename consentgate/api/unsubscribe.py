@@ -5,17 +5,18 @@ from __future__ import annotations
 from html import escape
 
 from flask import Blueprint, Response, jsonify, request
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from consentgate.api.auth import require
 from consentgate.api.context import parse_body, runtime
 from consentgate.api.openapi import documented
+from consentgate.services.schemas import Request
 from consentgate.services.unsubscribe import read_claim, unsubscribe, unsubscribe_link
 
 bp = Blueprint("unsubscribe_api", __name__)
 
 
-class LinkIn(BaseModel):
+class LinkIn(Request):
     email: str = Field(max_length=320)
     brand: str | None = Field(None, max_length=100)
     purpose: str | None = Field(None, max_length=32)

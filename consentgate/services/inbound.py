@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from sqlalchemy.exc import IntegrityError
@@ -77,6 +77,7 @@ def classify_message(sms: InboundSmsIn, policy: LoadedPolicy) -> Classification:
 def handle_inbound(store: Store, policy: LoadedPolicy, sms: InboundSmsIn, render: Render,
                    now: datetime, proof_base: str) -> StoredResponse:
     """Record and act on one inbound SMS; a replayed message id answers as the first time."""
+    sms = replace(sms, message_id=_storable(sms.message_id), text=_storable(sms.text), raw=_storable(sms.raw))
     try:
         with store.transaction() as session:
             return _handle(session, policy, sms, render, now, proof_base)
@@ -86,6 +87,12 @@ def handle_inbound(store: Store, policy: LoadedPolicy, sms: InboundSmsIn, render
             if stored is None:
                 raise
             return stored
+
+
+def _storable(text: str) -> str:
+    """``text`` with NUL, which PostgreSQL text cannot hold (and requests may not carry), shown as
+    U+FFFD: a message from a phone, a STOP among them, is recorded whatever it carries."""
+    return text.replace("\x00", "\ufffd")
 
 
 def _existing(session: Session, sms: InboundSmsIn) -> StoredResponse | None:

@@ -15,13 +15,14 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import Field, field_validator
 from sqlmodel import Session, col, select, update
 
 from consentgate.core.business_days import business_days_between
 from consentgate.core.policy import LoadedPolicy
 from consentgate.core.signatures import sign_outbound
 from consentgate.errors import NotFound
+from consentgate.services.schemas import Request
 from consentgate.store.db import Store
 from consentgate.store.models import OutboxMessage, Revocation, Subscription
 
@@ -30,7 +31,7 @@ MAX_BACKOFF = timedelta(hours=6)
 FIRST_RETRY = timedelta(seconds=30)
 
 
-class SubscriptionIn(BaseModel):
+class SubscriptionIn(Request):
     name: str = Field(min_length=1, max_length=200)
     url: str = Field(max_length=2000)
     secret: str | None = Field(None, min_length=16, max_length=200)

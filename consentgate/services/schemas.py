@@ -16,7 +16,30 @@ from consentgate.services.identities import AddressRef
 from consentgate.store.models import MAX_ID
 
 
-class Strict(BaseModel):
+def refuse_nul(value: Any) -> Any:
+    """A value with NUL (U+0000) anywhere in its text is refused: PostgreSQL text cannot hold it,
+    and the write would fail after validation had passed."""
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError("must not contain NUL (U+0000) characters")
+    if isinstance(value, list | tuple):
+        for item in value:
+            refuse_nul(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            refuse_nul(item)
+    return value
+
+
+class Request(BaseModel):
+    """Anything a request carries: no field may hold NUL (``refuse_nul``)."""
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        return refuse_nul(value)
+
+
+class Strict(Request):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
@@ -117,7 +140,10 @@ class SuppressionIn(AddressIn):
     note: str | None = Field(None, max_length=2000)
 
 
-class BatchIn(Strict):
+class BatchIn(BaseModel):
+    # Not a ``Request``: each item is validated on its own, so that a bad one fails only itself.
+    model_config = ConfigDict(extra="forbid")
+
     items: list[Any] = Field(min_length=1, max_length=10_000)
 
 

@@ -321,3 +321,13 @@ def test_the_bulk_path_writes_what_the_one_row_path_writes(env, rows, store, wip
     assert _ledger(rows) == expected
     with store.transaction(write=False) as session:
         assert chain.verify(session).ok
+
+
+def test_a_row_with_nul_is_rejected_by_line(env, rows) -> None:  # type: ignore[no-untyped-def]
+    csv_file = env / "nul.csv"
+    csv_file.write_text("email,channel,purpose,consent_type,captured_at,source\n"
+                        f"a@corp.com,email,marketing,double_opt_in,{WHEN},cr\x00m\n"
+                        f"b@corp.com,email,marketing,double_opt_in,{WHEN},crm\n")
+    result = run("import", "consents", str(csv_file))
+    assert result.exit_code == 2 and "line 2: source:" in result.stderr
+    assert [c.source for c in rows(ConsentEvent)] == ["crm"]

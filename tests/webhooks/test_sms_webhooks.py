@@ -160,3 +160,15 @@ def test_generic(client, keys, rows) -> None:  # type: ignore[no-untyped-def]
                          headers={"X-Consentgate-Signature": "sha256=" + "0" * 64})
     assert forged.status_code == 403
     assert len(rows(InboundMessage)) == 1
+
+
+def test_a_stop_carrying_nul_is_recorded_and_honoured(client, keys, rows) -> None:  # type: ignore[no-untyped-def]
+    # PostgreSQL text cannot hold NUL: the message is stored with U+FFFD in its place, never refused.
+    assert allowed(client, keys)
+    answer = twilio(client, "STOP\x00", "SM-nul")
+    assert answer.status_code == 200
+    assert not allowed(client, keys)
+    [revocation] = rows(Revocation)
+    assert revocation.raw_text == "STOP\ufffd"
+    [message] = rows(InboundMessage)
+    assert "\x00" not in message.raw and message.text == "STOP\ufffd"
