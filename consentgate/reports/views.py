@@ -7,14 +7,14 @@ from datetime import date, datetime
 from typing import Any, Literal
 
 from flask import Blueprint, Response, stream_with_context
-from pydantic import AwareDatetime, ConfigDict
+from pydantic import ConfigDict
 
 from consentgate.api.auth import require
 from consentgate.api.context import parse_query, runtime
 from consentgate.api.openapi import documented
 from consentgate.reports import queries
 from consentgate.reports.streaming import csv_stream, json_array_stream, jsonl_stream
-from consentgate.services.schemas import Request
+from consentgate.services.schemas import Instant, Request
 from consentgate.store.db import Store
 
 bp = Blueprint("reports", __name__)
@@ -25,8 +25,8 @@ _MEDIA = {"csv": "text/csv", "json": "application/json", "jsonl": "application/x
 
 class ReportQuery(Request):
     model_config = ConfigDict(extra="forbid")
-    since: AwareDatetime | None = None
-    until: AwareDatetime | None = None
+    since: Instant | None = None
+    until: Instant | None = None
     format: Format = "json"
 
 

@@ -13,7 +13,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any, TypeVar
 
-from pydantic import AwareDatetime, Field, ValidationError
+from pydantic import Field, ValidationError
 from sqlalchemy import Connection, bindparam, insert
 from sqlmodel import Session, col, update
 
@@ -33,7 +33,7 @@ from consentgate.errors import (
 from consentgate.services.identities import find_contact_points, normalise_ref, resolve_for_write
 from consentgate.services.keys import Actor
 from consentgate.services.policies import remember_policy
-from consentgate.services.schemas import AddressIn, RowId, utc
+from consentgate.services.schemas import AddressIn, Instant, RowId, utc
 from consentgate.store.bulk import binder, insert_with_ids
 from consentgate.store.db import Store
 from consentgate.store.driver import Driver, compiled, dialect
@@ -57,7 +57,7 @@ class EligibilityIn(AddressIn):
     segment: str | None = Field(None, max_length=100)
     campaign: str | None = Field(None, max_length=200)
     brand: str | None = Field(None, max_length=100)
-    at: AwareDatetime | None = None
+    at: Instant | None = None
     reserve: bool = False
 
 
@@ -69,7 +69,7 @@ class TouchIn(AddressIn):
     segment: str | None = Field(None, max_length=100)
     campaign: str | None = Field(None, max_length=200)
     brand: str | None = Field(None, max_length=100)
-    sent_at: AwareDatetime | None = None
+    sent_at: Instant | None = None
 
 
 def _check_channel(item: EligibilityIn | TouchIn, policy: LoadedPolicy, prefix: str) -> None:

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from consentgate.services.identities import AddressRef
 from consentgate.store.models import MAX_ID
@@ -45,6 +45,22 @@ class Strict(Request):
 
 # An id of a stored row, as a request may name one.
 RowId = Annotated[int, Field(ge=1, le=MAX_ID)]
+
+_EARLIEST, _LATEST = datetime(1900, 1, 1, tzinfo=UTC), datetime(3000, 1, 1, tzinfo=UTC)
+
+
+def _plausible(value: datetime) -> datetime:
+    # Beyond these, converting to UTC or adding a window overflows Python's datetime (a 500).
+    try:
+        if _EARLIEST <= value.astimezone(UTC) < _LATEST:
+            return value
+    except OverflowError:
+        pass
+    raise ValueError("must be between the years 1900 and 2999")
+
+
+# An instant as a request gives it: with its offset, and within a range every calculation can reach.
+Instant = Annotated[AwareDatetime, AfterValidator(_plausible)]
 
 
 class AddressIn(Strict):
@@ -93,7 +109,7 @@ class IdentityIn(Strict):
     attributes: Attributes | None = None
     status_at_last_touch: str | None = Field(None, max_length=100)
     last_touch_channel: str | None = Field(None, max_length=32)
-    last_touch_at: AwareDatetime | None = None
+    last_touch_at: Instant | None = None
     test_record: bool | None = Field(None, description="a synthetic person (QA): kept out of every report")
 
 
@@ -105,7 +121,7 @@ class ConsentIn(AddressIn):
     channel: str = Field(min_length=1, max_length=32)
     purpose: str = Field(min_length=1, max_length=32)
     consent_type: str = Field(min_length=1, max_length=32)
-    captured_at: AwareDatetime
+    captured_at: Instant
     source: str = Field(min_length=1, max_length=100)
     proof_uri: str | None = Field(None, max_length=2000)
     proof_sha256: str | None = Field(None, pattern=r"^[0-9a-fA-F]{64}$")
@@ -113,7 +129,7 @@ class ConsentIn(AddressIn):
     consent_text: str | None = Field(None, max_length=20_000)
     ip: str | None = Field(None, max_length=64)
     user_agent: str | None = Field(None, max_length=1000)
-    expires_at: AwareDatetime | None = None
+    expires_at: Instant | None = None
 
 
 RevocationSource = Literal["sms_keyword", "sms_free_text", "email_one_click", "email_link", "api",
@@ -128,7 +144,7 @@ class RevocationIn(AddressIn):
     source: RevocationSource = "api"
     reason: str | None = Field(None, max_length=2000)
     raw_text: str | None = Field(None, max_length=20_000)
-    received_at: AwareDatetime | None = None
+    received_at: Instant | None = None
 
 
 SuppressionKind = Literal["bounce", "complaint", "dnc_national", "reassigned", "legal_hold", "litigator"]
@@ -136,7 +152,7 @@ SuppressionKind = Literal["bounce", "complaint", "dnc_national", "reassigned", "
 
 class SuppressionIn(AddressIn):
     kind: SuppressionKind
-    since: AwareDatetime | None = None
+    since: Instant | None = None
     note: str | None = Field(None, max_length=2000)
 
 

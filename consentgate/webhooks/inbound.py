@@ -176,4 +176,7 @@ def _instant(value: object, field: str) -> datetime:
     if parsed.tzinfo is None:
         # RFC 3339 requires an offset; guessing one would misplace the revocation in time.
         raise ValidationFailed.field(field, "needs a UTC offset (e.g. 'Z' or '+00:00')")
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise ValidationFailed.field(field, f"{value!r} is out of range") from None

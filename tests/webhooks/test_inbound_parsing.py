@@ -207,6 +207,7 @@ def test_generic_reads_received_at_as_rfc_3339(value: str | None, expected: date
     ({**GENERIC, "from": "+1" * 20}, "from"),
     ({**GENERIC, "received_at": "2026-11-25"}, "received_at"),
     ({**GENERIC, "received_at": "25/11/2026 17:00"}, "received_at"),
+    ({**GENERIC, "received_at": "0001-01-01T00:00:00+14:00"}, "received_at"),   # before year 1 in UTC
 ])
 def test_generic_names_the_bad_field(body: dict[str, Any], field: str) -> None:
     with pytest.raises(ValidationFailed) as exc:
