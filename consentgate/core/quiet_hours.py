@@ -122,7 +122,7 @@ def _next_opening(spec: WindowSpec, zone: str, at: datetime) -> datetime:
             if local < start:
                 return start
             if local < end:
-                return at
+                return local   # open already: at ``at``, or from the start of this later day
         day += timedelta(days=1)
         local = datetime.combine(day, time(0), tzinfo=tz)
     return at + SEARCH_LIMIT
@@ -135,6 +135,9 @@ def next_open(windows: tuple[Window, ...], at: datetime) -> datetime | None:
         closed = closed_windows(windows, candidate)
         if not closed:
             return candidate
-        candidate = max(_next_opening(c.window.spec, z, candidate) for c in closed for z in c.window.zones
-                        if not _open_at(c.window.spec, candidate.astimezone(ZoneInfo(z))))
+        later = max(_next_opening(c.window.spec, z, candidate) for c in closed for z in c.window.zones
+                    if not _open_at(c.window.spec, candidate.astimezone(ZoneInfo(z))))
+        if later <= candidate:
+            return None   # no way forward: no next instant rather than a search without end
+        candidate = later
     return None
