@@ -72,7 +72,7 @@ PROBLEM_SCHEMA = {
 
 
 def _path_schema(converter: Any) -> dict[str, Any]:
-    if isinstance(converter, IntegerConverter):   # path integers are row ids (``api.init_app``)
+    if isinstance(converter, IntegerConverter):   # path integers are row ids (``api.guard_row_ids``)
         return {"type": "integer", "minimum": 1, "maximum": MAX_ID}
     return {"type": "string"}
 

@@ -16,27 +16,27 @@ from consentgate.services.identities import AddressRef
 from consentgate.store.models import MAX_ID
 
 
-def refuse_nul(value: Any) -> Any:
+def _refuse_nul(value: Any) -> Any:
     """A value with NUL (U+0000) anywhere in its text is refused: PostgreSQL text cannot hold it,
     and the write would fail after validation had passed."""
     if isinstance(value, str) and "\x00" in value:
         raise ValueError("must not contain NUL (U+0000) characters")
     if isinstance(value, list | tuple):
         for item in value:
-            refuse_nul(item)
+            _refuse_nul(item)
     elif isinstance(value, dict):
         for item in value.values():
-            refuse_nul(item)
+            _refuse_nul(item)
     return value
 
 
 class Request(BaseModel):
-    """Anything a request carries: no field may hold NUL (``refuse_nul``)."""
+    """Anything a request carries: no field may hold NUL (``_refuse_nul``)."""
 
     @field_validator("*", mode="before")
     @classmethod
     def _no_nul(cls, value: Any) -> Any:
-        return refuse_nul(value)
+        return _refuse_nul(value)
 
 
 class Strict(Request):
