@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -93,13 +94,31 @@ def block_rows(block: Block, header: list[str]) -> Iterator[tuple[int, dict[str,
         line = first + reader.line_num
 
 
+class _Planning(NamedTuple):
+    """What every row of a block is planned with."""
+
+    policy: LoadedPolicy
+    now: datetime
+    recorded_at: str                   # ``now`` as the chain's content has it
+    to_db: Callable[[Any], Any]        # a time as the driver takes it (``bulk.bind``)
+    salts: Iterator[str]
+
+
+def _salts() -> Iterator[str]:
+    # chain.new_salt()'s values, drawn from the system's generator a thousand at a time.
+    while True:
+        drawn = os.urandom(16 * 1000).hex()
+        for start in range(0, len(drawn), 32):
+            yield drawn[start:start + 32]
+
+
 def plan_block(block: Block, header: list[str], policy: LoadedPolicy, now: datetime, dialect: Dialect) -> BlockPlan:
     planned = BlockPlan()
-    to_db = bind(dialect, _EVENT, "captured_at")
+    planning = _Planning(policy, now, now.isoformat(), bind(dialect, _EVENT, "captured_at"), _salts())
     for line, row in block_rows(block, header):
         planned.rows += 1
         try:
-            plan = plan_row(line, row, policy, now, to_db)
+            plan = plan_row(line, row, planning)
         except ValidationError as exc:
             planned.refused.append((line, pydantic_field_errors(exc), row))
         except ValidationFailed as exc:
@@ -115,9 +134,9 @@ def plan_block(block: Block, header: list[str], policy: LoadedPolicy, now: datet
     return planned
 
 
-def plan_row(line: int, row: dict[str, str], policy: LoadedPolicy, now: datetime,
-             to_db: Callable[[Any], Any]) -> Plan | None:
+def plan_row(line: int, row: dict[str, str], planning: _Planning) -> Plan | None:
     """Validate and normalise one row; None when it needs the one-row path."""
+    policy, now, to_db = planning.policy, planning.now, planning.to_db
     if any(row.get(c) for c in IDENTITY_ONLY) or row.get("identity_id"):
         return None
     consent = {k: v for k, v in row.items() if v and k not in IDENTITY_ONLY}
@@ -139,11 +158,11 @@ def plan_row(line: int, row: dict[str, str], policy: LoadedPolicy, now: datetime
         raise ValidationFailed.field(kind, f"a {item.channel} consent needs a {kind} address")
     captured_at, expires_at = utc(item.captured_at), utc(item.expires_at)
     proof_sha256 = item.proof_sha256.lower() if item.proof_sha256 else None
-    salt = chain.new_salt()
+    salt = next(planning.salts)
     digest = chain.pii_digest(salt, {"ip": item.ip, "user_agent": item.user_agent, "address": target.value})
     content = chain.content_template({
         "channel": item.channel, "purpose": item.purpose, "consent_type": item.consent_type,
-        "captured_at": captured_at.isoformat(), "recorded_at": now.isoformat(), "source": item.source,
+        "captured_at": captured_at.isoformat(), "recorded_at": planning.recorded_at, "source": item.source,
         "proof_uri": item.proof_uri, "proof_sha256": proof_sha256, "brand": item.brand,
         "consent_text": item.consent_text, "expires_at": expires_at.isoformat() if expires_at else None,
         "api_key_id": None, "inbound_message_id": None, "pii_digest": digest}, _IDS)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -58,8 +59,18 @@ def check_consent(item: ConsentIn, policy: LoadedPolicy, now: datetime, prefix: 
 
 
 def _is_web_uri(value: str) -> bool:
-    parts = urlsplit(value)
+    if _PLAIN_WEB_URI.fullmatch(value):
+        return True
+    try:
+        parts = urlsplit(value)
+    except ValueError:   # "https://[": an IPv6 host left open
+        return False
     return parts.scheme in ("http", "https") and bool(parts.netloc) and " " not in value
+
+
+# The everyday proof URI (a host name, maybe a port, a path without spaces), for which the answer
+# below is known without splitting it: imports check one on most rows.
+_PLAIN_WEB_URI = re.compile(r"https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:/[!-~]*)?")
 
 
 def write_consent(session: Session, item: ConsentIn, policy: LoadedPolicy, actor: Actor | None,

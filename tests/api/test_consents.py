@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from consentgate.services.consents import _is_web_uri
 from consentgate.store.models import ChainEntry, ConsentEvent
 
 
@@ -36,6 +40,7 @@ def test_records_every_provenance_field(client, keys, clock, rows) -> None:  # t
 @pytest.mark.parametrize("over, field", [
     ({"proof_uri": None}, "proof_uri"),
     ({"proof_uri": "ftp://x/y"}, "proof_uri"),
+    ({"proof_uri": "https://[2001:db8::1/form"}, "proof_uri"),   # an IPv6 host left open
     ({"channel": "fax"}, "channel"),
     ({"purpose": "gossip"}, "purpose"),
     ({"consent_type": "telepathic"}, "consent_type"),
@@ -99,3 +104,22 @@ def test_batch_limit_is_configurable(client, keys, clock, runtime, monkeypatch) 
     answer = client.post("/v1/consents/batch", json={"items": items}, headers=keys["writer"])
     assert answer.status_code == 422 and answer.get_json()["errors"][0]["field"] == "items"
     assert client.post("/v1/eligibility/batch", json={"items": [{}] * 3}, headers=keys["sender"]).status_code == 422
+
+
+proof_like = st.one_of(
+    st.text(max_size=40),
+    st.builds(lambda scheme, host, rest: f"{scheme}://{host}{rest}",
+              st.sampled_from(["http", "https", "HTTP", "ftp", "https:", ""]),
+              st.text(alphabet="abcXYZ09.-:[]@ ", max_size=15),
+              st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=0x7f), max_size=25)))
+
+
+@given(proof_like)
+@settings(max_examples=400)
+def test_the_quick_proof_uri_check_agrees_with_splitting_it(value: str) -> None:
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        assert not _is_web_uri(value)
+        return
+    assert _is_web_uri(value) == (parts.scheme in ("http", "https") and bool(parts.netloc) and " " not in value)

@@ -331,3 +331,15 @@ def test_a_row_with_nul_is_rejected_by_line(env, rows) -> None:  # type: ignore[
     result = run("import", "consents", str(csv_file))
     assert result.exit_code == 2 and "line 2: source:" in result.stderr
     assert [c.source for c in rows(ConsentEvent)] == ["crm"]
+
+
+def test_a_proof_uri_that_cannot_be_split_is_rejected_by_line(env, rows) -> None:  # type: ignore[no-untyped-def]
+    csv_file = env / "c.csv"
+    csv_file.write_text("phone,channel,purpose,consent_type,captured_at,source,proof_uri\n"
+                        f"+13055550100,sms,marketing,express_written,{WHEN},web,https://[2001:db8::1/form\n"
+                        f"+13055550101,sms,marketing,express_written,{WHEN},web,https://p.example.com/1\n")
+    result = run("import", "consents", str(csv_file))
+    assert result.exit_code == 2, result.output
+    assert "line 2: proof_uri:" in result.stderr
+    assert "2 rows read, 1 imported, 1 rejected" in result.stdout
+    assert len(rows(ConsentEvent)) == 1
