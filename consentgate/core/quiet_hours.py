@@ -77,14 +77,21 @@ def applicable_windows(policy: LoadedPolicy, channel: str, purpose: str, identit
 
 
 @lru_cache(maxsize=16)
-def _holidays(year: int) -> holidays.HolidayBase:
-    return holidays.country_holidays("US", years=range(year - 1, year + 2), observed=True)
+def _holidays(year: int) -> holidays.HolidayBase | None:
+    """The US federal holidays around ``year``; None for a year the calendar has no rules for."""
+    calendar = holidays.country_holidays("US", years=range(year - 1, year + 2), observed=True)
+    # Beyond its years (after 2100 today) the package answers with no holidays at all.
+    return calendar if calendar.start_year <= year <= calendar.end_year else None
 
 
 def _day_allowed(spec: WindowSpec, day: date) -> bool:
     if spec.no_sunday and day.weekday() == 6:
         return False
-    return not (spec.no_holidays and day in _holidays(day.year))
+    if not spec.no_holidays:
+        return True
+    calendar = _holidays(day.year)
+    # A year whose holidays are unknown has no day known to be safe: the window stays closed.
+    return calendar is not None and day not in calendar
 
 
 def _open_at(spec: WindowSpec, local: datetime) -> bool:

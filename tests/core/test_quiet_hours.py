@@ -22,3 +22,17 @@ def test_a_window_that_never_opens_has_no_next_opening() -> None:
     never = Window(ReasonCode.STATE_RULE, "FL", WindowSpec(start=time(9), end=time(9)), ("America/New_York",))
     closed, opens = windows_at((never,), datetime(2026, 1, 4, 12, 0, tzinfo=UTC))
     assert closed and opens is None
+
+
+def test_a_no_holiday_window_stays_closed_in_years_the_calendar_does_not_know() -> None:
+    # The holidays package knows US holidays up to 2100 and answers "none" after that: a state
+    # that forbids calls on holidays must not be taken to allow Christmas Day 2101.
+    rhode_island = Window(ReasonCode.STATE_RULE, "RI", WindowSpec(start=time(9), end=time(18), no_holidays=True),
+                          ("America/New_York",))
+    closed, opens = windows_at((rhode_island,), datetime(2101, 12, 25, 17, 0, tzinfo=UTC))
+    assert closed and opens is None
+    # A working day of a known year is open as ever, and Christmas Day is not.
+    assert windows_at((rhode_island,), datetime(2100, 12, 21, 17, 0, tzinfo=UTC))[0] == ()
+    # Christmas 2100 is a Saturday, observed on the Friday: the window opens again on the Sunday.
+    closed, opens = windows_at((rhode_island,), datetime(2100, 12, 24, 17, 0, tzinfo=UTC))
+    assert closed and opens == datetime(2100, 12, 26, 14, 0, tzinfo=UTC)
