@@ -25,7 +25,7 @@ def _refused_or_done(response: Any, what: object) -> None:
         assert response.mimetype == "application/problem+json", (what, body[:300])
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.data())
 def test_odd_text_never_breaks_the_api(client, keys, clock, data) -> None:  # type: ignore[no-untyped-def]
     clock.set(NOW)

@@ -1,0 +1,95 @@
+"""The gate's first promise end to end, through any sequence of writes: people created and
+deduplicated, consents, revocations (per identity or per account), merges in either direction.
+Whatever happened, an address whose person (or company) said stop is never allowed again."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, rule, run_state_machine_as_test
+
+NOW = datetime(2026, 11, 25, 17, tzinfo=UTC)    # noon in New York: inside every calling window
+EMAILS = ["pat@corp.com", "lee@corp.com", "kim@other.org"]
+PHONES = ["+12125550100", "+12125550101"]
+ADDRESSES = [("email", e) for e in EMAILS] + [("phone", p) for p in PHONES]
+CHANNELS = {"email": ["email"], "phone": ["sms", "voice"]}
+Address = tuple[str, str]
+
+
+def test_a_revoked_person_or_company_is_never_allowed(client, runtime, clock, wipe) -> None:  # type: ignore[no-untyped-def]
+    from consentgate.services.keys import ROLES, create_key
+
+    keys: dict[str, dict[str, str]] = {}
+
+    class Ledger(RuleBasedStateMachine):
+        def __init__(self) -> None:
+            super().__init__()
+            wipe()
+            clock.set(NOW)
+            for role in ROLES:
+                keys[role] = {"Authorization": "Bearer " + create_key(runtime.store, role, role, NOW)[1]}
+            self.revoked: dict[Address, set[str]] = {}     # channels stopped through this address
+            self.accounts: dict[str, set[str]] = {}        # channels stopped for a whole company
+
+        def post(self, path: str, body: dict[str, Any], role: str = "writer") -> Any:
+            answer = client.post(path, json=body, headers=keys[role])
+            assert answer.status_code < 500, (path, body, answer.get_data()[:300])
+            return answer
+
+        def view(self, address: Address) -> dict[str, Any] | None:
+            found = client.get("/v1/identities", query_string={address[0]: address[1]}, headers=keys["auditor"])
+            return found.get_json() if found.status_code == 200 else None
+
+        @rule(a=st.sampled_from(ADDRESSES), b=st.sampled_from(ADDRESSES))
+        def person(self, a: Address, b: Address) -> None:
+            self.post("/v1/identities", {a[0]: a[1]} | ({b[0]: b[1]} if b[0] != a[0] else {}))
+
+        @rule(a=st.sampled_from(ADDRESSES))
+        def consent(self, a: Address) -> None:
+            # Enough for every channel, and captured before any revocation: it never undoes one here.
+            for channel in CHANNELS[a[0]]:
+                self.post("/v1/consents", {a[0]: a[1], "channel": channel, "purpose": "marketing",
+                                           "consent_type": "express_written",
+                                           "captured_at": (NOW - timedelta(days=30)).isoformat(), "source": "crm",
+                                           "proof_uri": "https://proof.example.com/1"})
+
+        @rule(a=st.sampled_from(ADDRESSES), channels=st.sampled_from([["*"], ["sms"], ["email"], ["voice"]]),
+              account=st.booleans())
+        def revoke(self, a: Address, channels: list[str], account: bool) -> None:
+            body: dict[str, Any] = {a[0]: a[1], "channels": channels, "purposes": ["*"]}
+            if account:
+                body["scope"] = "account"
+            before = self.view(a)
+            if self.post("/v1/revocations", body).status_code >= 300:
+                return
+            self.revoked.setdefault(a, set()).update(channels)
+            if account and before and before["account_domain"]:
+                self.accounts.setdefault(before["account_domain"], set()).update(channels)
+
+        @rule(a=st.sampled_from(ADDRESSES), b=st.sampled_from(ADDRESSES))
+        def merge(self, a: Address, b: Address) -> None:
+            people = [self.view(a), self.view(b)]
+            if people[0] and people[1] and people[0]["identity_id"] != people[1]["identity_id"]:
+                self.post(f"/v1/identities/{people[0]['identity_id']}/merge",
+                          {"other_identity_id": people[1]["identity_id"]})
+
+        @rule()
+        def check(self) -> None:
+            for a in ADDRESSES:
+                person = self.view(a)
+                stopped = set(self.revoked.get(a, set()))
+                if person:
+                    for cp in person["contact_points"]:
+                        stopped |= self.revoked.get((cp["kind"], cp["value"]), set())
+                    stopped |= self.accounts.get(person["account_domain"] or "", set())
+                for channel in CHANNELS[a[0]]:
+                    ask = {a[0]: a[1], "channel": channel, "purpose": "marketing"}
+                    answer = self.post("/v1/eligibility", ask, "sender").get_json()
+                    if "*" in stopped or channel in stopped:
+                        assert not answer["allowed"], (a, channel, stopped, answer)
+
+    run_state_machine_as_test(Ledger, settings=settings(max_examples=12, stateful_step_count=15, deadline=None,
+                                                         suppress_health_check=list(HealthCheck)))
