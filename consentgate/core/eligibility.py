@@ -85,7 +85,8 @@ def _revocations_in_force(subject: Subject, request: EligibilityRequest,
     for revocation in subject.revocations:
         if not _in_force(revocation.lifted_at, revocation.effective_at, request.at):
             continue
-        if revocation.scope == "account" and (
+        # "Nobody at my company" includes the person who said it, whatever company a merge left them with.
+        if revocation.scope == "account" and not subject.identity.owns(revocation.identity_id) and (
                 revocation.account_domain is None or revocation.account_domain != subject.identity.account_domain):
             continue
         if not (matches(revocation.channels, request.channel) and matches(revocation.purposes, request.purpose)

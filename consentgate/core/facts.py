@@ -35,6 +35,11 @@ class IdentityFact:
     state: str | None = None        # two-letter US state, when known
     country: str | None = None
     is_test: bool = False
+    merged_ids: tuple[int, ...] = ()   # people merged into this one: their ledger rows keep their ids
+
+    def owns(self, identity_id: int | None) -> bool:
+        """Whether a ledger row of ``identity_id`` is this person's (theirs, or of someone merged into them)."""
+        return identity_id == self.id or identity_id in self.merged_ids
 
 
 @dataclass(frozen=True, slots=True)

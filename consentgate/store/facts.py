@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from consentgate.core.facts import (
     ConsentFact,
     ContactPointFact,
@@ -13,10 +15,11 @@ from consentgate.core.facts import (
 from consentgate.store.models import ConsentEvent, ContactPoint, Identity, Revocation, Suppression, Touch
 
 
-def identity_fact(row: Identity) -> IdentityFact:
+def identity_fact(row: Identity, merged_ids: Iterable[int] = ()) -> IdentityFact:
     assert row.id is not None
     return IdentityFact(id=row.id, account_domain=row.account_domain, timezone=row.timezone,
-                        state=row.state, country=row.country, is_test=row.is_test)
+                        state=row.state, country=row.country, is_test=row.is_test,
+                        merged_ids=tuple(i for i in merged_ids if i != row.id))
 
 
 def contact_point_fact(row: ContactPoint) -> ContactPointFact:

@@ -375,7 +375,7 @@ def load_subject(driver: Driver, policy: LoadedPolicy, secret: str, *, identity:
     suppressions += _national_dnc(_decode(DncNumber, found.dnc), identity.id, target, cutoff)
     account_caps = bool(domain) and any(cap.per == "account" for cap in policy.policy.fatigue_caps)
     return Subject(
-        identity=identity_fact(identity),
+        identity=identity_fact(identity, group),
         target=contact_point_fact(target) if target is not None else None,
         contact_points=tuple(contact_point_fact(cp) for cp in cps if cp.value is not None),
         consents=tuple(consent_fact(row) for row in _decode(ConsentEvent, found.consents)),
@@ -600,7 +600,7 @@ def load_subjects(session: Session, policy: LoadedPolicy, secret: str,
             own_suppressions.append(SuppressionFact(id=_DNC_FACT_ID, kind="dnc_national", contact_point_id=target.id,
                                                     identity_id=pid, created_at=listed_numbers[target.value].added_at))
         out.append(Subject(
-            identity=identity_fact(identity),
+            identity=identity_fact(identity, groups.get(pid, ())),
             target=contact_point_fact(target) if target is not None else None,
             contact_points=tuple(contact_point_fact(cp) for cp in cps.get(pid, []) if cp.value is not None),
             consents=tuple(consents.get(target.id, [])) if target is not None and target.id is not None else (),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from consentgate.store.models import ContactPoint, Revocation, Suppression
 
@@ -31,6 +31,33 @@ def test_account_scope_needs_a_company(client, keys) -> None:  # type: ignore[no
     colleague = client.post("/v1/identities", json={"email": "peer@acme.io"}, headers=keys["writer"]).get_json()
     view = client.get(f"/v1/identities/{colleague['identity_id']}", headers=keys["writer"]).get_json()
     assert [r["scope"] for r in view["revocations"]] == ["account"]
+
+
+def test_an_account_stop_holds_for_its_author_after_a_merge_into_another_company(  # type: ignore[no-untyped-def]
+        client, keys, clock) -> None:
+    # Found by tests/api/test_ledger_invariants.py: the survivor's company is kim's, so the stop
+    # pat made for all of corp.com had stopped holding for pat.
+    noon = datetime(2026, 11, 25, 17, tzinfo=UTC)
+    clock.set(noon)
+    kim = client.post("/v1/identities", json={"email": "kim@other.org"}, headers=keys["writer"]).get_json()
+    pat = client.post("/v1/identities", json={"email": "pat@corp.com", "phone": "+12125550101"},
+                      headers=keys["writer"]).get_json()
+    client.post("/v1/consents", json={"email": "pat@corp.com", "channel": "email", "purpose": "marketing",
+                                      "consent_type": "express_written", "source": "crm",
+                                      "captured_at": (noon - timedelta(days=30)).isoformat(),
+                                      "proof_uri": "https://proof.example.com/1"}, headers=keys["writer"])
+    stop = client.post("/v1/revocations", json={"email": "pat@corp.com", "channels": ["*"], "scope": "account"},
+                       headers=keys["writer"])
+    assert stop.status_code == 201
+    merged = client.post(f"/v1/identities/{kim['identity_id']}/merge",
+                         json={"other_identity_id": pat["identity_id"]}, headers=keys["writer"])
+    assert merged.status_code == 200 and merged.get_json()["identity_id"] == kim["identity_id"]
+    ask = {"email": "pat@corp.com", "channel": "email", "purpose": "marketing"}
+    single = client.post("/v1/eligibility", json=ask, headers=keys["sender"]).get_json()
+    assert not single["allowed"] and [r["code"] for r in single["reasons"]] == ["ACCOUNT_DNC"]
+    [batched] = client.post("/v1/eligibility/batch", json={"items": [ask]}, headers=keys["sender"]).get_json()[
+        "decisions"]
+    assert not batched["allowed"] and [r["code"] for r in batched["reasons"]] == ["ACCOUNT_DNC"]
 
 
 def test_unknown_channel_and_future_receipt_refused(client, keys, clock, rows) -> None:  # type: ignore[no-untyped-def]

@@ -99,6 +99,14 @@ def test_revocations_by_scope(policy: LoadedPolicy) -> None:
                              brands=("*",), received_at=NOON_NY, effective_at=NOON_NY, source="manual",
                              account_domain="corp.com")
     assert ask(subject(target=EMAIL, revocations=(account,)), policy, channel="email") == {ReasonCode.ACCOUNT_DNC}
+    # Another company's stop is not this person's; a stop the person made holds for them whatever
+    # company they are at now (a merge may have left them with the survivor's).
+    elsewhere = replace(account, account_domain="other.org")
+    assert ask(subject(target=EMAIL, revocations=(elsewhere,)), policy, channel="email") == set()
+    moved = subject(target=EMAIL, revocations=(replace(elsewhere, identity_id=1),))
+    assert ask(moved, policy, channel="email") == {ReasonCode.ACCOUNT_DNC}
+    absorbed = replace(subject(target=EMAIL, revocations=(elsewhere,)), identity=replace(PERSON, merged_ids=(77,)))
+    assert ask(absorbed, policy, channel="email") == {ReasonCode.ACCOUNT_DNC}
     lifted = revocation(lifted_at=NOON_NY - timedelta(hours=1))
     assert ask(subject(consents=consents, revocations=(lifted,)), policy) == set()
 
