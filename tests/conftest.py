@@ -157,9 +157,7 @@ def client(app):  # type: ignore[no-untyped-def]
     return app.test_client()
 
 
-@pytest.fixture
-def keys(runtime: Runtime) -> dict[str, dict[str, str]]:
-    """Authorization headers for one fresh key of each role."""
+def _new_keys(runtime: Runtime) -> dict[str, dict[str, str]]:
     from consentgate.services.keys import ROLES, create_key
 
     out = {}
@@ -167,6 +165,24 @@ def keys(runtime: Runtime) -> dict[str, dict[str, str]]:
         _, token = create_key(runtime.store, role, f"test {role}", runtime.clock())
         out[role] = {"Authorization": f"Bearer {token}"}
     return out
+
+
+@pytest.fixture
+def keys(runtime: Runtime) -> dict[str, dict[str, str]]:
+    """Authorization headers for one fresh key of each role."""
+    return _new_keys(runtime)
+
+
+@pytest.fixture
+def start_over(runtime: Runtime, clock: Clock, wipe):  # type: ignore[no-untyped-def]
+    """Empty the store, set the clock, and return fresh keys (as ``keys``): for property tests,
+    whose every example must begin from nothing."""
+    def restart(now: datetime) -> dict[str, dict[str, str]]:
+        wipe()
+        clock.set(now)
+        return _new_keys(runtime)
+
+    return restart
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -104,17 +103,9 @@ class _Planning(NamedTuple):
     salts: Iterator[str]
 
 
-def _salts() -> Iterator[str]:
-    # chain.new_salt()'s values, drawn from the system's generator a thousand at a time.
-    while True:
-        drawn = os.urandom(16 * 1000).hex()
-        for start in range(0, len(drawn), 32):
-            yield drawn[start:start + 32]
-
-
 def plan_block(block: Block, header: list[str], policy: LoadedPolicy, now: datetime, dialect: Dialect) -> BlockPlan:
     planned = BlockPlan()
-    planning = _Planning(policy, now, now.isoformat(), bind(dialect, _EVENT, "captured_at"), _salts())
+    planning = _Planning(policy, now, now.isoformat(), bind(dialect, _EVENT, "captured_at"), chain.salts())
     for line, row in block_rows(block, header):
         planned.rows += 1
         try:

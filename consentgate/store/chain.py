@@ -81,8 +81,21 @@ def personal_values(table: str, row: Any, address: str | None) -> dict[str, Any]
     return values
 
 
+SALT_BYTES = 16
+
+
 def new_salt() -> str:
-    return secrets.token_hex(16)
+    return secrets.token_hex(SALT_BYTES)
+
+
+def salts(batch: int = 1000) -> Iterator[str]:
+    """``new_salt()`` values without end, drawn from the system's generator ``batch`` at a time
+    (an importer salts every row)."""
+    width = 2 * SALT_BYTES
+    while True:
+        drawn = secrets.token_hex(SALT_BYTES * batch)
+        for start in range(0, len(drawn), width):
+            yield drawn[start:start + width]
 
 
 def seal(table: str, row: Any, address: str | None) -> None:

@@ -19,18 +19,13 @@ CHANNELS = {"email": ["email"], "phone": ["sms", "voice"]}
 Address = tuple[str, str]
 
 
-def test_a_revoked_person_or_company_is_never_allowed(client, runtime, clock, wipe) -> None:  # type: ignore[no-untyped-def]
-    from consentgate.services.keys import ROLES, create_key
-
+def test_a_revoked_person_or_company_is_never_allowed(client, start_over) -> None:  # type: ignore[no-untyped-def]
     keys: dict[str, dict[str, str]] = {}
 
     class Ledger(RuleBasedStateMachine):
         def __init__(self) -> None:
             super().__init__()
-            wipe()
-            clock.set(NOW)
-            for role in ROLES:
-                keys[role] = {"Authorization": "Bearer " + create_key(runtime.store, role, role, NOW)[1]}
+            keys.update(start_over(NOW))
             self.revoked: dict[Address, set[str]] = {}     # channels stopped through this address
             self.accounts: dict[str, set[str]] = {}        # channels stopped for a whole company
 

@@ -18,18 +18,13 @@ TTL = timedelta(minutes=15)       # policies/default.yaml: reservations.ttl
 WEEK, CAP = timedelta(days=7), 2  # policies/default.yaml: reactivation_weekly
 
 
-def test_caps_hold_through_reservations_sends_releases_and_expiry(client, runtime, clock, wipe) -> None:  # type: ignore[no-untyped-def]
-    from consentgate.services.keys import ROLES, create_key
-
+def test_caps_hold_through_reservations_sends_releases_and_expiry(client, clock, start_over) -> None:  # type: ignore[no-untyped-def]
     keys: dict[str, dict[str, str]] = {}
 
     class Gate(RuleBasedStateMachine):
         def __init__(self) -> None:
             super().__init__()
-            wipe()
-            clock.set(START)
-            for role in ROLES:
-                keys[role] = {"Authorization": "Bearer " + create_key(runtime.store, role, role, START)[1]}
+            keys.update(start_over(START))
             given = client.post("/v1/consents", json={
                 "email": EMAIL, "channel": "email", "purpose": "marketing", "consent_type": "double_opt_in",
                 "captured_at": (START - timedelta(days=60)).isoformat(), "source": "crm"}, headers=keys["writer"])
