@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Column, Index, UniqueConstraint
+from sqlalchemy import Column, Index, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from consentgate.store.types import JSONType, UTCDateTime
@@ -46,6 +46,10 @@ class ApiKey(SQLModel, table=True):
 
 class Identity(SQLModel, table=True):
     __tablename__ = "identity"
+    # Merged-away people only: a batch checks whether any of its 10,000 people was merged by
+    # probing this small index instead of reading each person's row again.
+    __table_args__ = (Index("ix_identity_merged", "id", postgresql_where=text("merged_into_id IS NOT NULL"),
+                            sqlite_where=text("merged_into_id IS NOT NULL")),)
 
     id: int | None = Field(default=None, primary_key=True)
     external_id: str | None = Field(default=None, max_length=200, unique=True)

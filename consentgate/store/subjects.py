@@ -435,9 +435,10 @@ def _national_dnc(rows: list[Any], identity_id: int, target: Any | None,
                             identity_id=identity_id, created_at=row.added_at)]
 
 
-def _merges(driver: Driver, people: Iterable[int]) -> set[tuple[int, int | None]]:
-    """(id, merged_into_id) of the people and of every identity merged into one of them."""
-    return {(row[0], row[1]) for row in driver.rows(compiled(_batch_query, driver.dialect, "merges"),
+def _merges(driver: Driver, people: Iterable[int], shape: str = "merges") -> set[tuple[int, int]]:
+    """(id, merged_into_id) of every identity merged into one of the people (``absorbed``), and
+    (``merges``) of any of the people merged into someone else since they were read."""
+    return {(row[0], row[1]) for row in driver.rows(compiled(_batch_query, driver.dialect, shape),
                                                     {"ids": listed(people, driver.dialect)})}
 
 
@@ -449,9 +450,15 @@ def _batch_query(dialect: str, shape: str) -> Any:
     def among(column: Any, name: str) -> Any:
         return among_named(column, name, dialect)
 
-    if shape == "merges":
-        return select(Identity.id, Identity.merged_into_id).where(
-            or_(among(Identity.id, "ids"), among(Identity.merged_into_id, "ids")))
+    if shape in ("absorbed", "merges"):
+        absorbed = select(Identity.id, Identity.merged_into_id).where(among(Identity.merged_into_id, "ids"))
+        if shape == "absorbed":
+            return absorbed
+        # Two look-ups, each by an index (the second by the small one of merged people only):
+        # with an OR, PostgreSQL would read every person's row to test it.
+        moved = select(Identity.id, Identity.merged_into_id).where(
+            col(Identity.merged_into_id).is_not(None), among(Identity.id, "ids"))
+        return absorbed.union_all(moved)
     if shape == "people":
         return select(*(_t(Identity).c[name] for name in _IDENTITY_COLUMNS)).where(among(Identity.id, "ids"))
     if shape == "contact_points":
@@ -525,7 +532,12 @@ def load_subjects(session: Session, policy: LoadedPolicy, secret: str,
                   wanted: list[tuple[Any | None, Any | None]], at_by_index: list[datetime]
                   ) -> list[Subject]:
     """Subjects for many requests at once: a handful of set-based queries for the whole batch,
-    run on the driver (rows with only the columns the facts need, no per-row type processing)."""
+    run on the driver (rows with only the columns the facts need, no per-row type processing).
+
+    ``wanted``: each request's person (an ``IdentityRow``, whose ``merged_into_id`` says whether
+    they had been merged away when read) and address. A merge that lands while the facts are
+    read raises ``PersonMoved``.
+    """
     people = {i.id: i for i, _ in wanted if i is not None and i.id is not None}
     if not people:
         return [Subject(identity=None, target=contact_point_fact(t) if t else None) for _, t in wanted]
@@ -533,13 +545,14 @@ def load_subjects(session: Session, policy: LoadedPolicy, secret: str,
     driver = Driver.of(session.connection())
     name = driver.dialect
     groups: dict[int, list[int]] = {pid: [pid] for pid in people}
-    merges = _merges(driver, people)
-    moved = next((pid for pid, survivor_id in merges if pid in people and survivor_id is not None), None)
+    moved = next((pid for pid, person in people.items() if person.merged_into_id is not None), None)
     if moved is not None:
         raise PersonMoved(moved)
+    merges = _merges(driver, people, "absorbed")
     for absorbed, survivor_id in merges:
-        if survivor_id in groups and absorbed not in people:
-            groups[survivor_id].append(absorbed)
+        if absorbed in people:
+            raise PersonMoved(absorbed)   # merged since it was read
+        groups[survivor_id].append(absorbed)
     owner = {member: pid for pid, members in groups.items() for member in members}
     all_ids = listed(owner, name)
     cps: dict[int, list[Any]] = {}

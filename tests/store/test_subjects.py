@@ -77,3 +77,22 @@ def test_a_batch_read_for_someone_merged_meanwhile_is_refused(client, keys, runt
                        headers=keys["writer"]).status_code == 200
     with runtime.store.transaction() as session, pytest.raises(PersonMoved):
         load_subjects(session, runtime.policy, runtime.secret_key, [(stale_person, stale_target)], [NOON_ET])
+
+
+def test_a_batch_naming_both_sides_of_a_merge_made_meanwhile_is_refused(  # type: ignore[no-untyped-def]
+        client, keys, runtime) -> None:
+    from sqlmodel import select
+
+    from consentgate.store.models import ContactPoint, Identity
+    from consentgate.store.subjects import load_subjects
+
+    older = _identity(client, keys, {"email": "both@corp.com"})
+    newer = _identity(client, keys, {"phone": "+13055550180"})
+    with runtime.store.transaction() as session:
+        stale = [(session.get(Identity, person), session.exec(
+            select(ContactPoint).where(ContactPoint.identity_id == person)).one()) for person in (older, newer)]
+    assert client.post(f"/v1/identities/{older}/merge", json={"other_identity_id": newer},
+                       headers=keys["writer"]).status_code == 200
+    # The absorbed person's facts now belong to the survivor: read as they were, they would be empty.
+    with runtime.store.transaction() as session, pytest.raises(PersonMoved):
+        load_subjects(session, runtime.policy, runtime.secret_key, stale, [NOON_ET, NOON_ET])
