@@ -36,7 +36,7 @@ from consentgate.services.policies import remember_policy
 from consentgate.services.schemas import AddressIn, Instant, RowId, utc
 from consentgate.store.bulk import binder, insert_with_ids
 from consentgate.store.db import Store
-from consentgate.store.driver import Driver, compiled, dialect
+from consentgate.store.driver import Driver, compiled, dialect, plan_for_any_keys
 from consentgate.store.models import DecisionRecord, Identity, Touch
 from consentgate.store.subjects import (
     IdentityRow,
@@ -290,6 +290,7 @@ def _bulk_facts(session: Session, bulk: list[tuple[int, EligibilityIn, Any]], po
                 ats: list[datetime]) -> tuple[list[tuple[Any, Any]], list[dict[str, Any]], list[Subject]]:
     """Each item's person and address, its own naming of them, and the facts, read in bulk."""
     conn = session.connection()
+    plan_for_any_keys(conn)
     found = find_contact_points(conn, (t for _, _, t in bulk if isinstance(t, Address)))
     people = read_identities(Driver.of(conn), {cp.identity_id for cp in found.values()})
     by_id = read_people(conn, (t for _, _, t in bulk if not isinstance(t, Address)))

@@ -72,8 +72,14 @@ class Driver:
 
     def rows(self, sql: Sql, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         cursor = self.raw.cursor()
+        values = {**sql.bound, **params} if sql.bound else params
         try:
-            cursor.execute(sql.text, {**sql.bound, **params} if sql.bound else params)
+            if self.dialect == "postgresql":
+                # Prepared from the first run (psycopg waits for the fifth): the statements here
+                # are few and fixed, and only a prepared statement can use a generic plan.
+                cursor.execute(sql.text, values, prepare=True)
+            else:
+                cursor.execute(sql.text, values)
             return list(cursor.fetchall())
         finally:
             cursor.close()
@@ -81,6 +87,19 @@ class Driver:
     def first(self, sql: Sql, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
         found = self.rows(sql, params)
         return found[0] if found else None
+
+
+def plan_for_any_keys(conn: Connection) -> None:
+    """Until the connection's transaction ends, have PostgreSQL plan the statements run here once
+    for any values (the gate's own connections always do, see ``store.db``).
+
+    A batch looks thousands of keys up at once. Planned for the actual list, PostgreSQL judges a
+    scan of the whole table cheaper than as many index probes, a cost that grows with the table
+    rather than with the batch (and takes every core with parallel workers); the plan for any
+    values probes the indexes.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SET LOCAL plan_cache_mode = force_generic_plan")
 
 
 class DriverPool:
