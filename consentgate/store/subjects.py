@@ -454,8 +454,8 @@ def _batch_query(dialect: str, shape: str) -> Any:
         absorbed = select(Identity.id, Identity.merged_into_id).where(among(Identity.merged_into_id, "ids"))
         if shape == "absorbed":
             return absorbed
-        # Two look-ups, each by an index (the second by the small one of merged people only):
-        # with an OR, PostgreSQL would read every person's row to test it.
+        # The people themselves are probed in the small index of merged-away identities
+        # (``ix_identity_merged``): reading each of their rows again cost most of the check.
         moved = select(Identity.id, Identity.merged_into_id).where(
             col(Identity.merged_into_id).is_not(None), among(Identity.id, "ids"))
         return absorbed.union_all(moved)
