@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import gc
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -35,6 +36,24 @@ def tune_gc() -> None:
     _gc_tuned = True
     gc.freeze()
     gc.set_threshold(GC_YOUNG_THRESHOLD, 50, 50)
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Hold the cyclic garbage collector off while the block runs (a whole batch request).
+
+    A 10,000-item batch keeps hundreds of thousands of objects alive until it answers, and the
+    collector scanned them again and again as they aged (about a tenth of the batch's time). They
+    are freed by reference counting when the batch ends; what the block leaves in cycles waits for
+    the next collection. Nested or concurrent blocks leave the collector as the outermost found it.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def utc_now() -> datetime:

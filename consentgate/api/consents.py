@@ -7,6 +7,7 @@ from flask import Blueprint, Response, jsonify, request
 from consentgate.api.auth import current_actor, require
 from consentgate.api.context import batch_items, json_body, parse_body, runtime
 from consentgate.api.openapi import documented
+from consentgate.runtime import collector_paused
 from consentgate.services.consents import consent_answer, write_consent, write_consent_batch
 from consentgate.services.idempotency import run_idempotent
 from consentgate.services.schemas import BatchIn, ConsentIn
@@ -37,10 +38,11 @@ def record() -> tuple[Response, int]:
             tags=["consents"], body=BatchIn)
 def batch() -> Response:
     rt = runtime()
-    items = batch_items(BatchIn)
-    results = write_consent_batch(rt.store, items, rt.policy, current_actor(), rt.clock())
-    return jsonify({
-        "results": [{"index": r.index, "status": r.status, **r.body} for r in results],
-        "created": sum(1 for r in results if r.status == 201),
-        "failed": sum(1 for r in results if r.status != 201),
-    })
+    with collector_paused():
+        items = batch_items(BatchIn)
+        results = write_consent_batch(rt.store, items, rt.policy, current_actor(), rt.clock())
+        return jsonify({
+            "results": [{"index": r.index, "status": r.status, **r.body} for r in results],
+            "created": sum(1 for r in results if r.status == 201),
+            "failed": sum(1 for r in results if r.status != 201),
+        })

@@ -9,6 +9,7 @@ from flask import Blueprint, Response, jsonify
 from consentgate.api.auth import current_actor, require
 from consentgate.api.context import batch_items, parse_body, runtime
 from consentgate.api.openapi import documented
+from consentgate.runtime import collector_paused
 from consentgate.services.eligibility import (
     EligibilityIn,
     TouchIn,
@@ -48,11 +49,12 @@ def eligibility() -> Response:
 @documented("Up to 10,000 eligibility questions; answers in input order", tags=["eligibility"], body=BatchIn)
 def eligibility_batch() -> Response:
     rt = runtime()
-    items = batch_items(BatchIn)
-    with rt.store.transaction() as session:
-        answers = decide_batch(session, items, rt.policy, rt.secret_key, current_actor(), rt.clock())
-    _count(answers)
-    return jsonify({"decisions": answers})
+    with collector_paused():
+        items = batch_items(BatchIn)
+        with rt.store.transaction() as session:
+            answers = decide_batch(session, items, rt.policy, rt.secret_key, current_actor(), rt.clock())
+        _count(answers)
+        return jsonify({"decisions": answers})
 
 
 @bp.post("/v1/touches")

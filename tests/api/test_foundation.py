@@ -181,3 +181,31 @@ def test_bad_settings_name_the_variable(tmp_path, setting: str, value: str, vari
     with pytest.raises(ConfigError, match=variable):
         settings = load_settings({setting: value, "secret_file": str(tmp_path / "s")})
         S(settings.database_url)
+
+
+@pytest.mark.parametrize("path", ["/v1/eligibility/batch", "/v1/consents/batch"])
+def test_a_batch_pauses_the_garbage_collector_and_always_restores_it(  # type: ignore[no-untyped-def]
+        client, keys, path, monkeypatch) -> None:
+    import gc
+
+    paused: list[bool] = []
+    disable = gc.disable
+
+    def spy() -> None:
+        disable()
+        paused.append(not gc.isenabled())
+
+    monkeypatch.setattr(gc, "disable", spy)
+    good = client.post(path, json={"items": [{"phone": "+13055550100", "channel": "sms", "purpose": "marketing"}]},
+                       headers=keys["admin"])
+    refused = client.post(path, json={"items": "not a list"}, headers=keys["admin"])
+    assert good.status_code == 200 and refused.status_code == 422
+    assert paused == [True, True]            # off while each batch ran
+    assert gc.isenabled()                    # and on again after both, the refused one too
+
+    disable()
+    try:
+        client.post(path, json={"items": []}, headers=keys["admin"])
+        assert not gc.isenabled()            # left as the caller had it
+    finally:
+        gc.enable()
