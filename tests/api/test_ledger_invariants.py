@@ -1,6 +1,7 @@
 """The gate's first promise end to end, through any sequence of writes: people created and
 deduplicated, consents, revocations (per identity or per account), merges in either direction.
-Whatever happened, an address whose person (or company) said stop is never allowed again."""
+Whatever happened, an address whose person (or company) said stop is never allowed again, by a
+single check or in a batch."""
 
 from __future__ import annotations
 
@@ -73,6 +74,7 @@ def test_a_revoked_person_or_company_is_never_allowed(client, start_over) -> Non
 
         @rule()
         def check(self) -> None:
+            asks, singles, must_deny = [], [], []
             for a in ADDRESSES:
                 person = self.view(a)
                 stopped = set(self.revoked.get(a, set()))
@@ -81,10 +83,18 @@ def test_a_revoked_person_or_company_is_never_allowed(client, start_over) -> Non
                         stopped |= self.revoked.get((cp["kind"], cp["value"]), set())
                     stopped |= self.accounts.get(person["account_domain"] or "", set())
                 for channel in CHANNELS[a[0]]:
-                    ask = {a[0]: a[1], "channel": channel, "purpose": "marketing"}
-                    answer = self.post("/v1/eligibility", ask, "sender").get_json()
-                    if "*" in stopped or channel in stopped:
-                        assert not answer["allowed"], (a, channel, stopped, answer)
+                    asks.append({a[0]: a[1], "channel": channel, "purpose": "marketing"})
+                    singles.append(self.post("/v1/eligibility", asks[-1], "sender").get_json())
+                    must_deny.append("*" in stopped or channel in stopped)
+            # The batch reads everyone's facts by other code: it must answer as the single checks did.
+            batch = self.post("/v1/eligibility/batch", {"items": asks}, "sender").get_json()["decisions"]
+            def seen(answer: dict[str, Any]) -> tuple[bool, int | None, list[str]]:
+                return answer["allowed"], answer["identity_id"], sorted(r["code"] for r in answer["reasons"])
+
+            for ask, single, from_batch, deny in zip(asks, singles, batch, must_deny, strict=True):
+                if deny:
+                    assert not single["allowed"] and not from_batch["allowed"], (ask, single, from_batch)
+                assert seen(from_batch) == seen(single), ask
 
     run_state_machine_as_test(Ledger, settings=settings(max_examples=12, stateful_step_count=15, deadline=None,
                                                          suppress_health_check=list(HealthCheck)))
