@@ -435,7 +435,7 @@ def _national_dnc(rows: list[Any], identity_id: int, target: Any | None,
                             identity_id=identity_id, created_at=row.added_at)]
 
 
-def _merges(driver: Driver, people: Iterable[int], shape: str = "merges") -> set[tuple[int, int]]:
+def _merges(driver: Driver, people: Iterable[int], shape: str) -> set[tuple[int, int]]:
     """(id, merged_into_id) of every identity merged into one of the people (``absorbed``), and
     (``merges``) of any of the people merged into someone else since they were read."""
     return {(row[0], row[1]) for row in driver.rows(compiled(_batch_query, driver.dialect, shape),
@@ -597,7 +597,7 @@ def load_subjects(session: Session, policy: LoadedPolicy, secret: str,
 
     # Read again, the merges must be as they were: PostgreSQL reads each statement afresh, and a
     # merge in between would have moved touches and contact points away from what was read.
-    if _merges(driver, people) != merges:
+    if _merges(driver, people, "merges") != merges:
         raise PersonMoved(next(iter(people)))
     out = []
     for identity, target in wanted:
