@@ -51,8 +51,7 @@ def eligibility_batch() -> Response:
     rt = runtime()
     with collector_paused():
         items = batch_items(BatchIn)
-        with rt.store.transaction() as session:
-            answers = decide_batch(session, items, rt.policy, rt.secret_key, current_actor(), rt.clock())
+        answers = decide_batch(rt.store, items, rt.policy, rt.secret_key, current_actor(), rt.clock())
         _count(answers)
         return jsonify({"decisions": answers})
 

@@ -194,6 +194,78 @@ def test_batch_answers_as_single_checks_do(client, keys) -> None:  # type: ignor
     assert sum(1 for d in batch if d["allowed"]) >= 3
 
 
+def test_a_batch_reserves_in_order_and_its_plain_checks_count_the_slots_taken(  # type: ignore[no-untyped-def]
+        client, keys, rows) -> None:
+    """Reserving items take the locking path, in input order; plain items are decided after them,
+    in the same transaction, so they see the slots the batch itself just took."""
+    consent(client, keys)
+    item = {"phone": PHONE, "channel": "sms", "purpose": "marketing", "program": "reactivation"}
+    items = [{**item, "reserve": True}, {**item, "reserve": True, "channel": "fax"}, item,
+             {**item, "reserve": True}, {**item, "reserve": True}, item]
+    answer = client.post("/v1/eligibility/batch", json={"items": items}, headers=keys["sender"])
+    assert answer.status_code == 200
+    first, bad, plain, second, third, last = answer.get_json()["decisions"]
+    assert first["allowed"] is True and first["reservation_id"] is not None
+    assert bad["status"] == 422 and bad["errors"][0]["field"] == "items[1].channel"
+    assert second["allowed"] is True and second["reservation_id"] not in (None, first["reservation_id"])
+    assert third["allowed"] is False and codes(third) == {"FATIGUE_CAP"} and third["reservation_id"] is None
+    for checked in (plain, last):   # two of two weekly slots reserved: no more
+        assert checked["allowed"] is False and codes(checked) == {"FATIGUE_CAP"}
+    assert sorted(t.id for t in rows(Touch) if t.state == "reserved") == sorted(
+        [first["reservation_id"], second["reservation_id"]])
+    assert len(rows(DecisionRecord)) == 5
+
+
+def test_a_batch_of_plain_checks_holds_up_no_writer(app, client, keys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """While a batch decides, single checks log their decisions and an opt-out is written: the
+    batch reads without the write lock (on SQLite there is one for the whole database). Its answers
+    are those of the moment it read; the opt-out holds from its own write on."""
+    from consentgate.services import eligibility
+
+    consent(client, keys)
+    deciding, go = threading.Event(), threading.Event()
+    real = eligibility.decide
+
+    def paused(*args, **kwargs):  # type: ignore[no-untyped-def]
+        if threading.current_thread() is batch_thread and not go.is_set():
+            deciding.set()
+            go.wait(30)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(eligibility, "decide", paused)
+    answers: dict[str, object] = {}
+
+    def ask_batch() -> None:
+        items = [{"phone": PHONE, "channel": "sms", "purpose": "marketing"}] * 3
+        answers["batch"] = app.test_client().post("/v1/eligibility/batch", json={"items": items},
+                                                  headers=keys["sender"])
+
+    def write_meanwhile() -> None:
+        own = app.test_client()
+        answers["single"] = own.post("/v1/eligibility", json={"phone": PHONE, "channel": "sms",
+                                                              "purpose": "marketing"}, headers=keys["sender"])
+        answers["stop"] = own.post("/v1/revocations", json={"phone": PHONE, "channels": ["sms"]},
+                                   headers=keys["writer"])
+
+    batch_thread = threading.Thread(target=ask_batch)
+    batch_thread.start()
+    try:
+        assert deciding.wait(30)
+        writer = threading.Thread(target=write_meanwhile)
+        writer.start()
+        writer.join(10)
+        assert not writer.is_alive(), "a single check and an opt-out waited for the batch to finish"
+    finally:
+        go.set()
+        batch_thread.join(30)
+    assert answers["single"].status_code == 200 and answers["single"].get_json()["allowed"] is True  # type: ignore[attr-defined]
+    assert answers["stop"].status_code == 201  # type: ignore[attr-defined]
+    batch = answers["batch"].get_json()["decisions"]  # type: ignore[attr-defined]
+    assert [d["allowed"] for d in batch] == [True, True, True]
+    assert len({d["decision_id"] for d in batch} | {answers["single"].get_json()["decision_id"]}) == 4  # type: ignore[attr-defined]
+    assert codes(ask(client, keys)) == {"REVOKED"}
+
+
 def test_merged_people_are_decided_as_one(client, keys) -> None:  # type: ignore[no-untyped-def]
     """An absorbed id resolves to the survivor, and a revocation made before the merge still holds."""
     consent(client, keys)
