@@ -8,7 +8,8 @@ from consentgate.api.auth import current_actor, require
 from consentgate.api.context import batch_items, json_body, parse_body, runtime
 from consentgate.api.openapi import documented
 from consentgate.runtime import collector_paused
-from consentgate.services.consents import consent_answer, write_consent, write_consent_batch
+from consentgate.services.bulk_consents import write_consent_batch
+from consentgate.services.consents import consent_answer, write_consent
 from consentgate.services.idempotency import run_idempotent
 from consentgate.services.schemas import BatchIn, ConsentIn
 

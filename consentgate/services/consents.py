@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import ValidationError
 from sqlmodel import Session
 
 from consentgate.core.policy import LoadedPolicy
@@ -19,13 +17,11 @@ from consentgate.errors import (
     FieldError,
     ValidationFailed,
     problem_fields,
-    pydantic_field_errors,
 )
 from consentgate.services.identities import contact_point_for_channel, resolve_for_write
 from consentgate.services.keys import Actor
 from consentgate.services.schemas import ConsentIn, utc
 from consentgate.store import chain
-from consentgate.store.db import Store
 from consentgate.store.models import ConsentEvent
 
 # Clocks of the systems that capture consent drift; a few minutes ahead is not "the future".
@@ -73,6 +69,12 @@ def _is_web_uri(value: str) -> bool:
 _PLAIN_WEB_URI = re.compile(r"https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:/[!-~]*)?")
 
 
+def wrong_address(prefix: str, kind: str, channel: str) -> ValidationFailed:
+    """The error for a consent whose channel cannot reach the address it names."""
+    return ValidationFailed.field(prefix + kind, f"{channel} consent cannot be on {'an' if kind == 'email' else 'a'} "
+                                  f"{kind} address")
+
+
 def write_consent(session: Session, item: ConsentIn, policy: LoadedPolicy, actor: Actor | None,
                   now: datetime, *, prefix: str = "", inbound_message_id: int | None = None) -> ConsentEvent:
     """Append one consent event in the caller's transaction (validated first, then written)."""
@@ -85,8 +87,7 @@ def write_consent(session: Session, item: ConsentIn, policy: LoadedPolicy, actor
             raise ValidationFailed.field(prefix + "identity_id",
                                          f"identity {identity.id} has no {kind} address for {item.channel}")
     elif cp.kind != policy.channels[item.channel].address:
-        raise ValidationFailed.field(prefix + ("email" if cp.kind == "email" else "phone"),
-                                     f"a {cp.kind} address cannot carry {item.channel} consent")
+        raise wrong_address(prefix, cp.kind, item.channel)
     assert identity.id is not None and cp.id is not None
     event = ConsentEvent(
         identity_id=identity.id, contact_point_id=cp.id, channel=item.channel, purpose=item.purpose,
@@ -115,34 +116,6 @@ class BatchResult:
     body: dict[str, Any]
 
 
-def write_consent_batch(store: Store, items: Sequence[Any], policy: LoadedPolicy, actor: Actor | None,
-                        now: datetime) -> list[BatchResult]:
-    """Validate every item, then write the good ones in one transaction; bad ones fail alone."""
-    results: list[BatchResult | None] = [None] * len(items)
-    good: list[tuple[int, ConsentIn]] = []
-    for index, raw in enumerate(items):
-        prefix = f"items[{index}]."
-        try:
-            if not isinstance(raw, dict):
-                raise ValidationFailed.field(f"items[{index}]", "each item must be an object")
-            item = ConsentIn.model_validate(raw)
-            check_consent(item, policy, now, prefix)
-            good.append((index, item))
-        except ValidationError as exc:
-            results[index] = _failed(index, ValidationFailed(pydantic_field_errors(exc, prefix)))
-        except ConsentgateError as exc:
-            results[index] = _failed(index, exc)
-    with store.transaction() as session:
-        for index, item in good:
-            try:
-                with session.begin_nested():
-                    event = write_consent(session, item, policy, actor, now, prefix=f"items[{index}].")
-                results[index] = BatchResult(index, 201, consent_answer(event))
-            except ConsentgateError as exc:
-                results[index] = _failed(index, exc)
-    return [r for r in results if r is not None]
-
-
-def _failed(index: int, exc: ConsentgateError) -> BatchResult:
+def failed(index: int, exc: ConsentgateError) -> BatchResult:
     body = problem_fields(exc)
     return BatchResult(index, body.pop("status"), body)

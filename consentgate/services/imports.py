@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import IO, Any, cast
+from typing import IO, Any
 
 from pydantic import ValidationError
 from sqlalchemy import text, update
@@ -28,7 +28,15 @@ from sqlmodel import Session, col
 from consentgate.core.addresses import normalise_phone
 from consentgate.core.policy import LoadedPolicy
 from consentgate.errors import ConsentgateError, ValidationFailed, pydantic_field_errors
-from consentgate.services.bulk_consents import Block, BlockPlan, Plan, block_rows, write_plans
+from consentgate.services.bulk_consents import (
+    Block,
+    BlockOutcome,
+    BlockPlan,
+    Plan,
+    block_rows,
+    write_in_order,
+    write_plans,
+)
 from consentgate.services.consents import write_consent
 from consentgate.services.directory import upsert_identity
 from consentgate.services.planning import (
@@ -220,37 +228,27 @@ def _write_block(store: Store, block: Block, header: list[str], planned: BlockPl
     # Plans, and line numbers for rows that go one at a time, in file order.
     items: list[Plan | int] = sorted([*map(Plan._make, planned.plans), *rows_of],
                                      key=lambda item: item if isinstance(item, int) else item.line)
-    def write_one(session: Session, row: dict[str, str]) -> None:
+
+    def write_row(session: Session, row: dict[str, str]) -> None:
         _write_consent_row(session, row, policy, now)
 
-    i = 0
-    while i < len(items):
-        item = items[i]
-        if isinstance(item, int):
-            if item not in rows_of:
-                rows_of.update(block_rows(block, header))
-            one = _run_rows(store, [(item, rows_of[item])], write_one)
-            result.imported += one.imported
-            result.rejected.extend(one.rejected)
-            i += 1
-            continue
-        j = i
-        while j < len(items) and isinstance(items[j], Plan):
-            j += 1
-        run = cast(list[Plan], items[i:j])
+    def write_one(line: int) -> None:
+        if line not in rows_of:
+            rows_of.update(block_rows(block, header))
+        one = _run_rows(store, [(line, rows_of[line])], write_row)
+        result.imported += one.imported
+        result.rejected.extend(one.rejected)
+
+    def write_run(run: list[Plan]) -> BlockOutcome | None:
         try:
             with store.bulk_transaction() as session:
                 outcome = write_plans(session.connection(), run, policy, now)
         except IntegrityError:
-            # Someone wrote one of these addresses meanwhile: settle the run row by row.
-            items[i:j] = [plan.line for plan in run]
-            continue
+            return None
         result.imported += outcome.imported
-        if outcome.stopped_at is None:
-            i = j
-        else:
-            i += outcome.stopped_at
-            items[i] = run[outcome.stopped_at].line   # a merge: the one-row path does it
+        return outcome
+
+    write_in_order(items, write_run, write_one)
 
 
 def _analyse(store: Store) -> None:

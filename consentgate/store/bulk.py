@@ -13,9 +13,11 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
+import psycopg
 from sqlalchemy import JSON, Connection, DateTime, Table, any_, bindparam, func, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import IntegrityError
 
 from consentgate.store.types import UTCDateTime, json_text
 
@@ -116,9 +118,14 @@ def insert_rows(connection: Connection, table: Table, columns: Sequence[str], ro
     names = ", ".join(f'"{name}"' for name in columns)
     if connection.dialect.name == "postgresql":
         raw = connection.connection.driver_connection
-        with raw.cursor() as cursor, cursor.copy(f'COPY "{table.name}" ({names}) FROM STDIN') as copy:
-            for row in rows:
-                copy.write_row(row)
+        statement = f'COPY "{table.name}" ({names}) FROM STDIN'
+        try:
+            with raw.cursor() as cursor, cursor.copy(statement) as copy:
+                for row in rows:
+                    copy.write_row(row)
+        except psycopg.IntegrityError as exc:
+            # As SQLAlchemy raises it for every other statement: callers catch one kind of conflict.
+            raise IntegrityError(statement, None, exc) from exc
     else:
         marks = ", ".join("?" * len(columns))
         connection.exec_driver_sql(f'INSERT INTO "{table.name}" ({names}) VALUES ({marks})', list(rows))

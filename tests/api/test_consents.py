@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 from urllib.parse import urlsplit
 
@@ -10,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from consentgate.services.consents import _is_web_uri
-from consentgate.store.models import ChainEntry, ConsentEvent
+from consentgate.store.models import ChainEntry, ConsentEvent, ContactPoint
 
 
 def consent(clock, **over):  # type: ignore[no-untyped-def]
@@ -91,6 +92,109 @@ def test_batch_bad_items_fail_alone(client, keys, clock, rows) -> None:  # type:
     assert body["results"][1]["errors"][0]["field"] == "items[1].channel"
     assert (body["created"], body["failed"]) == (3, 2)
     assert len(rows(ConsentEvent)) == 3
+
+
+def _batch_world(clock, tag: str, known_phone: str, known_id: int):  # type: ignore[no-untyped-def]
+    """Consent items of every kind a batch may hold, their addresses marked by ``tag`` ("1" or "2")."""
+    n = f"0{tag}7"
+    return [
+        consent(clock, phone=f"(305) 555-{n}1"),                                           # a new person
+        consent(clock, phone=f"+1 305 555 {n}1", purpose="informational", consent_type="express",
+                proof_uri=None, brand=None),                                                  # the same, spelt apart
+        consent(clock, phone=None, email=f"Jane.{tag}@Acme{tag}.com", channel="email",
+                consent_type="double_opt_in", ip=None, user_agent=None),                      # a work email
+        consent(clock, phone=None, email=f"jane.{tag}@acme{tag}.com", channel="email", brand="other",
+                consent_type="double_opt_in"),                                                # the same, case apart
+        consent(clock, phone=None, email=f"jane.{tag}@acme{tag}.com"),                        # sms on an email
+        consent(clock, phone="12"),                                                           # not a number
+        consent(clock, phone=known_phone, captured_at=(clock.now - timedelta(days=2)).isoformat(),
+                expires_at=(clock.now + timedelta(days=300)).isoformat()),                    # someone known
+        consent(clock, phone=None, identity_id=known_id, channel="email", consent_type="double_opt_in"),
+        consent(clock, phone=None, identity_id=999_999),                                      # nobody
+        consent(clock, phone=None, email=f"solo{tag}@gmail.com", channel="email",
+                consent_type="double_opt_in"),                                                # free mail: no company
+        consent(clock, phone=f"305.555.{n}2", brand=None),
+    ]
+
+
+def test_a_batch_writes_what_the_same_items_sent_one_by_one_write(  # type: ignore[no-untyped-def]
+        client, keys, clock, rows) -> None:
+    """Addresses go the bulk way (a few statements for all), identity ids one at a time: the
+    answers, the people, their companies and the consent events must be what single POSTs give."""
+    known = {}
+    for tag in "12":
+        made = client.post("/v1/consents", json=consent(clock, phone=f"+130555509{tag}9"), headers=keys["writer"])
+        both = {"phone": f"+130555509{tag}9", "email": f"known{tag}@corp{tag}.com"}
+        joined = client.post("/v1/identities", json=both, headers=keys["writer"])
+        assert joined.get_json()["identity_id"] == made.get_json()["identity_id"]
+        known[tag] = (f"+130555509{tag}9", made.get_json()["identity_id"])
+    batch = client.post("/v1/consents/batch", json={"items": _batch_world(clock, "1", *known["1"])},
+                        headers=keys["writer"]).get_json()["results"]
+    singles = []
+    for index, item in enumerate(_batch_world(clock, "2", *known["2"])):
+        answer = client.post("/v1/consents", json=item, headers=keys["writer"])
+        body = answer.get_json()
+        if answer.status_code != 201:    # a batch names the item in each field
+            body = {**body, "errors": [{**e, "field": f"items[{index}].{e['field']}"} for e in body.get("errors", [])]}
+        singles.append({"index": index, "status": answer.status_code, **body})
+
+    events = {e.id: e for e in rows(ConsentEvent)}
+
+    def shape(results, tag):  # type: ignore[no-untyped-def]
+        """What a user sees, with ids as first-seen labels and the tag taken out."""
+        people: dict[int, int] = {known[tag][1]: 0}
+        out = []
+        for r in results:
+            if r["status"] != 201:
+                out.append((r["status"], sorted((e["field"], e["message"]) for e in r.get("errors", [])),
+                            None if r.get("errors") else r.get("detail")))
+                continue
+            event = events[r["consent_id"]]
+            person = people.setdefault(r["identity_id"], len(people))
+            assert event.identity_id == r["identity_id"]
+            out.append((201, person, r["recorded_at"], event.channel, event.purpose, event.consent_type,
+                        event.captured_at, event.expires_at, event.source, event.proof_uri, event.proof_sha256,
+                        event.brand, event.consent_text, event.ip, event.user_agent, event.api_key_id,
+                        event.recorded_at, event.inbound_message_id))
+        return out
+
+    assert shape(batch, "1") == shape(singles, "2")
+    assert [r["status"] for r in batch] == [201, 201, 201, 201, 422, 422, 201, 201, 404, 201, 201]
+    for tag, results in (("1", batch), ("2", singles)):
+        views = {r["identity_id"]: client.get(f"/v1/identities/{r['identity_id']}", headers=keys["auditor"]).get_json()
+                 for r in results if r["status"] == 201}
+        work = views[results[2]["identity_id"]]
+        assert work["account_domain"] == f"acme{tag}.com"
+        assert [cp["value"] for cp in work["contact_points"]] == [f"jane.{tag}@acme{tag}.com"]
+        assert views[results[9]["identity_id"]]["account_domain"] is None
+        assert [c["purpose"] for c in views[results[0]["identity_id"]]["consents"]].count("informational") == 1
+    assert client.get("/v1/audit/verify", headers=keys["auditor"]).get_json()["ok"] is True
+
+
+def test_two_batches_racing_to_create_the_same_people_make_each_person_once(  # type: ignore[no-untyped-def]
+        app, keys, clock, rows) -> None:
+    """On PostgreSQL the second batch meets the first one's new addresses only when it inserts
+    them (a unique violation): it writes those items one at a time instead, and loses none."""
+    items = [consent(clock, phone=f"+1305555{3000 + i:04d}") for i in range(300)]
+    barrier = threading.Barrier(2)
+    answers: list[dict] = []  # type: ignore[type-arg]
+
+    def send(order: int) -> None:
+        own = app.test_client()
+        barrier.wait()
+        answer = own.post("/v1/consents/batch", json={"items": items[::order]}, headers=keys["writer"])
+        answers.append(answer.get_json())
+
+    threads = [threading.Thread(target=send, args=(order,)) for order in (1, -1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert [(a["created"], a["failed"]) for a in answers] == [(300, 0), (300, 0)]
+    people = {r["identity_id"] for a in answers for r in a["results"]}
+    assert len(people) == 300
+    assert len(rows(ConsentEvent)) == 600 and len(rows(ContactPoint)) == 300
+    assert app.test_client().get("/v1/audit/verify", headers=keys["auditor"]).get_json()["ok"] is True
 
 
 def test_batch_limit(client, keys, clock) -> None:  # type: ignore[no-untyped-def]
