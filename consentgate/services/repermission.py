@@ -8,11 +8,11 @@ for everything but transactional messages, with a revocation that names the touc
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlmodel import col, select
+from sqlalchemy import bindparam, exists, select
 
 from consentgate.core.policy import LoadedPolicy
-from consentgate.services.identities import identity_group
 from consentgate.services.revocations import write_revocation
 from consentgate.services.schemas import RevocationIn
 from consentgate.store.db import Store
@@ -22,27 +22,47 @@ REASON = "no answer to the re-permission request within the policy's window"
 
 
 def close_repermission_windows(store: Store, policy: LoadedPolicy, now: datetime) -> int:
+    """Suppress the people who did not answer a re-permission request within the policy's window.
+
+    The touches to close are found in one statement: those whose window has ended, that no
+    revocation of this job has closed, and after which the person (or anyone merged into them)
+    gave no consent on the channel. Asked touch by touch, with every request ever sent asked again
+    each hour, the job grew with the square of the history (28 s an hour with 2,000 closed
+    requests on record), all of it holding SQLite's write lock.
+    """
     spec = policy.policy.repermission
+    purposes = [p for p in policy.policy.purposes if p != "transactional"]
     closed = 0
     with store.transaction() as session:
-        touches = session.exec(select(Touch).where(
-            Touch.purpose == spec.purpose, Touch.state == "sent", Touch.at <= now - spec.window)).all()
-        for touch in touches:
-            if session.exec(select(Revocation.id).where(Revocation.attributed_touch_id == touch.id,
-                                                        Revocation.reason == REASON)).first() is not None:
+        due = session.execute(_unanswered(), {"purpose": spec.purpose, "ended": now - spec.window,
+                                              "reason": REASON}).all()
+        for touch_id, identity_id, channel in due:
+            person = session.get(Identity, identity_id)
+            if person is None or person.erased_at is not None:
                 continue
-            ids = identity_group(session, touch.identity_id)
-            answered = session.exec(select(ConsentEvent.id).where(
-                col(ConsentEvent.identity_id).in_(ids), ConsentEvent.channel == touch.channel,
-                ConsentEvent.recorded_at > touch.at, ConsentEvent.consent_type != "uncertain")).first()
-            person = session.get(Identity, touch.identity_id)
-            if answered is not None or person is None or person.erased_at is not None:
-                continue
-            purposes = [p for p in policy.policy.purposes if p != "transactional"]
             revocation = write_revocation(
-                session, RevocationIn(identity_id=touch.identity_id, channels=[touch.channel], purposes=purposes,
+                session, RevocationIn(identity_id=identity_id, channels=[channel], purposes=purposes,
                                       source="manual", reason=REASON), policy, None, now, identity=person)
-            revocation.attributed_touch_id = touch.id
+            revocation.attributed_touch_id = touch_id
             session.add(revocation)
             closed += 1
     return closed
+
+
+def _unanswered() -> Any:
+    touch, revocation = Touch.__table__, Revocation.__table__  # type: ignore[attr-defined]
+    consent, identity = ConsentEvent.__table__, Identity.__table__  # type: ignore[attr-defined]
+    already = select(revocation.c.id).where(revocation.c.attributed_touch_id == touch.c.id,
+                                            revocation.c.reason == bindparam("reason"))
+    an_answer = (consent.c.channel == touch.c.channel, consent.c.recorded_at > touch.c.at,
+                 consent.c.consent_type != "uncertain")
+    # Two look-ups, each down an index: as one "id = x OR merged_into_id = x" PostgreSQL read
+    # the whole identity table for every touch.
+    answered = select(consent.c.id).where(consent.c.identity_id == touch.c.identity_id, *an_answer)
+    answered_merged = (select(consent.c.id).join(identity, identity.c.id == consent.c.identity_id)
+                       .where(identity.c.merged_into_id == touch.c.identity_id, *an_answer))
+    return (select(touch.c.id, touch.c.identity_id, touch.c.channel)
+            .where(touch.c.purpose == bindparam("purpose"), touch.c.state == "sent", touch.c.at <= bindparam("ended"),
+                   ~exists(already.correlate(touch)), ~exists(answered.correlate(touch)),
+                   ~exists(answered_merged.correlate(touch)))
+            .order_by(touch.c.id))

@@ -88,6 +88,9 @@ class ConsentEvent(SQLModel, table=True):
     __table_args__ = (
         Index("ix_consent_event_cp_channel", "contact_point_id", "channel", "purpose"),
         Index("ix_consent_event_recorded", "recorded_at"),
+        # The hourly expiry report reads the consents that have an end, not the whole ledger.
+        Index("ix_consent_event_expires", "expires_at", postgresql_where=text("expires_at IS NOT NULL"),
+              sqlite_where=text("expires_at IS NOT NULL")),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -126,6 +129,10 @@ class IdempotencyRecord(SQLModel, table=True):
 
 class Revocation(SQLModel, table=True):
     __tablename__ = "revocation"
+    # The re-permission job asks, for each of its touches, whether it has closed it already.
+    __table_args__ = (Index("ix_revocation_attributed_touch", "attributed_touch_id",
+                            postgresql_where=text("attributed_touch_id IS NOT NULL"),
+                            sqlite_where=text("attributed_touch_id IS NOT NULL")),)
 
     id: int | None = Field(default=None, primary_key=True)
     identity_id: int | None = Field(default=None, foreign_key="identity.id", index=True)
@@ -227,7 +234,14 @@ class Tombstone(SQLModel, table=True):
 
 class Touch(SQLModel, table=True):
     __tablename__ = "touch"
-    __table_args__ = (Index("ix_touch_identity_at", "identity_id", "at"),)
+    __table_args__ = (
+        Index("ix_touch_identity_at", "identity_id", "at"),
+        # The scheduler's jobs read the touches of one purpose (re-permission requests) and the
+        # reservations still open, a small part of a table that grows with every send.
+        Index("ix_touch_purpose_at", "purpose", "at"),
+        Index("ix_touch_reserved", "expires_at", postgresql_where=text("state = 'reserved'"),
+              sqlite_where=text("state = 'reserved'")),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     identity_id: int = Field(foreign_key="identity.id")

@@ -124,3 +124,51 @@ def test_repermission_non_responders_are_suppressed_when_the_window_closes(clien
     assert allowed("answered@corp.com", "marketing")
     silent = client.get("/v1/identities?email=silent@corp.com", headers=keys["auditor"]).get_json()
     assert len(silent["revocations"]) == 1
+
+
+def test_repermission_answers_count_from_anyone_merged_in_and_only_on_the_channel(  # type: ignore[no-untyped-def]
+        client, keys, runtime, clock) -> None:
+    """Who is closed: no answer, an answer on another channel, an "uncertain" answer. Who is not:
+    an answer given under another identity later merged into the person, or an erased person."""
+    from consentgate.services.repermission import close_repermission_windows
+
+    start = clock.now
+    people = ("quiet", "other-channel", "unsure", "merged", "erased")
+    for name in people:
+        email = f"{name}@corp.com"
+        client.post("/v1/consents", json={"email": email, "channel": "email", "purpose": "repermission",
+                                          "consent_type": "uncertain", "source": "legacy_crm",
+                                          "captured_at": (start - timedelta(days=400)).isoformat()},
+                    headers=keys["writer"])
+        sent = client.post("/v1/touches", json={"email": email, "channel": "email", "purpose": "repermission",
+                                                "sent_at": start.isoformat()}, headers=keys["sender"])
+        assert sent.status_code == 201
+    clock.set(start + timedelta(days=1))
+
+    def answer(body: dict) -> dict:  # type: ignore[type-arg]
+        made = client.post("/v1/consents", json={"purpose": "marketing", "source": "confirm_link",
+                                                 "consent_type": "double_opt_in", "channel": "email",
+                                                 "captured_at": clock.now.isoformat(), **body}, headers=keys["writer"])
+        assert made.status_code == 201, made.get_json()
+        return made.get_json()  # type: ignore[no-any-return]
+
+    answer({"phone": "+13055550111", "channel": "sms", "consent_type": "express_written",
+            "proof_uri": "https://proof.example.com/x"})
+    client.post("/v1/identities", json={"email": "other-channel@corp.com", "phone": "+13055550111"},
+                headers=keys["writer"])
+    answer({"email": "unsure@corp.com", "consent_type": "uncertain"})
+    elsewhere = answer({"email": "merged.alias@corp.com"})["identity_id"]
+    merged = client.get("/v1/identities?email=merged@corp.com", headers=keys["auditor"]).get_json()["identity_id"]
+    assert client.post(f"/v1/identities/{merged}/merge", json={"other_identity_id": elsewhere},
+                       headers=keys["writer"]).status_code == 200
+    erased = client.get("/v1/identities?email=erased@corp.com", headers=keys["auditor"]).get_json()["identity_id"]
+    assert client.delete(f"/v1/identities/{erased}", headers=keys["admin"]).status_code == 200
+    clock.set(start + runtime.policy.policy.repermission.window + timedelta(hours=1))
+    assert close_repermission_windows(runtime.store, runtime.policy, clock.now) == 3
+    assert close_repermission_windows(runtime.store, runtime.policy, clock.now) == 0
+
+    def revoked(name: str) -> bool:
+        view = client.get(f"/v1/identities?email={name}@corp.com", headers=keys["auditor"]).get_json()
+        return bool(view["revocations"])
+
+    assert [name for name in people[:4] if revoked(name)] == ["quiet", "other-channel", "unsure"]
