@@ -74,3 +74,89 @@ def test_replay_names_a_policy_change(client, keys, clock, runtime, monkeypatch)
     assert body["same"] is True and body["policy_version"] == answer["policy_version"]
     today = body["under_current_policy"]
     assert today["policy_changed"] is True and today["same"] is False and today["codes"] == ["NO_CONSENT"]
+
+
+def test_verify_names_each_kind_of_tampering_in_every_ledger_table(client, keys, clock, runtime) -> None:  # type: ignore[no-untyped-def]
+    """A direct UPDATE or DELETE on any ledger table, on an address, or on the chain itself is
+    named at the first row it breaks; putting the value back makes the chain whole again."""
+    from sqlalchemy import text
+
+    clock.set(NOON_ET)
+    w = keys["writer"]
+    made = client.post("/v1/consents/batch", json={"items": [
+        {"phone": PHONE, "channel": "sms", "purpose": "marketing", "consent_type": "express_written",
+         "source": "web_form", "captured_at": (NOON_ET - timedelta(days=2)).isoformat(), "ip": "203.0.113.9",
+         "proof_uri": "https://proof.example.com/x"},
+        {"email": "pat@corp.com", "channel": "email", "purpose": "marketing", "consent_type": "double_opt_in",
+         "source": "crm", "captured_at": (NOON_ET - timedelta(days=2)).isoformat()}]}, headers=w).get_json()
+    first, second = (r["identity_id"] for r in made["results"])
+    client.post("/v1/revocations", json={"phone": PHONE, "channels": ["sms"], "raw_text": "STOP"}, headers=w)
+    client.post("/v1/suppressions", json={"email": "pat@corp.com", "kind": "complaint", "note": "abuse desk"},
+                headers=w)
+    client.post(f"/v1/identities/{first}/merge", json={"other_identity_id": second}, headers=w)
+    client.post("/v1/consents", json={"email": "gone@corp.com", "channel": "email", "purpose": "marketing",
+                                      "consent_type": "double_opt_in", "source": "crm",
+                                      "captured_at": NOON_ET.isoformat()}, headers=w)
+    gone = client.get("/v1/identities?email=gone@corp.com", headers=keys["auditor"]).get_json()["identity_id"]
+    assert client.delete(f"/v1/identities/{gone}", headers=keys["admin"]).status_code == 200
+
+    def verify() -> dict:  # type: ignore[type-arg]
+        return client.get("/v1/audit/verify", headers=keys["auditor"]).get_json()  # type: ignore[no-any-return]
+
+    def sql(statement: str) -> None:
+        with runtime.store.engine.begin() as conn:
+            conn.execute(text(statement))
+
+    whole = verify()
+    assert whole["ok"] is True and whole["first_broken"] is None
+    with runtime.store.engine.connect() as conn:
+        entries = {table: (seq, row_id) for seq, table, row_id in conn.execute(
+            text("SELECT seq, table_name, row_id FROM chain_entry ORDER BY seq DESC"))}
+        assert whole["checked"] == conn.execute(text("SELECT count(*) FROM chain_entry")).scalar_one()
+        [[first_consent, cp]] = conn.execute(text(
+            "SELECT id, contact_point_id FROM consent_event WHERE ip IS NOT NULL")).all()
+        phone = conn.execute(text(f"SELECT value FROM contact_point WHERE id = {cp}")).scalar_one()
+    assert set(entries) == {"consent_event", "revocation", "suppression", "merge_event", "erasure_event"}
+    content = "the row's content no longer matches its hash"
+    personal = "the row's personal values no longer match their digest"
+    cases = [
+        ("consent_event", first_consent, "UPDATE consent_event SET consent_type = 'express' WHERE id = {id}",
+         "UPDATE consent_event SET consent_type = 'express_written' WHERE id = {id}", content),
+        ("consent_event", first_consent, "UPDATE consent_event SET ip = '198.51.100.1' WHERE id = {id}",
+         "UPDATE consent_event SET ip = '203.0.113.9' WHERE id = {id}", personal),
+        ("consent_event", first_consent, f"UPDATE contact_point SET value = '+13055550999' WHERE id = {cp}",
+         f"UPDATE contact_point SET value = '{phone}' WHERE id = {cp}", personal),
+        ("revocation", None, "UPDATE revocation SET raw_text = 'START' WHERE id = {id}",
+         "UPDATE revocation SET raw_text = 'STOP' WHERE id = {id}", personal),
+        ("revocation", None, "UPDATE revocation SET channels = '[\"voice\"]' WHERE id = {id}",
+         "UPDATE revocation SET channels = '[\"sms\"]' WHERE id = {id}", content),
+        ("suppression", None, "UPDATE suppression SET kind = 'bounce' WHERE id = {id}",
+         "UPDATE suppression SET kind = 'complaint' WHERE id = {id}", content),
+        ("merge_event", None, f"UPDATE merge_event SET absorbed_id = {first} WHERE id = {{id}}",
+         f"UPDATE merge_event SET absorbed_id = {second} WHERE id = {{id}}", content),
+        ("erasure_event", None, "UPDATE erasure_event SET law = 'none' WHERE id = {id}", None, content),
+    ]
+    for table, row_id, tamper, undo, problem in cases:
+        row_id = row_id or entries[table][1]
+        before = None
+        if undo is None:   # no known value to put back: read it first
+            with runtime.store.engine.connect() as conn:
+                before = conn.execute(text(f"SELECT law FROM erasure_event WHERE id = {row_id}")).scalar_one()
+            undo = f"UPDATE erasure_event SET law = '{before}' WHERE id = {{id}}"
+        sql(tamper.format(id=row_id))
+        broken = verify()
+        assert broken["ok"] is False, tamper
+        assert (broken["first_broken"]["table"], broken["first_broken"]["row_id"],
+                broken["first_broken"]["problem"]) == (table, row_id, problem), tamper
+        sql(undo.format(id=row_id))
+        assert verify() == whole, undo
+    seq = entries["suppression"][0]
+    sql(f"UPDATE chain_entry SET prev_hash = 'x' WHERE seq = {seq}")
+    assert verify()["first_broken"]["problem"] == "the link does not follow the previous entry"
+    with runtime.store.engine.connect() as conn:
+        prev = conn.execute(text(f"SELECT entry_hash FROM chain_entry WHERE seq = {seq - 1}")).scalar_one()
+    sql(f"UPDATE chain_entry SET prev_hash = '{prev}' WHERE seq = {seq}")
+    assert verify() == whole
+    sql(f"DELETE FROM suppression WHERE id = {entries['suppression'][1]}")
+    gone_row = verify()["first_broken"]
+    assert (gone_row["seq"], gone_row["problem"]) == (seq, "the ledger row is missing")
