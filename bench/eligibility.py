@@ -79,6 +79,12 @@ def seed(url: str, people: int, workdir: Path) -> str:
                  "program": "reactivation", "state": "sent", "at": now - timedelta(days=2), "created_at": now}
                 for i in ids if i % 3 == 0])
     if rt.store.dialect == "postgresql":
+        # Rows were given their ids here: the sequences must start after them, or the first
+        # reservation or new person the server writes collides with a seeded id.
+        with rt.store.transaction() as session:
+            for table in ("identity", "contact_point", "consent_event", "revocation", "touch"):
+                session.connection().exec_driver_sql(
+                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
         # A production database is vacuumed and has planner statistics (autovacuum); a freshly
         # bulk-loaded one has neither, and autovacuum would catch up in the middle of the run.
         with rt.store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:

@@ -9,6 +9,7 @@ gets it; on SQLite ``BEGIN IMMEDIATE`` serialises writers already.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from functools import lru_cache
 from typing import Any, TypeVar
@@ -19,7 +20,7 @@ from sqlmodel import Session, col, update
 
 from consentgate.core.addresses import Address
 from consentgate.core.eligibility import decide
-from consentgate.core.facts import Decision, EligibilityRequest, Subject
+from consentgate.core.facts import Decision, EligibilityRequest, Subject, TouchFact
 from consentgate.core.policy import LoadedPolicy
 from consentgate.core.timefmt import iso_z
 from consentgate.errors import (
@@ -34,7 +35,7 @@ from consentgate.services.identities import find_contact_points, normalise_ref, 
 from consentgate.services.keys import Actor
 from consentgate.services.policies import remember_policy
 from consentgate.services.schemas import AddressIn, Instant, RowId, utc
-from consentgate.store.bulk import binder, insert_with_ids
+from consentgate.store.bulk import binder, draw_ids, insert_rows, insert_with_ids
 from consentgate.store.db import Store
 from consentgate.store.driver import Driver, compiled, dialect, plan_for_any_keys
 from consentgate.store.models import DecisionRecord, Identity, Touch
@@ -44,6 +45,7 @@ from consentgate.store.subjects import (
     PersonMoved,
     load_subject,
     load_subjects,
+    lock_people,
     read_identities,
     read_people,
     read_person,
@@ -263,19 +265,8 @@ def decide_batch(store: Store, items: Sequence[Any], policy: LoadedPolicy, secre
             out[index] = _problem(index, exc)
     if any(item.reserve for _, item, _ in bulk):
         with store.transaction() as session:
-            plain = []
-            for index, item, target in bulk:
-                if not item.reserve:
-                    plain.append((index, item, target))
-                    continue
-                try:
-                    with session.begin_nested():
-                        record, decision = decide_one(session, item, policy, secret, actor, now, f"items[{index}].")
-                    out[index] = decision_answer(record.model_dump(), decision)
-                except ConsentgateError as exc:
-                    out[index] = _problem(index, exc)
-            decided = _decide_bulk(session, plain, policy, secret, actor, now)
-            _log_bulk(session.connection(), decided, policy, now, out)
+            decided, reserved = _decide_reserving(session, bulk, policy, secret, actor, now)
+            _log_bulk(session.connection(), decided, policy, now, out, reserved)
     elif bulk:
         with store.transaction(write=False) as session:
             decided = _decide_bulk(session, bulk, policy, secret, actor, now)
@@ -302,13 +293,84 @@ def _decide_bulk(session: Session, bulk: list[tuple[int, EligibilityIn, Any]], p
     return decided
 
 
+def _decide_reserving(session: Session, bulk: list[tuple[int, EligibilityIn, Any]], policy: LoadedPolicy,
+                      secret: str, actor: Actor | None, now: datetime) -> tuple[Decided, dict[int, dict[str, Any]]]:
+    """``_decide_bulk`` for a batch that reserves: the batch's people are locked (as a single
+    reservation locks its person) and read again under the lock, and the items are decided in
+    input order, each seeing the slots reserved by the items before it. Returns the decisions
+    and, by item index, the reserved touches to write."""
+    ats = [utc(item.at) or now for _, item, _ in bulk]
+    driver = Driver.of(session.connection())
+    locked: set[int] = set()
+    for _ in range(_READS):
+        wanted, named, subjects = _until_unmoved(lambda: _bulk_facts(session, bulk, policy, secret, ats))
+        people = {identity.id for identity, _ in wanted if identity is not None}
+        if driver.dialect == "sqlite" or people <= locked:
+            break
+        # Read before the lock, a reservation committed meanwhile would be missed: lock, read again
+        # (and again if a merge meanwhile named someone not yet locked).
+        lock_people(driver, people - locked)
+        locked |= people
+    else:
+        raise PersonMoved(next(iter(people - locked)))
+    ttl = policy.policy.reservations.ttl
+    own: dict[int, list[TouchFact]] = {}
+    by_account: dict[str, list[TouchFact]] = {}
+    decided: Decided = []
+    reserved: dict[int, dict[str, Any]] = {}
+    for (index, item, _), (identity, target), subject, at, request_named in zip(bulk, wanted, subjects, ats, named,
+                                                                                strict=True):
+        if identity is not None and (identity.id in own or identity.account_domain in by_account):
+            subject = replace(subject, touches=subject.touches + tuple(own.get(identity.id, ())),
+                              account_touches=subject.account_touches
+                              + tuple(by_account.get(identity.account_domain or "", ())))
+        decision = decide(subject, _request(item, at), policy)
+        decided.append((index, _record_row(item, identity, request_named, at, decision, policy, actor, now), decision))
+        if not (item.reserve and decision.allowed and identity is not None):
+            continue
+        touch = {"identity_id": identity.id, "contact_point_id": target.id if target else None,
+                 "account_domain": identity.account_domain, "channel": item.channel, "purpose": item.purpose,
+                 "program": item.program, "segment": item.segment, "campaign": item.campaign, "brand": item.brand,
+                 "state": "reserved", "at": at, "reserved_at": now, "expires_at": now + ttl,
+                 "api_key_id": actor.key_id if actor else None, "created_at": now}
+        reserved[index] = touch
+        fact = TouchFact(id=-len(reserved), identity_id=identity.id, channel=item.channel, purpose=item.purpose,
+                         at=at, state="reserved", contact_point_id=touch["contact_point_id"], program=item.program,
+                         segment=item.segment, campaign=item.campaign, brand=item.brand, expires_at=now + ttl)
+        own.setdefault(identity.id, []).append(fact)
+        if identity.account_domain:
+            by_account.setdefault(identity.account_domain, []).append(fact)
+    return decided, reserved
+
+
+_TOUCH_COLUMNS = ("identity_id", "contact_point_id", "account_domain", "channel", "purpose", "program", "segment",
+                  "campaign", "brand", "state", "at", "reserved_at", "expires_at", "decision_id", "api_key_id",
+                  "created_at")
+
+
 def _log_bulk(conn: Connection, decided: Decided, policy: LoadedPolicy, now: datetime,
-              out: list[dict[str, Any] | None]) -> None:
-    """Log the decisions in one statement and put their answers in place."""
+              out: list[dict[str, Any] | None], reserved: Mapping[int, dict[str, Any]] | None = None) -> None:
+    """Log the decisions in one statement (and the reservations they made in another) and put
+    their answers in place."""
     if not decided:
         return
     remember_policy(conn, policy, now)
+    touch_ids: dict[int, int] = {}
+    if reserved:
+        table = Touch.__table__  # type: ignore[attr-defined]
+        touch_ids = dict(zip(reserved, draw_ids(conn, table, len(reserved)), strict=True))
+        for index, row, _ in decided:
+            if index in touch_ids:
+                row["reservation_id"] = touch_ids[index]
     ids = log_decisions(conn, [row for _, row, _ in decided])
+    if reserved:
+        decision_of = {index: decision_id for (index, _, _), decision_id in zip(decided, ids, strict=True)}
+        converters = [binder(conn.dialect, table, name) for name in ("id", *_TOUCH_COLUMNS)]
+        rows = [tuple(convert(value) if convert else value for convert, value in zip(
+            converters, (touch_ids[index], *(decision_of[index] if name == "decision_id" else touch[name]
+                                             for name in _TOUCH_COLUMNS)), strict=True))
+                for index, touch in reserved.items()]
+        insert_rows(conn, table, ("id", *_TOUCH_COLUMNS), rows)
     for (index, row, decision), decision_id in zip(decided, ids, strict=True):
         out[index] = decision_answer({**row, "id": decision_id}, decision)
 

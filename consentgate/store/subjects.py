@@ -319,6 +319,19 @@ def _lock_query(dialect: str) -> Any:
     return select(Identity.id).where(Identity.id == bindparam("id")).with_for_update()
 
 
+def _lock_many_query(dialect: str) -> Any:
+    # In id order: two batches locking overlapping people take the locks in the same order.
+    return (select(Identity.id).where(among_named(Identity.id, "ids", dialect)).order_by(Identity.id)
+            .with_for_update())
+
+
+def lock_people(driver: Driver, ids: Iterable[int]) -> None:
+    """Lock many people's identity rows until the transaction ends, as a reservation locks one
+    (PostgreSQL ``FOR UPDATE``; SQLite writers are serialised already)."""
+    if driver.dialect == "postgresql":
+        driver.rows(compiled(_lock_many_query, driver.dialect), {"ids": listed(sorted(ids), driver.dialect)})
+
+
 class PersonMoved(Unavailable):
     """The person was merged while being read: read again (a rare race, never a wrong answer)."""
 

@@ -194,10 +194,10 @@ def test_batch_answers_as_single_checks_do(client, keys) -> None:  # type: ignor
     assert sum(1 for d in batch if d["allowed"]) >= 3
 
 
-def test_a_batch_reserves_in_order_and_its_plain_checks_count_the_slots_taken(  # type: ignore[no-untyped-def]
+def test_a_batch_decides_in_input_order_each_item_seeing_the_slots_reserved_before_it(  # type: ignore[no-untyped-def]
         client, keys, rows) -> None:
-    """Reserving items take the locking path, in input order; plain items are decided after them,
-    in the same transaction, so they see the slots the batch itself just took."""
+    """As if the items were asked one by one, in order: a reservation counts at once for the
+    items after it, plain checks included, and never for the items before it."""
     consent(client, keys)
     item = {"phone": PHONE, "channel": "sms", "purpose": "marketing", "program": "reactivation"}
     items = [{**item, "reserve": True}, {**item, "reserve": True, "channel": "fax"}, item,
@@ -207,13 +207,25 @@ def test_a_batch_reserves_in_order_and_its_plain_checks_count_the_slots_taken(  
     first, bad, plain, second, third, last = answer.get_json()["decisions"]
     assert first["allowed"] is True and first["reservation_id"] is not None
     assert bad["status"] == 422 and bad["errors"][0]["field"] == "items[1].channel"
+    assert plain["allowed"] is True and plain["reservation_id"] is None      # one of two weekly slots taken
     assert second["allowed"] is True and second["reservation_id"] not in (None, first["reservation_id"])
-    assert third["allowed"] is False and codes(third) == {"FATIGUE_CAP"} and third["reservation_id"] is None
-    for checked in (plain, last):   # two of two weekly slots reserved: no more
-        assert checked["allowed"] is False and codes(checked) == {"FATIGUE_CAP"}
-    assert sorted(t.id for t in rows(Touch) if t.state == "reserved") == sorted(
-        [first["reservation_id"], second["reservation_id"]])
-    assert len(rows(DecisionRecord)) == 5
+    for refused in (third, last):                                            # both taken: no more
+        assert refused["allowed"] is False and codes(refused) == {"FATIGUE_CAP"}
+        assert refused["reservation_id"] is None and refused["next_allowed_at"] is not None
+    touches = {t.id: t for t in rows(Touch)}
+    assert sorted(touches) == sorted([first["reservation_id"], second["reservation_id"]])
+    decisions = {d.id: d for d in rows(DecisionRecord)}
+    assert len(decisions) == 5
+    for answer_ in (first, second):
+        touch = touches[answer_["reservation_id"]]
+        assert (touch.state, touch.decision_id, touch.program) == ("reserved", answer_["decision_id"], "reactivation")
+        assert decisions[answer_["decision_id"]].reservation_id == touch.id
+        assert touch.expires_at is not None and touch.api_key_id is not None
+    # The reservations are real: confirmed, one becomes a send; released, the other frees its slot.
+    assert client.post("/v1/touches", json={"reservation_id": first["reservation_id"]},
+                       headers=keys["sender"]).status_code == 201
+    assert client.delete(f"/v1/reservations/{second['reservation_id']}", headers=keys["sender"]).status_code == 204
+    assert ask(client, keys, program="reactivation")["allowed"] is True
 
 
 def test_a_batch_of_plain_checks_holds_up_no_writer(app, client, keys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
