@@ -206,7 +206,13 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def live_server(runtime: Runtime, tmp_path: Path) -> Iterator[str]:
+def live_policy() -> Path:
+    """The policy file the live server runs with (a test module may override this fixture)."""
+    return ROOT / "policies" / "default.yaml"
+
+
+@pytest.fixture
+def live_server(runtime: Runtime, tmp_path: Path, live_policy: Path) -> Iterator[str]:
     """consentgate served by gunicorn (4 sync worker processes) on the test store."""
     import subprocess
     import sys
@@ -221,7 +227,7 @@ def live_server(runtime: Runtime, tmp_path: Path) -> Iterator[str]:
            "CONSENTGATE_WEBHOOK_SECRET": "generic-webhook-secret",
            "CONSENTGATE_TELNYX_PUBLIC_KEY": TELNYX_PUBLIC_KEY,
            "CONSENTGATE_PUBLIC_URL": f"http://127.0.0.1:{port}",
-           "CONSENTGATE_POLICY": str(ROOT / "policies" / "default.yaml"),
+           "CONSENTGATE_POLICY": str(live_policy),
            "CONSENTGATE_LOG_LEVEL": "ERROR"}
     log = (tmp_path / "server.log").open("wb")
     process = subprocess.Popen([sys.executable, "-m", "consentgate", "serve", "--port", str(port), "--workers", "4"],

@@ -43,8 +43,10 @@ from consentgate.store.subjects import (
     IdentityRow,
     Person,
     PersonMoved,
+    counts_accounts,
     load_subject,
     load_subjects,
+    lock_accounts,
     lock_people,
     read_identities,
     read_people,
@@ -301,18 +303,23 @@ def _decide_reserving(session: Session, bulk: list[tuple[int, EligibilityIn, Any
     and, by item index, the reserved touches to write."""
     ats = [utc(item.at) or now for _, item, _ in bulk]
     driver = Driver.of(session.connection())
+    per_account = counts_accounts(policy)
     locked: set[int] = set()
+    locked_accounts: set[str] = set()
     for _ in range(_READS):
         wanted, named, subjects = _until_unmoved(lambda: _bulk_facts(session, bulk, policy, secret, ats))
         people = {identity.id for identity, _ in wanted if identity is not None}
-        if driver.dialect == "sqlite" or people <= locked:
+        accounts = {identity.account_domain for identity, _ in wanted
+                    if per_account and identity is not None and identity.account_domain}
+        if driver.dialect == "sqlite" or (people <= locked and accounts <= locked_accounts):
             break
         # Read before the lock, a reservation committed meanwhile would be missed: lock, read again
         # (and again if a merge meanwhile named someone not yet locked).
         lock_people(driver, people - locked)
-        locked |= people
+        lock_accounts(driver, accounts - locked_accounts)
+        locked, locked_accounts = locked | people, locked_accounts | accounts
     else:
-        raise PersonMoved(next(iter(people - locked)))
+        raise PersonMoved(next(iter(people - locked), 0))
     ttl = policy.policy.reservations.ttl
     own: dict[int, list[TouchFact]] = {}
     by_account: dict[str, list[TouchFact]] = {}

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import JSON, Connection, bindparam, func, literal_column, or_
+from sqlalchemy import JSON, Connection, bindparam, func, literal_column, or_, text
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
@@ -88,7 +88,7 @@ _FACT_COLUMNS: dict[Any, tuple[str, ...]] = {
                  "source", "account_domain", "contact_point_id", "lifted_at"),
     Suppression: ("id", "kind", "contact_point_id", "identity_id", "created_at", "since", "lifted_at"),
     Touch: ("id", "identity_id", "channel", "purpose", "at", "state", "contact_point_id", "program", "segment",
-            "campaign", "brand", "expires_at", "sent_at", "reserved_at"),
+            "campaign", "brand", "expires_at", "sent_at", "reserved_at", "account_domain"),
     Tombstone: ("id", "address_hash", "reason_kind", "channels", "purposes", "brands", "received_at", "erased_at"),
     DncNumber: ("phone", "added_at", "removed_at"),
 }
@@ -325,6 +325,32 @@ def _lock_many_query(dialect: str) -> Any:
             .with_for_update())
 
 
+# The first key of the advisory locks taken per account (the chain's lock uses the one-key form).
+_ACCOUNT_LOCKS = 0x636701
+
+
+def counts_accounts(policy: LoadedPolicy) -> bool:
+    """Whether some fatigue cap counts the touches of everyone at an account."""
+    return any(cap.per == "account" for cap in policy.policy.fatigue_caps)
+
+
+def lock_accounts(driver: Driver, domains: Iterable[str]) -> None:
+    """Serialise reservations per account until the transaction ends (PostgreSQL advisory locks;
+    SQLite writers are serialised already). A person's row lock orders the reservations of one
+    person; an account cap counts the touches of everyone at the company, so reservations for
+    two colleagues must not both take its last slot."""
+    if driver.dialect == "postgresql" and (wanted := sorted(set(domains))):
+        # Sorted in a subquery, so the locks are taken in that order: no two reservations wait
+        # on each other in a circle.
+        driver.rows(compiled(_lock_accounts_query, driver.dialect),
+                    {"ns": _ACCOUNT_LOCKS, "domains": listed(wanted, driver.dialect)})
+
+
+def _lock_accounts_query(dialect: str) -> Any:
+    return text("SELECT count(pg_advisory_xact_lock(CAST(:ns AS integer), hashtext(d))) FROM "
+                "(SELECT d FROM unnest(CAST(:domains AS text[])) AS d ORDER BY d) AS ordered")
+
+
 def lock_people(driver: Driver, ids: Iterable[int]) -> None:
     """Lock many people's identity rows until the transaction ends, as a reservation locks one
     (PostgreSQL ``FOR UPDATE``; SQLite writers are serialised already)."""
@@ -362,6 +388,8 @@ def load_subject(driver: Driver, policy: LoadedPolicy, secret: str, *, identity:
     name = driver.dialect
     if lock and name == "postgresql":
         driver.rows(compiled(_lock_query, name), {"id": identity.id})
+        if identity.account_domain and counts_accounts(policy):
+            lock_accounts(driver, [identity.account_domain])
         person = None   # read again under the lock: a merge may have finished meanwhile
     cutoff = as_of
     domain = identity.account_domain

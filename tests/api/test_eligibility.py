@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 
 from consentgate.store.models import DecisionRecord, PolicyVersion, Touch
 
+ROOT = Path(__file__).resolve().parents[2]
 NOON_ET = datetime(2026, 11, 25, 17, 0, tzinfo=UTC)      # Wednesday 12:00 in Miami
 PHONE = "+13055550190"                                      # a Miami (FL) number
 
@@ -276,6 +278,37 @@ def test_a_batch_of_plain_checks_holds_up_no_writer(app, client, keys, monkeypat
     assert [d["allowed"] for d in batch] == [True, True, True]
     assert len({d["decision_id"] for d in batch} | {answers["single"].get_json()["decision_id"]}) == 4  # type: ignore[attr-defined]
     assert codes(ask(client, keys)) == {"REVOKED"}
+
+
+def test_an_account_cap_counts_colleagues_alike_in_batches_and_single_checks(  # type: ignore[no-untyped-def]
+        client, keys, runtime, monkeypatch) -> None:
+    """With a cap counted per company, a colleague's touches count: a batch (which reads every
+    company's touches at once) answers as the single checks do, and its reservations count for
+    the colleagues after them."""
+    import yaml
+
+    from consentgate.core.policy import parse_policy
+
+    text = (ROOT / "policies" / "default.yaml").read_text()
+    policy = yaml.safe_load(text)
+    policy["fatigue_caps"].append({"name": "account_weekly", "programs": ["reactivation"], "max": 2, "window": "7d",
+                                   "per": "account"})
+    monkeypatch.setattr(runtime, "policy", parse_policy(yaml.safe_dump(policy)))
+    staff = [f"staff{i}@acme-caps.com" for i in range(3)]
+    for email in [*staff, "solo@other-caps.com"]:
+        client.post("/v1/identities", json={"email": email}, headers=keys["writer"])
+    item = {"channel": "email", "purpose": "marketing", "program": "reactivation"}
+    client.post("/v1/touches", json={"email": staff[0], **item}, headers=keys["sender"])   # one of the two
+    asked = [{"email": e, **item} for e in [*staff, "solo@other-caps.com"]]
+    batch = client.post("/v1/eligibility/batch", json={"items": asked}, headers=keys["sender"]).get_json()["decisions"]
+    singles = [ask(client, keys, phone=None, **one) for one in asked]
+    assert [(d["allowed"], codes(d)) for d in batch] == [(d["allowed"], codes(d)) for d in singles]
+    assert all(d["allowed"] for d in batch)
+    reserving = [{**one, "reserve": True} for one in asked]
+    made = client.post("/v1/eligibility/batch", json={"items": reserving}, headers=keys["sender"]).get_json()
+    assert [d["allowed"] for d in made["decisions"]] == [True, False, False, True]
+    assert codes(made["decisions"][1]) == {"FATIGUE_CAP"}
+    assert made["decisions"][1]["reasons"][0]["per"] == "account"
 
 
 def test_merged_people_are_decided_as_one(client, keys) -> None:  # type: ignore[no-untyped-def]
