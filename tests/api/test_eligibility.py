@@ -285,15 +285,7 @@ def test_an_account_cap_counts_colleagues_alike_in_batches_and_single_checks(  #
     """With a cap counted per company, a colleague's touches count: a batch (which reads every
     company's touches at once) answers as the single checks do, and its reservations count for
     the colleagues after them."""
-    import yaml
-
-    from consentgate.core.policy import parse_policy
-
-    text = (ROOT / "policies" / "default.yaml").read_text()
-    policy = yaml.safe_load(text)
-    policy["fatigue_caps"].append({"name": "account_weekly", "programs": ["reactivation"], "max": 2, "window": "7d",
-                                   "per": "account"})
-    monkeypatch.setattr(runtime, "policy", parse_policy(yaml.safe_dump(policy)))
+    with_account_cap(runtime, monkeypatch)
     staff = [f"staff{i}@acme-caps.com" for i in range(3)]
     for email in [*staff, "solo@other-caps.com"]:
         client.post("/v1/identities", json={"email": email}, headers=keys["writer"])
@@ -350,13 +342,29 @@ def test_metrics_count_decisions_by_outcome_and_reason(client, keys) -> None:  #
     assert 'consentgate_decision_reasons_total{code="UNKNOWN_IDENTITY"} 3.0' in text
 
 
-@pytest.mark.parametrize("seed", [3, 8])
-def test_batch_and_single_checks_agree_on_a_random_world(client, keys, clock, seed) -> None:  # type: ignore[no-untyped-def]
+def with_account_cap(runtime, monkeypatch, most: int = 2) -> None:  # type: ignore[no-untyped-def]
+    """Serve the default policy plus a reactivation cap counted per company."""
+    import yaml
+
+    from consentgate.core.policy import parse_policy
+
+    policy = yaml.safe_load((ROOT / "policies" / "default.yaml").read_text())
+    policy["fatigue_caps"].append({"name": "account_weekly", "programs": ["reactivation"], "max": most,
+                                   "window": "7d", "per": "account"})
+    monkeypatch.setattr(runtime, "policy", parse_policy(yaml.safe_dump(policy)))
+
+
+@pytest.mark.parametrize("seed, account_cap", [(3, False), (8, False), (5, True)])
+def test_batch_and_single_checks_agree_on_a_random_world(  # type: ignore[no-untyped-def]
+        client, keys, clock, runtime, monkeypatch, seed, account_cap) -> None:
     """Single checks and the batch load their facts by different code (one person at a time, or a
     few set-based queries for everyone): on a random world of consents, revocations (identity and
-    account), suppressions, touches, merges and erasures, they must answer alike."""
+    account), suppressions, touches, merges and erasures, they must answer alike (also under a
+    cap counted per company)."""
     import random
 
+    if account_cap:
+        with_account_cap(runtime, monkeypatch)
     pick = random.Random(seed)
     phones = [f"+1{area}555{n:04d}" for area in ("305", "907", "212", "405", "808", "251") for n in range(100, 106)]
     emails = [f"p{i}@corp{i % 3}.com" for i in range(12)] + [f"q{i}@gmail.com" for i in range(4)]
@@ -425,6 +433,8 @@ def test_batch_and_single_checks_agree_on_a_random_world(client, keys, clock, se
             == (single["allowed"], codes(single), single["next_allowed_at"], single["identity_id"]), question
         allowed += single["allowed"]
     assert 0 < allowed < len(questions)
+    if account_cap:   # the world is dense enough that some company's cap is reached
+        assert any(r.get("per") == "account" for d in batch for r in d["reasons"])
 
 
 def test_a_dropped_database_connection_fails_closed_then_recovers(client, keys, store, db_kind) -> None:  # type: ignore[no-untyped-def]
