@@ -385,13 +385,13 @@ def test_batch_and_single_checks_agree_on_a_random_world(  # type: ignore[no-unt
                     "purpose": pick.choice(["marketing", "informational", "repermission"]), "consent_type": kind,
                     "captured_at": pick.choice(past).isoformat(), "source": pick.choice(["web_form", "sms_keyword"]),
                     "proof_uri": "https://proof.example.com/x" if kind == "express_written" or pick.random() < 0.3
-                    else None}
+                    else None, "brand": pick.choice([None, None, "acme", "zest"])}
             if pick.random() < 0.1:
                 body["expires_at"] = (NOON_ET - timedelta(hours=2)).isoformat()
             client.post("/v1/consents", json=body, headers=writer)
         elif roll < 0.45:
             body = {**where, "channels": pick.choice([["*"], ["sms"], ["voice", "email"], ["email"]]),
-                    "purposes": pick.choice([["*"], ["marketing"]]),
+                    "purposes": pick.choice([["*"], ["marketing"]]), "brands": pick.choice([["*"], ["*"], ["acme"]]),
                     "received_at": pick.choice(past).isoformat()}
             if "email" in where and pick.random() < 0.3:
                 body["scope"] = "account"
@@ -408,20 +408,30 @@ def test_batch_and_single_checks_agree_on_a_random_world(  # type: ignore[no-unt
                 "program": pick.choice([None, "reactivation"]), "segment": pick.choice([None, "no_show", "stalled"]),
                 "sent_at": pick.choice(past[:5]).isoformat()}, headers=keys["sender"])
         elif roll < 0.93:
+            attributes = pick.choice([None, {"state": "RI"}, {"timezone": "America/Los_Angeles"},
+                                      {"timezone": "Pacific/Honolulu", "state": "FL"}])
             client.post("/v1/identities", json={"email": pick.choice(emails), "phone": pick.choice(phones),
-                                                **({"attributes": {"state": "RI"}} if pick.random() < 0.2 else {})},
+                                                **({"attributes": attributes} if attributes else {})},
                         headers=writer)
         else:
             found = client.get("/v1/identities", query_string=where, headers=writer)
             if found.status_code == 200 and pick.random() < 0.5:
                 client.delete(f"/v1/identities/{found.get_json()['identity_id']}", headers=admin)
 
+    # Some numbers are on the National DNC Registry (loaded as the registry file is).
+    import io
+
+    from consentgate.services.imports import import_dnc
+
+    listed = [p for p in phones if pick.random() < 0.25]
+    import_dnc(runtime.store, runtime.policy, io.StringIO("".join(p[2:] + "\n" for p in listed)), NOON_ET,
+               NOON_ET.date())
     questions = []
     for _ in range(120):
         where = address()
         questions.append({**where, "channel": channel_for(where),
                           "purpose": pick.choice(["marketing", "informational", "transactional", "repermission"]),
-                          "program": pick.choice([None, "reactivation"]),
+                          "program": pick.choice([None, "reactivation"]), "brand": pick.choice([None, "acme", "zest"]),
                           "segment": pick.choice([None, "no_show", "stalled"]),
                           "at": (NOON_ET + timedelta(hours=pick.choice([0, 9, 14]))).isoformat()})
     batch = client.post("/v1/eligibility/batch", json={"items": questions},
@@ -435,6 +445,8 @@ def test_batch_and_single_checks_agree_on_a_random_world(  # type: ignore[no-unt
     assert 0 < allowed < len(questions)
     if account_cap:   # the world is dense enough that some company's cap is reached
         assert any(r.get("per") == "account" for d in batch for r in d["reasons"])
+    if listed:
+        assert any(r.get("kind") == "dnc_national" for d in batch for r in d["reasons"])
 
 
 def test_a_dropped_database_connection_fails_closed_then_recovers(client, keys, store, db_kind) -> None:  # type: ignore[no-untyped-def]
