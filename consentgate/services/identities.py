@@ -20,6 +20,7 @@ from sqlmodel import Session, select
 from consentgate.core.addresses import Address, company_domain_of, normalise_email, normalise_phone
 from consentgate.core.policy import LoadedPolicy
 from consentgate.errors import NotFound, ValidationFailed
+from consentgate.store.bulk import bind, insert_with_ids
 from consentgate.store.driver import Driver
 from consentgate.store.models import ContactPoint, Identity
 from consentgate.store.subjects import group_ids, read_contact_points
@@ -162,3 +163,25 @@ def find_contact_points(conn: Connection, addresses: Iterable[Address]) -> dict[
     driver = Driver.of(conn)
     return {Address(kind, cp.value or ""): cp for kind, values in by_kind.items()
             for cp in read_contact_points(driver, kind, values)}
+
+
+def ensure_addresses(conn: Connection, addresses: Iterable[Address], policy: LoadedPolicy,
+                     now: datetime) -> dict[Address, tuple[int, int]]:
+    """(contact point id, identity id) of many addresses, each new one given a new person, in
+    bulk: what ``ensure_contact_point`` does one address at a time (people are created in the
+    order their addresses come, a work email's domain as their company). The unique index on
+    addresses still decides a race: a concurrent writer of one of them raises IntegrityError."""
+    wanted = list(dict.fromkeys(addresses))
+    found = {address: (cp.id, cp.identity_id) for address, cp in find_contact_points(conn, wanted).items()}
+    new = [address for address in wanted if address not in found]
+    if not new:
+        return found
+    identity, contact_point = Identity.__table__, ContactPoint.__table__  # type: ignore[attr-defined]
+    stamp = bind(conn.dialect, identity, "created_at")(now)
+    people = insert_with_ids(conn, identity, ("created_at", "updated_at", "account_domain", "is_test"),
+                             [(stamp, stamp, _account_of(address, policy), False) for address in new])
+    stamp = bind(conn.dialect, contact_point, "created_at")(now)
+    cps = insert_with_ids(conn, contact_point, ("identity_id", "kind", "value", "status", "created_at"),
+                          [(person, *address, "active", stamp) for person, address in zip(people, new, strict=True)])
+    found.update({address: (cp, person) for address, cp, person in zip(new, cps, people, strict=True)})
+    return found

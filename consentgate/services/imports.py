@@ -25,7 +25,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
-from consentgate.core.addresses import normalise_phone
+from consentgate.core.addresses import Address, normalise_phone
 from consentgate.core.policy import LoadedPolicy
 from consentgate.errors import ConsentgateError, ValidationFailed, pydantic_field_errors
 from consentgate.services.bulk_consents import (
@@ -39,6 +39,7 @@ from consentgate.services.bulk_consents import (
 )
 from consentgate.services.consents import write_consent
 from consentgate.services.directory import upsert_identity
+from consentgate.services.identities import normalise_ref
 from consentgate.services.planning import (
     PlanningFailed,
     UnreadableLine,
@@ -46,7 +47,7 @@ from consentgate.services.planning import (
     planned_blocks,
     read_blocks,
 )
-from consentgate.services.revocations import write_suppression
+from consentgate.services.revocations import check_suppression_address, write_suppression, write_suppressions
 from consentgate.services.schemas import Attributes, ConsentIn, IdentityIn, SuppressionIn
 from consentgate.store.db import Store
 from consentgate.store.models import DncNumber
@@ -289,7 +290,55 @@ def import_suppressions(store: Store, policy: LoadedPolicy, stream: IO[str], now
         item = SuppressionIn.model_validate(_cells(row, SUPPRESSION_COLUMNS))
         write_suppression(session, item, policy, None, now, source="import")
 
-    return _run(store, reader, write, dry_run)
+    if dry_run:
+        return _run(store, reader, write, dry_run)
+    result = ImportResult()
+    analysed_at = 0
+    for chunk in _chunks(reader, BULK_CHUNK):
+        if store.dialect == "postgresql" and result.imported >= max(2 * analysed_at, BULK_CHUNK):
+            _analyse(store)
+            analysed_at = result.imported
+        _suppression_chunk(store, chunk, policy, now, write, result)
+    result.rejected.sort(key=lambda r: r.line)
+    return result
+
+
+def _suppression_chunk(store: Store, chunk: list[tuple[int, dict[str, str]]], policy: LoadedPolicy, now: datetime,
+                       write: Callable[[Session, dict[str, str]], None], result: ImportResult) -> None:
+    """A chunk of suppression rows: each checked as ``write_suppression`` checks it, the good ones
+    written together (``write_suppressions``); one at a time only if someone wrote one of their
+    addresses meanwhile. Written one at a time, 10,000 rows took about 50 s."""
+    good: list[tuple[int, dict[str, str], SuppressionIn, Address]] = []
+    for line, row in chunk:
+        result.read += 1
+        try:
+            item = SuppressionIn.model_validate(_cells(row, SUPPRESSION_COLUMNS))
+            target = normalise_ref(item.ref(), policy)
+            assert isinstance(target, Address)   # the file has no identity_id column
+            check_suppression_address(item.kind, target.kind)
+            good.append((line, row, item, target))
+        except ValidationError as exc:
+            result.rejected.extend(Rejected(line, e.field, e.message, row) for e in pydantic_field_errors(exc))
+        except ValidationFailed as exc:
+            result.rejected.extend(Rejected(line, e.field, e.message, row) for e in exc.errors)
+        except ConsentgateError as exc:
+            result.rejected.append(Rejected(line, "", exc.detail, row))
+    if not good:
+        return
+    try:
+        with store.bulk_transaction() as session:
+            write_suppressions(session.connection(), [(item, target) for _, _, item, target in good], policy, now,
+                               source="import")
+        result.imported += len(good)
+    except IntegrityError:
+        result.read -= len(good)
+        _add(result, _run_rows(store, [(line, row) for line, row, _, _ in good], write))
+
+
+def _add(result: ImportResult, partial: ImportResult) -> None:
+    result.read += partial.read
+    result.imported += partial.imported
+    result.rejected.extend(partial.rejected)
 
 
 @dataclass

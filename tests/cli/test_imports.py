@@ -343,3 +343,68 @@ def test_a_proof_uri_that_cannot_be_split_is_rejected_by_line(env, rows) -> None
     assert "line 2: proof_uri:" in result.stderr
     assert "2 rows read, 1 imported, 1 rejected" in result.stdout
     assert len(rows(ConsentEvent)) == 1
+
+
+def test_a_suppression_file_writes_what_the_same_rows_sent_one_by_one_write(  # type: ignore[no-untyped-def]
+        runtime, client, keys, rows) -> None:
+    """The import writes its good rows together; the API writes one at a time: the same rows must
+    give the same people, address statuses, suppressions and errors, and a chain that verifies."""
+    import io
+
+    from consentgate.services.imports import import_suppressions
+    from consentgate.store.models import ContactPoint
+
+    def rows_for(t: str) -> list[tuple[str, str, str, str, str]]:
+        return [
+            (f"x{t}@corp{t}.com", "", "bounce", "", "hard bounce"),
+            (f"X{t}@Corp{t}.com", "", "complaint", "", ""),                  # the same mailbox
+            ("", f"+130555501{t}1", "reassigned", "2026-01-01T00:00:00Z", ""),
+            ("", f"(305) 555-01{t}2", "reassigned", "", "no date: from now"),
+            ("", f"+130555501{t}3", "bounce", "", ""),                      # a bounce needs an email
+            (f"y{t}@gmail.com", "", "dnc_national", "", ""),                  # the registry lists numbers
+            ("", "12", "bounce", "", ""),
+            (f"z{t}@corp{t}.com", f"+130555501{t}4", "legal_hold", "", ""),   # one address per row
+            ("", f"305.555.01{t}1", "dnc_national", "", "listed"),            # someone from above
+            (f"known{t}@corp{t}.com", "", "litigator", "", "on a list"),      # someone already known
+            ("", f"+130555501{t}5", "gone", "", ""),
+        ]
+
+    known = {t: client.post("/v1/identities", json={"email": f"known{t}@corp{t}.com"},
+                            headers=keys["writer"]).get_json()["identity_id"] for t in "12"}
+    text = "email,phone,kind,since,note\n" + "".join(",".join(r) + "\n" for r in rows_for("1"))
+    result = import_suppressions(runtime.store, runtime.policy, io.StringIO(text), runtime.clock())
+    from_file: list[object] = [None] * len(rows_for("1"))
+    for rejected in result.rejected:
+        from_file[rejected.line - 2] = from_file[rejected.line - 2] or []
+        from_file[rejected.line - 2].append((rejected.field, rejected.message))  # type: ignore[union-attr]
+    one_by_one: list[object] = []
+    for email, phone, kind, since, note in rows_for("2"):
+        body = {k: v for k, v in (("email", email), ("phone", phone), ("kind", kind), ("since", since),
+                                  ("note", note)) if v}
+        answer = client.post("/v1/suppressions", json=body, headers=keys["writer"])
+        one_by_one.append(None if answer.status_code == 201 else
+                          [(e["field"], e["message"]) for e in answer.get_json()["errors"]])
+    assert from_file == one_by_one
+    assert (result.read, result.imported) == (11, 6)
+
+    written = sorted(rows(Suppression), key=lambda s: s.id)
+    addresses = {cp.id: cp for cp in rows(ContactPoint)}
+
+    def shape(source: str) -> list[tuple[object, ...]]:
+        """The suppressions one way wrote, people as first-seen labels, with their address's status."""
+        people: dict[int, str] = {known["1"]: "known", known["2"]: "known"}
+        out = []
+        for s in written:
+            if s.source == source:
+                cp = addresses[s.contact_point_id]
+                out.append((people.setdefault(s.identity_id, f"person{len(people)}"), cp.kind, cp.status, s.kind,
+                            s.since, s.note))
+        return out
+
+    assert shape("import") == shape("api")
+    assert [row[2] for row in shape("import")] == ["complained", "complained", "reassigned", "reassigned",
+                                                    "reassigned", "active"]
+    views = {t: client.get(f"/v1/identities?email=x{t}@corp{t}.com", headers=keys["auditor"]).get_json()
+             for t in "12"}
+    assert views["1"]["account_domain"] == "corp1.com" and views["2"]["account_domain"] == "corp2.com"
+    assert client.get("/v1/audit/verify", headers=keys["auditor"]).get_json()["ok"] is True
