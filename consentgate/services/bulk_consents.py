@@ -28,6 +28,7 @@ from consentgate.core.addresses import Address, company_domain_of, normalise_ema
 from consentgate.core.policy import LoadedPolicy
 from consentgate.core.timefmt import iso_z
 from consentgate.errors import ConsentgateError, FieldError, ValidationFailed, pydantic_field_errors
+from consentgate.services.batches import check_items
 from consentgate.services.consents import (
     BatchResult,
     check_consent,
@@ -305,30 +306,24 @@ def write_consent_batch(store: Store, items: Sequence[Any], policy: LoadedPolicy
     (``write_consent``), in their place. Written one at a time, 10,000 items took 20-60 s, all
     of it holding SQLite's write lock (every check waiting to log its decision waited as long).
     """
-    results: list[BatchResult | None] = [None] * len(items)
     planning = planning_for(policy, now, store.engine.dialect)
     api_key_id = actor.key_id if actor else None
-    checked: dict[int, ConsentIn] = {}
-    queue: list[Plan | int] = []
-    for index, raw in enumerate(items):
-        prefix = f"items[{index}]."
-        try:
-            if not isinstance(raw, dict):
-                raise ValidationFailed.field(f"items[{index}]", "each item must be an object")
-            item = ConsentIn.model_validate(raw)
-            check_consent(item, policy, now, prefix)
-            target = normalise_ref(item.ref(), policy, prefix)
-            checked[index] = item
-            if isinstance(target, Address):
-                if target.kind != policy.channels[item.channel].address:
-                    raise wrong_address(prefix, target.kind, item.channel)
-                queue.append(plan_consent(index, item, target, (target,), planning, api_key_id))
-            else:
-                queue.append(index)
-        except ValidationError as exc:
-            results[index] = failed(index, ValidationFailed(pydantic_field_errors(exc, prefix)))
-        except ConsentgateError as exc:
-            results[index] = failed(index, exc)
+
+    def check_one(index: int, prefix: str, item: ConsentIn) -> tuple[ConsentIn, Plan | int]:
+        check_consent(item, policy, now, prefix)
+        target = normalise_ref(item.ref(), policy, prefix)
+        if not isinstance(target, Address):
+            return item, index
+        if target.kind != policy.channels[item.channel].address:
+            raise wrong_address(prefix, target.kind, item.channel)
+        return item, plan_consent(index, item, target, (target,), planning, api_key_id)
+
+    good, bad = check_items(items, ConsentIn, check_one)
+    results: list[BatchResult | None] = [None] * len(items)
+    for index, exc in bad.items():
+        results[index] = failed(index, exc)
+    checked = {index: item for index, (item, _) in good}
+    queue = [planned for _, (_, planned) in good]
 
     with store.transaction() as session:
         def write_run(run: list[Plan]) -> BlockOutcome | None:

@@ -14,7 +14,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any, TypeVar
 
-from pydantic import Field, ValidationError
+from pydantic import Field
 from sqlalchemy import Connection, bindparam, insert
 from sqlmodel import Session, col, update
 
@@ -29,8 +29,8 @@ from consentgate.errors import (
     NotFound,
     ValidationFailed,
     problem_fields,
-    pydantic_field_errors,
 )
+from consentgate.services.batches import check_items
 from consentgate.services.identities import find_contact_points, normalise_ref, resolve_for_write
 from consentgate.services.keys import Actor
 from consentgate.services.policies import remember_policy
@@ -247,24 +247,19 @@ def decide_batch(store: Store, items: Sequence[Any], policy: LoadedPolicy, secre
     write lock, and a batch that read under it (about a second for 10,000 items) held up every
     other writer for as long, single checks logging their decisions and opt-outs alike.
     """
+    def check_one(index: int, prefix: str, item: EligibilityIn) -> tuple[EligibilityIn, Any]:
+        _check_channel(item, policy, prefix)
+        target = normalise_ref(item.ref(), policy, prefix)
+        kind = policy.channels[item.channel].address
+        if isinstance(target, Address) and target.kind != kind:
+            raise ValidationFailed.field(prefix + target.kind, f"{item.channel} goes to a {kind} address")
+        return item, target
+
+    good, bad = check_items(items, EligibilityIn, check_one)
     out: list[dict[str, Any] | None] = [None] * len(items)
-    bulk: list[tuple[int, EligibilityIn, Any]] = []
-    for index, raw in enumerate(items):
-        prefix = f"items[{index}]."
-        try:
-            if not isinstance(raw, dict):
-                raise ValidationFailed.field(f"items[{index}]", "each item must be an object")
-            item = EligibilityIn.model_validate(raw)
-            _check_channel(item, policy, prefix)
-            target = normalise_ref(item.ref(), policy, prefix)
-            kind = policy.channels[item.channel].address
-            if isinstance(target, Address) and target.kind != kind:
-                raise ValidationFailed.field(prefix + target.kind, f"{item.channel} goes to a {kind} address")
-            bulk.append((index, item, target))
-        except ValidationError as exc:
-            out[index] = _problem(index, ValidationFailed(pydantic_field_errors(exc, prefix)))
-        except ConsentgateError as exc:
-            out[index] = _problem(index, exc)
+    for index, exc in bad.items():
+        out[index] = _problem(index, exc)
+    bulk = [(index, item, target) for index, (item, target) in good]
     if any(item.reserve for _, item, _ in bulk):
         with store.transaction() as session:
             decided, reserved = _decide_reserving(session, bulk, policy, secret, actor, now)
