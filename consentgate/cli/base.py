@@ -139,13 +139,14 @@ def audit() -> None:
 
 
 @audit.command("verify")
-def audit_verify() -> None:
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="processes checking ranges of the chain at once (default: one per core)")
+def audit_verify(workers: int | None) -> None:
     """Recompute the ledger's hash chain; exit 1 at the first broken link."""
-    from consentgate.store.chain import verify
+    from consentgate.services.verification import verify_chain
 
     rt = open_runtime()
-    with rt.store.transaction(write=False) as session:
-        result = verify(session)
+    result = verify_chain(rt.store, workers)
     click.echo(json.dumps({"ok": result.ok, "checked": result.checked,
                            "first_broken": result.first_broken}))
     if not result.ok:

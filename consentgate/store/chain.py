@@ -22,7 +22,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, func, text
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, SQLModel, select
 
@@ -214,10 +214,11 @@ class VerifyResult:
     first_broken: dict[str, Any] | None
 
 
-def verify(session: Session, batch: int = 2000) -> VerifyResult:
-    """Recompute the whole chain and name the first broken link."""
-    prev, checked = GENESIS, 0
-    for entries in _batches(session, batch):
+def verify(session: Session, batch: int = 2000, *, after: int = 0, until: int | None = None) -> VerifyResult:
+    """Recompute the whole chain and name the first broken link; or only the entries with
+    ``after < seq <= until``, linked from the entry before them (their own range vouches for it)."""
+    prev, checked = _hash_up_to(session, after), 0
+    for entries in _batches(session, batch, after, until):
         rows = _load_rows(session, entries)
         addresses = _load_addresses(session, rows.values())
         for entry in entries:
@@ -249,13 +250,29 @@ def _problem(entry: Any, row: dict[str, Any] | None, prev: str, addresses: dict[
     return None
 
 
-def _batches(session: Session, batch: int) -> Iterator[list[Any]]:
+def _hash_up_to(session: Session, seq: int) -> str:
+    """The entry hash the chain had reached at ``seq`` (the last entry at or before it)."""
+    table = ChainEntry.__table__  # type: ignore[attr-defined]
+    found = session.execute(sa_select(table.c.entry_hash).where(table.c.seq <= seq)
+                            .order_by(table.c.seq.desc()).limit(1)).scalar() if seq else None
+    return found or GENESIS
+
+
+def last_seq(session: Session) -> int:
+    table = ChainEntry.__table__  # type: ignore[attr-defined]
+    return int(session.execute(sa_select(func.coalesce(func.max(table.c.seq), 0))).scalar_one())
+
+
+def _batches(session: Session, batch: int, after: int, until: int | None) -> Iterator[list[Any]]:
     # Plain rows, not ORM objects: building and instrumenting an object per row was most of the
     # time of a whole-ledger check.
     table = ChainEntry.__table__  # type: ignore[attr-defined]
-    last = 0
+    last = after
     while True:
-        entries = list(session.execute(sa_select(table).where(table.c.seq > last).order_by(table.c.seq).limit(batch)))
+        query = sa_select(table).where(table.c.seq > last)
+        if until is not None:
+            query = query.where(table.c.seq <= until)
+        entries = list(session.execute(query.order_by(table.c.seq).limit(batch)))
         if not entries:
             return
         yield entries

@@ -135,6 +135,16 @@ def _create(url: str) -> Engine:
                          json_serializer=json_text, json_deserializer=json_value)
 
 
+def forget_inherited() -> None:
+    """In a forked child: let go of the parent's engines and driver connections without closing
+    them (closing would end the parent's sessions on the sockets both share); the child opens its own."""
+    with _lock:
+        for engine in _engines.values():
+            engine.dispose(close=False)
+        _engines.clear()
+        _drivers.clear()
+
+
 def dispose_all() -> None:
     """Close every pooled connection (tests, and after a fork)."""
     with _lock:

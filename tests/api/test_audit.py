@@ -160,3 +160,49 @@ def test_verify_names_each_kind_of_tampering_in_every_ledger_table(client, keys,
     sql(f"DELETE FROM suppression WHERE id = {entries['suppression'][1]}")
     gone_row = verify()["first_broken"]
     assert (gone_row["seq"], gone_row["problem"]) == (seq, "the ledger row is missing")
+
+
+def test_verifying_in_ranges_with_several_processes_finds_what_one_pass_finds(  # type: ignore[no-untyped-def]
+        client, keys, clock, runtime) -> None:
+    """``consentgate audit verify`` splits the chain among worker processes: whatever was broken,
+    and wherever (inside a range, at its first or last entry), it reports what one pass reports."""
+    from sqlalchemy import text
+
+    from consentgate.services.verification import verify_chain
+    from consentgate.store.chain import verify
+
+    clock.set(NOON_ET)
+    items = [{"phone": f"+1305555{1000 + i:04d}", "channel": "sms", "purpose": "marketing",
+              "consent_type": "express_written", "source": "web_form", "ip": "203.0.113.9",
+              "captured_at": (NOON_ET - timedelta(days=2)).isoformat(), "proof_uri": "https://proof.example.com/x"}
+             for i in range(60)]
+    assert client.post("/v1/consents/batch", json={"items": items}, headers=keys["writer"]).status_code == 200
+
+    def both() -> tuple[object, object]:
+        with runtime.store.transaction(write=False) as session:
+            one_pass = verify(session)
+        return verify_chain(runtime.store, workers=3, min_per_worker=1), one_pass
+
+    def sql(statement: str) -> None:
+        with runtime.store.engine.begin() as conn:
+            conn.execute(text(statement))
+
+    in_ranges, one_pass = both()
+    assert in_ranges == one_pass and one_pass.ok and one_pass.checked == 60  # type: ignore[attr-defined]
+    # The ranges are (0, 20], (20, 40], (40, 60]: break things inside one and at its edges.
+    for seq in (30, 20, 21, 60, 1):
+        with runtime.store.engine.connect() as conn:
+            row_id, kind = conn.execute(text(f"SELECT row_id, consent_type FROM chain_entry JOIN consent_event "
+                                             f"ON consent_event.id = row_id WHERE seq = {seq}")).one()
+        sql(f"UPDATE consent_event SET consent_type = 'express' WHERE id = {row_id}")
+        in_ranges, one_pass = both()
+        assert in_ranges == one_pass and not one_pass.ok, seq  # type: ignore[attr-defined]
+        assert one_pass.first_broken["seq"] == seq  # type: ignore[attr-defined]
+        sql(f"UPDATE consent_event SET consent_type = '{kind}' WHERE id = {row_id}")
+    sql("UPDATE chain_entry SET entry_hash = 'x' WHERE seq = 20")       # the last entry of a range
+    in_ranges, one_pass = both()
+    assert in_ranges == one_pass and one_pass.first_broken["seq"] == 20  # type: ignore[attr-defined]
+    sql("DELETE FROM chain_entry WHERE seq IN (19, 20)")                # gone, at a range's edge
+    in_ranges, one_pass = both()
+    assert in_ranges == one_pass and one_pass.first_broken["seq"] == 21  # type: ignore[attr-defined]
+    assert one_pass.first_broken["problem"] == "the link does not follow the previous entry"  # type: ignore[attr-defined]
