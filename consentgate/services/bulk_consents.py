@@ -20,11 +20,17 @@ from datetime import datetime
 from typing import Any, NamedTuple, cast
 
 from pydantic import ValidationError
-from sqlalchemy import Connection, bindparam, update
+from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError
 
-from consentgate.core.addresses import Address, company_domain_of, normalise_email, normalise_phone
+from consentgate.core.addresses import (
+    Address,
+    company_domain_of,
+    normalise_domain,
+    normalise_email,
+    normalise_phone,
+)
 from consentgate.core.policy import LoadedPolicy
 from consentgate.core.timefmt import iso_z
 from consentgate.errors import ConsentgateError, FieldError, ValidationFailed, pydantic_field_errors
@@ -39,9 +45,9 @@ from consentgate.services.consents import (
 )
 from consentgate.services.identities import find_contact_points, normalise_ref
 from consentgate.services.keys import Actor
-from consentgate.services.schemas import ConsentIn, utc
+from consentgate.services.schemas import Attributes, ConsentIn, IdentityIn, utc
 from consentgate.store import chain
-from consentgate.store.bulk import bind, insert_with_ids
+from consentgate.store.bulk import among, bind, insert_with_ids
 from consentgate.store.db import Store
 from consentgate.store.models import ConsentEvent, ContactPoint, Identity
 
@@ -71,6 +77,9 @@ class Plan(NamedTuple):
     pii_salt: str
     pii_digest: str
     content: str                      # chain.content_template of the event, its ids left open
+    # What the row says of the person (identity columns): external id, time zone, state,
+    # country, name, company domain; None when it says nothing.
+    person: tuple[str | None, ...] | None = None
 
 
 @dataclass
@@ -142,9 +151,20 @@ def plan_block(block: Block, header: list[str], policy: LoadedPolicy, now: datet
 def plan_row(line: int, row: dict[str, str], planning: _Planning) -> Plan | None:
     """Validate and normalise one row; None when it needs the one-row path."""
     policy, now = planning.policy, planning.now
-    if any(row.get(c) for c in IDENTITY_ONLY) or row.get("identity_id"):
+    if row.get("identity_id"):
         return None
     consent = {k: v for k, v in row.items() if v and k not in IDENTITY_ONLY}
+    # What the row says of the person is checked first, as POST /v1/identities would check it.
+    cells = {c: row[c].strip() for c in IDENTITY_ONLY if row.get(c) and row[c].strip()}
+    email, phone = (consent.get("email") or "").strip() or None, (consent.get("phone") or "").strip() or None
+    if cells and email is None and phone is None:
+        return None    # a person named by external id alone: the one-row path
+    attributes = None
+    if cells:
+        given = {k: cells[k] for k in ("timezone", "state", "country", "name") if k in cells}
+        attributes = Attributes(**given) if given else None
+        IdentityIn(email=email, phone=phone, external_id=cells.get("external_id"),
+                   company_domain=cells.get("company_domain"), attributes=attributes)
     spec = policy.policy.identity
     addresses = []
     if consent.get("email"):
@@ -152,6 +172,11 @@ def plan_row(line: int, row: dict[str, str], planning: _Planning) -> Plan | None
                                                           casefold_local=spec.casefold_email_local_part)))
     if consent.get("phone"):
         addresses.append(Address("phone", normalise_phone(consent["phone"], default_region=spec.default_region)))
+    person = None
+    if cells:
+        domain = normalise_domain(cells["company_domain"]) if "company_domain" in cells else None
+        person = (cells.get("external_id"), *(getattr(attributes, k) if attributes else None
+                                              for k in _PERSON_ATTRIBUTES), domain)
     channel = policy.channels.get(consent.get("channel", ""))
     if channel is not None and len(addresses) == 2:
         consent.pop("phone" if channel.address == "email" else "email")
@@ -161,7 +186,10 @@ def plan_row(line: int, row: dict[str, str], planning: _Planning) -> Plan | None
     target = next((a for a in addresses if a.kind == kind), None)
     if target is None:
         raise ValidationFailed.field(kind, f"a {item.channel} consent needs a {kind} address")
-    return plan_consent(line, item, target, tuple(addresses), planning)
+    return plan_consent(line, item, target, tuple(addresses), planning)._replace(person=person)
+
+
+_PERSON_ATTRIBUTES = ("timezone", "state", "country", "name")
 
 
 def plan_consent(line: int, item: ConsentIn, target: Address, addresses: tuple[Address, ...], planning: _Planning,
@@ -206,23 +234,39 @@ def write_plans(connection: Connection, plans: Iterable[Plan], policy: LoadedPol
 
     # Who each row is: an existing identity id, or a new person ("new", n) shared by rows naming the same address.
     owner: dict[Address, tuple[str, int]] = {a: ("old", known[a][1]) for a in wanted if a in known}
+    # External ids are keys to a person too: one already in the store names an existing person.
+    taken = _existing_external_ids(connection, {p.person[0] for p in plans if p.person and p.person[0]})
+    claimed: dict[str, tuple[str, int]] = {}
+    traits: dict[int, dict[str, Any]] = {}      # what rows said of each new person, the last word kept
     new_people = 0
     kept: list[Plan] = []
     stopped_at = None
     for index, plan in enumerate(plans):
-        if len(plan.addresses) == 1:
-            found = owner.get(plan.addresses[0])
-        else:
-            owners = {owner[a] for a in plan.addresses if a in owner}
-            if len(owners) > 1:
-                stopped_at = index    # two people: a merge, which the rows after it must see done
-                break
-            found = owners.pop() if owners else None
+        external_id = plan.person[0] if plan.person else None
+        owners = {owner[a] for a in plan.addresses if a in owner}
+        if external_id is not None and external_id in claimed:
+            owners.add(claimed[external_id])
+        if len(owners) > 1 or external_id in taken:
+            stopped_at = index    # two people (a merge), or someone known by their external id: the one-row path
+            break
+        found = owners.pop() if owners else None
+        if plan.person is not None and found is not None and found[0] == "old":
+            stopped_at = index    # what a row says of a known person is applied by the one-row path
+            break
         if found is None:
             found = ("new", new_people)
             new_people += 1
         for address in plan.addresses:
             owner[address] = found
+        if plan.person is not None:
+            said = traits.setdefault(found[1], {})
+            if external_id is not None and "external_id" not in said:   # a person's first external id stays
+                said["external_id"] = external_id
+                claimed[external_id] = found
+            said.update({name: value for name, value in zip(_PERSON_ATTRIBUTES, plan.person[1:5], strict=True)
+                         if value is not None})
+            if plan.person[5] is not None:
+                said["company"] = plan.person[5]
         kept.append(plan)
 
     # A person's company is the domain of the first work email they are seen with, as when the
@@ -239,8 +283,12 @@ def write_plans(connection: Connection, plans: Iterable[Plan], policy: LoadedPol
     new_ids: list[int] = []
     if new_people:
         stamp = bind(connection.dialect, _IDENTITY, "created_at")(now)
-        new_ids = insert_with_ids(connection, _IDENTITY, ("created_at", "updated_at", "account_domain", "is_test"),
-                                  [(stamp, stamp, accounts.get(("new", i)), False) for i in range(new_people)])
+        said_of = [traits.get(i, {}) for i in range(new_people)]
+        new_ids = insert_with_ids(connection, _IDENTITY, ("created_at", "updated_at", "account_domain", "is_test",
+                                                          "external_id", *_PERSON_ATTRIBUTES),
+                                  [(stamp, stamp, said.get("company") or accounts.get(("new", i)), False,
+                                    said.get("external_id"), *(said.get(name) for name in _PERSON_ATTRIBUTES))
+                                   for i, said in enumerate(said_of)])
 
     def identity_of(address: Address) -> int:
         state, number = owner[address]
@@ -266,6 +314,31 @@ def write_plans(connection: Connection, plans: Iterable[Plan], policy: LoadedPol
         hashed.append((event_id, chain.hash_filled("consent_event", plan.content, (cp_id, event_id, identity_id))))
     chain.append_hashes(connection, "consent_event", hashed, now)
     return BlockOutcome(len(kept), stopped_at, [(event_id, row[0]) for row, event_id in zip(rows, ids, strict=True)])
+
+
+def known_people_one_at_a_time(connection: Connection, items: list[Plan | int]) -> list[Plan | int]:
+    """``items`` with the plans that say something of a person already in the store (a known
+    address or external id) handed to the one-row path (by their line), which applies it to them.
+
+    ``write_plans`` would stop at each of them anyway; finding them first keeps a re-import of
+    people already known from looking the rest of its block up again after every such row.
+    """
+    said = [item for item in items if isinstance(item, Plan) and item.person is not None]
+    if not said:
+        return items
+    known = find_contact_points(connection, {a for plan in said for a in plan.addresses})
+    taken = _existing_external_ids(connection, {plan.person[0] for plan in said if plan.person})
+    return [item.line if isinstance(item, Plan) and item.person is not None
+            and (item.person[0] in taken or any(a in known for a in item.addresses)) else item
+            for item in items]
+
+
+def _existing_external_ids(connection: Connection, external_ids: set[str | None]) -> set[str]:
+    wanted = [e for e in external_ids if e]
+    if not wanted:
+        return set()
+    query = select(_IDENTITY.c.external_id).where(among(_IDENTITY.c.external_id, wanted, connection.dialect))
+    return {row[0] for row in connection.execute(query)}
 
 
 def write_in_order(items: list[Plan | int], write_run: Callable[[list[Plan]], BlockOutcome | None],
