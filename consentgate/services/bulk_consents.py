@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any, NamedTuple, cast
 
 from pydantic import ValidationError
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, bindparam, func, select, update
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError
 
@@ -222,6 +222,14 @@ _EVENT = ConsentEvent.__table__  # type: ignore[attr-defined]
 # An existing person seen with a first work email takes its domain as their company.
 _SET_ACCOUNT = (update(_IDENTITY).where(_IDENTITY.c.id == bindparam("person"), _IDENTITY.c.account_domain.is_(None))
                 .values(account_domain=bindparam("domain")))
+# What rows said of a person already in the store: the attributes and company they gave replace
+# what was there, an external id is taken only by someone who had none (as ``upsert_identity``).
+_SAY_OF_KNOWN = (update(_IDENTITY).where(_IDENTITY.c.id == bindparam("person")).values(
+    external_id=func.coalesce(_IDENTITY.c.external_id, bindparam("ext")),
+    account_domain=func.coalesce(bindparam("company"), _IDENTITY.c.account_domain),
+    updated_at=bindparam("stamp"),
+    **{name: func.coalesce(bindparam(f"new_{name}"), _IDENTITY.c[name]) for name in ("timezone", "state", "country",
+                                                                                       "name")}))
 _EVENT_COLUMNS = ("identity_id", "contact_point_id", *EVENT_FIELDS, "recorded_at", "pii_salt", "pii_digest")
 
 
@@ -234,10 +242,12 @@ def write_plans(connection: Connection, plans: Iterable[Plan], policy: LoadedPol
 
     # Who each row is: an existing identity id, or a new person ("new", n) shared by rows naming the same address.
     owner: dict[Address, tuple[str, int]] = {a: ("old", known[a][1]) for a in wanted if a in known}
-    # External ids are keys to a person too: one already in the store names an existing person.
-    taken = _existing_external_ids(connection, {p.person[0] for p in plans if p.person and p.person[0]})
+    # External ids are keys to a person too, and a person keeps the first one they were given.
+    taken = _external_owners(connection, {p.person[0] for p in plans if p.person and p.person[0]})
+    has_external = _external_ids_of(connection, {known[a][1] for p in plans if p.person for a in p.addresses
+                                                 if a in known} | set(taken.values()))
     claimed: dict[str, tuple[str, int]] = {}
-    traits: dict[int, dict[str, Any]] = {}      # what rows said of each new person, the last word kept
+    traits: dict[tuple[str, int], dict[str, Any]] = {}     # what rows said of each person, the last word kept
     new_people = 0
     kept: list[Plan] = []
     stopped_at = None
@@ -246,21 +256,21 @@ def write_plans(connection: Connection, plans: Iterable[Plan], policy: LoadedPol
         owners = {owner[a] for a in plan.addresses if a in owner}
         if external_id is not None and external_id in claimed:
             owners.add(claimed[external_id])
-        if len(owners) > 1 or external_id in taken:
-            stopped_at = index    # two people (a merge), or someone known by their external id: the one-row path
+        elif external_id is not None and external_id in taken:
+            owners.add(("old", taken[external_id]))
+        if len(owners) > 1:
+            stopped_at = index    # two people: a merge, which the rows after it must see done
             break
         found = owners.pop() if owners else None
-        if plan.person is not None and found is not None and found[0] == "old":
-            stopped_at = index    # what a row says of a known person is applied by the one-row path
-            break
         if found is None:
             found = ("new", new_people)
             new_people += 1
         for address in plan.addresses:
             owner[address] = found
         if plan.person is not None:
-            said = traits.setdefault(found[1], {})
-            if external_id is not None and "external_id" not in said:   # a person's first external id stays
+            said = traits.setdefault(found, {})
+            already = said.get("external_id") or (has_external.get(found[1]) if found[0] == "old" else None)
+            if external_id is not None and not already:
                 said["external_id"] = external_id
                 claimed[external_id] = found
             said.update({name: value for name, value in zip(_PERSON_ATTRIBUTES, plan.person[1:5], strict=True)
@@ -280,10 +290,15 @@ def write_plans(connection: Connection, plans: Iterable[Plan], policy: LoadedPol
                      if state == "old"]
     if found_company:
         connection.execute(_SET_ACCOUNT, found_company)
+    known_said = [{"person": number, "ext": said.get("external_id"), "company": said.get("company"), "stamp": now,
+                   **{f"new_{name}": said.get(name) for name in _PERSON_ATTRIBUTES}}
+                  for (state, number), said in traits.items() if state == "old"]
+    if known_said:
+        connection.execute(_SAY_OF_KNOWN, known_said)
     new_ids: list[int] = []
     if new_people:
         stamp = bind(connection.dialect, _IDENTITY, "created_at")(now)
-        said_of = [traits.get(i, {}) for i in range(new_people)]
+        said_of = [traits.get(("new", i), {}) for i in range(new_people)]
         new_ids = insert_with_ids(connection, _IDENTITY, ("created_at", "updated_at", "account_domain", "is_test",
                                                           "external_id", *_PERSON_ATTRIBUTES),
                                   [(stamp, stamp, said.get("company") or accounts.get(("new", i)), False,
@@ -316,29 +331,21 @@ def write_plans(connection: Connection, plans: Iterable[Plan], policy: LoadedPol
     return BlockOutcome(len(kept), stopped_at, [(event_id, row[0]) for row, event_id in zip(rows, ids, strict=True)])
 
 
-def known_people_one_at_a_time(connection: Connection, items: list[Plan | int]) -> list[Plan | int]:
-    """``items`` with the plans that say something of a person already in the store (a known
-    address or external id) handed to the one-row path (by their line), which applies it to them.
-
-    ``write_plans`` would stop at each of them anyway; finding them first keeps a re-import of
-    people already known from looking the rest of its block up again after every such row.
-    """
-    said = [item for item in items if isinstance(item, Plan) and item.person is not None]
-    if not said:
-        return items
-    known = find_contact_points(connection, {a for plan in said for a in plan.addresses})
-    taken = _existing_external_ids(connection, {plan.person[0] for plan in said if plan.person})
-    return [item.line if isinstance(item, Plan) and item.person is not None
-            and (item.person[0] in taken or any(a in known for a in item.addresses)) else item
-            for item in items]
-
-
-def _existing_external_ids(connection: Connection, external_ids: set[str | None]) -> set[str]:
+def _external_owners(connection: Connection, external_ids: set[str | None]) -> dict[str, int]:
+    """Who holds each of these external ids today (a merged-away holder's survivor)."""
     wanted = [e for e in external_ids if e]
     if not wanted:
-        return set()
-    query = select(_IDENTITY.c.external_id).where(among(_IDENTITY.c.external_id, wanted, connection.dialect))
-    return {row[0] for row in connection.execute(query)}
+        return {}
+    query = select(_IDENTITY.c.external_id, _IDENTITY.c.id, _IDENTITY.c.merged_into_id).where(
+        among(_IDENTITY.c.external_id, wanted, connection.dialect))
+    return {external_id: merged_into or person for external_id, person, merged_into in connection.execute(query)}
+
+
+def _external_ids_of(connection: Connection, people: set[int]) -> dict[int, str | None]:
+    if not people:
+        return {}
+    query = select(_IDENTITY.c.id, _IDENTITY.c.external_id).where(among(_IDENTITY.c.id, people, connection.dialect))
+    return {person: external_id for person, external_id in connection.execute(query)}
 
 
 def write_in_order(items: list[Plan | int], write_run: Callable[[list[Plan]], BlockOutcome | None],

@@ -34,7 +34,6 @@ from consentgate.services.bulk_consents import (
     BlockPlan,
     Plan,
     block_rows,
-    known_people_one_at_a_time,
     write_in_order,
     write_plans,
 )
@@ -250,8 +249,6 @@ def _write_block(store: Store, block: Block, header: list[str], planned: BlockPl
         result.imported += outcome.imported
         return outcome
 
-    with store.transaction(write=False) as session:
-        items = known_people_one_at_a_time(session.connection(), items)
     write_in_order(items, write_run, write_one)
 
 

@@ -318,17 +318,23 @@ def test_the_bulk_path_writes_what_the_one_row_path_writes(env, rows, store, wip
     from consentgate.store import chain
 
     text = _messy_export(seed=seed, rows=240, said=said)
+    again = _messy_export(seed=seed + 1000, rows=240, said=said)     # the next export: mostly the same people
     now = datetime.now(UTC)
-    one_by_one = imports._run(store, imports._reader(imports.checked_lines(io.StringIO(text)),
-                                                     imports.CONSENT_COLUMNS + imports.IDENTITY_COLUMNS,
-                                                     imports.CONSENT_REQUIRED),
-                              lambda session, row: imports._write_consent_row(session, row, policy, now), False)
+
+    def row_by_row(content: str) -> imports.ImportResult:
+        reader = imports._reader(imports.checked_lines(io.StringIO(content)),
+                                 imports.CONSENT_COLUMNS + imports.IDENTITY_COLUMNS, imports.CONSENT_REQUIRED)
+        return imports._run(store, reader, lambda session, row: imports._write_consent_row(session, row, policy, now),
+                            False)
+
+    one_by_one = [row_by_row(text), row_by_row(again)]
     expected = _ledger(rows)
     wipe()
     monkeypatch.setattr(imports, "BULK_CHUNK", 25)
-    bulk = imports.import_consents(store, policy, io.StringIO(text), now)
-    assert bulk.imported == one_by_one.imported and bulk.imported > 100
-    assert [(r.line, r.field) for r in bulk.rejected] == [(r.line, r.field) for r in one_by_one.rejected]
+    bulk = [imports.import_consents(store, policy, io.StringIO(content), now) for content in (text, again)]
+    for done, reference in zip(bulk, one_by_one, strict=True):
+        assert done.imported == reference.imported and done.imported > 100
+        assert [(r.line, r.field) for r in done.rejected] == [(r.line, r.field) for r in reference.rejected]
     assert _ledger(rows) == expected
     with store.transaction(write=False) as session:
         assert chain.verify(session).ok
