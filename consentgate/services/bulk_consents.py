@@ -52,6 +52,8 @@ from consentgate.store.db import Store
 from consentgate.store.models import ConsentEvent, ContactPoint, Identity
 
 IDENTITY_ONLY = ("external_id", "company_domain", "timezone", "state", "country", "name")
+# The identity columns that are the person's attributes (``Attributes``), in this order in ``Plan.person``.
+_PERSON_ATTRIBUTES = ("timezone", "state", "country", "name")
 # What a row states about the consent itself, in this order in ``Plan.event``.
 EVENT_FIELDS = ("channel", "purpose", "consent_type", "captured_at", "source", "proof_uri", "proof_sha256",
                 "brand", "consent_text", "ip", "user_agent", "expires_at", "api_key_id")
@@ -161,7 +163,7 @@ def plan_row(line: int, row: dict[str, str], planning: _Planning) -> Plan | None
         return None    # a person named by external id alone: the one-row path
     attributes = None
     if cells:
-        given = {k: cells[k] for k in ("timezone", "state", "country", "name") if k in cells}
+        given = {k: cells[k] for k in _PERSON_ATTRIBUTES if k in cells}
         attributes = Attributes(**given) if given else None
         IdentityIn(email=email, phone=phone, external_id=cells.get("external_id"),
                    company_domain=cells.get("company_domain"), attributes=attributes)
@@ -187,9 +189,6 @@ def plan_row(line: int, row: dict[str, str], planning: _Planning) -> Plan | None
     if target is None:
         raise ValidationFailed.field(kind, f"a {item.channel} consent needs a {kind} address")
     return plan_consent(line, item, target, tuple(addresses), planning)._replace(person=person)
-
-
-_PERSON_ATTRIBUTES = ("timezone", "state", "country", "name")
 
 
 def plan_consent(line: int, item: ConsentIn, target: Address, addresses: tuple[Address, ...], planning: _Planning,
@@ -228,8 +227,7 @@ _SAY_OF_KNOWN = (update(_IDENTITY).where(_IDENTITY.c.id == bindparam("person")).
     external_id=func.coalesce(_IDENTITY.c.external_id, bindparam("ext")),
     account_domain=func.coalesce(bindparam("company"), _IDENTITY.c.account_domain),
     updated_at=bindparam("stamp"),
-    **{name: func.coalesce(bindparam(f"new_{name}"), _IDENTITY.c[name]) for name in ("timezone", "state", "country",
-                                                                                       "name")}))
+    **{name: func.coalesce(bindparam(f"new_{name}"), _IDENTITY.c[name]) for name in _PERSON_ATTRIBUTES}))
 _EVENT_COLUMNS = ("identity_id", "contact_point_id", *EVENT_FIELDS, "recorded_at", "pii_salt", "pii_digest")
 
 
@@ -413,7 +411,7 @@ def write_consent_batch(store: Store, items: Sequence[Any], policy: LoadedPolicy
             except IntegrityError:
                 return None   # an address written meanwhile (PostgreSQL): one at a time, in its savepoint
             recorded_at = iso_z(now)
-            for plan, (event_id, identity_id) in zip(run, outcome.written, strict=True):
+            for plan, (event_id, identity_id) in zip(run[:outcome.imported], outcome.written, strict=True):
                 results[plan.line] = BatchResult(plan.line, 201, {"consent_id": event_id, "identity_id": identity_id,
                                                                   "recorded_at": recorded_at})
             return outcome

@@ -240,12 +240,12 @@ def decide_batch(store: Store, items: Sequence[Any], policy: LoadedPolicy, secre
     """Decisions in input order; an invalid item answers with its problem, not a decision.
 
     The facts for the whole batch are loaded with a handful of set-based queries and the decision
-    log is written in one statement. Items asking for a reservation take the one-at-a-time path,
-    which locks the person, and the whole batch is then one writing transaction. A batch of plain
-    checks reads in a reading transaction and logs its decisions in a short writing one
-    afterwards, as a single check does: on SQLite a writing transaction holds the database's one
-    write lock, and a batch that read under it (about a second for 10,000 items) held up every
-    other writer for as long, single checks logging their decisions and opt-outs alike.
+    log is written in one statement. A batch that reserves is one writing transaction which locks
+    its people (``_decide_bulk``). A batch of plain checks reads in a reading transaction and logs
+    its decisions in a short writing one afterwards, as a single check does: on SQLite a writing
+    transaction holds the database's one write lock, and a batch that read under it (about a
+    second for 10,000 items) held up every other writer for as long, single checks logging their
+    decisions and opt-outs alike.
     """
     def check_one(index: int, prefix: str, item: EligibilityIn) -> tuple[EligibilityIn, Any]:
         _check_channel(item, policy, prefix)
@@ -262,11 +262,11 @@ def decide_batch(store: Store, items: Sequence[Any], policy: LoadedPolicy, secre
     bulk = [(index, item, target) for index, (item, target) in good]
     if any(item.reserve for _, item, _ in bulk):
         with store.transaction() as session:
-            decided, reserved = _decide_reserving(session, bulk, policy, secret, actor, now)
+            decided, reserved = _decide_bulk(session, bulk, policy, secret, actor, now, reserving=True)
             _log_bulk(session.connection(), decided, policy, now, out, reserved)
     elif bulk:
         with store.transaction(write=False) as session:
-            decided = _decide_bulk(session, bulk, policy, secret, actor, now)
+            decided, _ = _decide_bulk(session, bulk, policy, secret, actor, now)
         with store.transaction() as session:
             _log_bulk(session.connection(), decided, policy, now, out)
     return [answer for answer in out if answer is not None]
@@ -276,45 +276,19 @@ Decided = list[tuple[int, dict[str, Any], Decision]]
 
 
 def _decide_bulk(session: Session, bulk: list[tuple[int, EligibilityIn, Any]], policy: LoadedPolicy, secret: str,
-                 actor: Actor | None, now: datetime) -> Decided:
-    """Each item's index, decision log row (``_record_row``) and decision, from facts read in bulk."""
-    if not bulk:
-        return []
-    ats = [utc(item.at) or now for _, item, _ in bulk]
-    wanted, named, subjects = _until_unmoved(lambda: _bulk_facts(session, bulk, policy, secret, ats))
-    decided = []
-    for (index, item, _), (identity, _), subject, at, request_named in zip(bulk, wanted, subjects, ats, named,
-                                                                           strict=True):
-        decision = decide(subject, _request(item, at), policy)
-        decided.append((index, _record_row(item, identity, request_named, at, decision, policy, actor, now), decision))
-    return decided
+                 actor: Actor | None, now: datetime, *, reserving: bool = False
+                 ) -> tuple[Decided, dict[int, dict[str, Any]]]:
+    """Each item's index, decision log row (``_record_row``) and decision, from facts read in bulk,
+    decided in input order; and, by item index, the touches reserved.
 
-
-def _decide_reserving(session: Session, bulk: list[tuple[int, EligibilityIn, Any]], policy: LoadedPolicy,
-                      secret: str, actor: Actor | None, now: datetime) -> tuple[Decided, dict[int, dict[str, Any]]]:
-    """``_decide_bulk`` for a batch that reserves: the batch's people are locked (as a single
-    reservation locks its person) and read again under the lock, and the items are decided in
-    input order, each seeing the slots reserved by the items before it. Returns the decisions
-    and, by item index, the reserved touches to write."""
+    ``reserving``: the batch's people are locked (as a single reservation locks its person) and
+    read again under the lock, and each item sees the slots reserved by the items before it.
+    """
     ats = [utc(item.at) or now for _, item, _ in bulk]
-    driver = Driver.of(session.connection())
-    per_account = counts_accounts(policy)
-    locked: set[int] = set()
-    locked_accounts: set[str] = set()
-    for _ in range(_READS):
-        wanted, named, subjects = _until_unmoved(lambda: _bulk_facts(session, bulk, policy, secret, ats))
-        people = {identity.id for identity, _ in wanted if identity is not None}
-        accounts = {identity.account_domain for identity, _ in wanted
-                    if per_account and identity is not None and identity.account_domain}
-        if driver.dialect == "sqlite" or (people <= locked and accounts <= locked_accounts):
-            break
-        # Read before the lock, a reservation committed meanwhile would be missed: lock, read again
-        # (and again if a merge meanwhile named someone not yet locked).
-        lock_people(driver, people - locked)
-        lock_accounts(driver, accounts - locked_accounts)
-        locked, locked_accounts = locked | people, locked_accounts | accounts
+    if reserving:
+        wanted, named, subjects = _read_locked(session, bulk, policy, secret, ats)
     else:
-        raise PersonMoved(next(iter(people - locked), 0))
+        wanted, named, subjects = _until_unmoved(lambda: _bulk_facts(session, bulk, policy, secret, ats))
     ttl = policy.policy.reservations.ttl
     own: dict[int, list[TouchFact]] = {}
     by_account: dict[str, list[TouchFact]] = {}
@@ -343,6 +317,28 @@ def _decide_reserving(session: Session, bulk: list[tuple[int, EligibilityIn, Any
         if identity.account_domain:
             by_account.setdefault(identity.account_domain, []).append(fact)
     return decided, reserved
+
+
+def _read_locked(session: Session, bulk: list[tuple[int, EligibilityIn, Any]], policy: LoadedPolicy, secret: str,
+                 ats: list[datetime]) -> tuple[list[tuple[Any, Any]], list[dict[str, Any]], list[Subject]]:
+    """``_bulk_facts`` read under the locks of everyone it names (and their companies, when a cap
+    counts per company). Read before the lock, a reservation committed meanwhile would be missed:
+    lock, read again (and again if a merge meanwhile named someone not yet locked)."""
+    driver = Driver.of(session.connection())
+    per_account = counts_accounts(policy)
+    locked: set[int] = set()
+    locked_accounts: set[str] = set()
+    for _ in range(_READS):
+        wanted, named, subjects = _until_unmoved(lambda: _bulk_facts(session, bulk, policy, secret, ats))
+        people = {identity.id for identity, _ in wanted if identity is not None}
+        accounts = {identity.account_domain for identity, _ in wanted
+                    if per_account and identity is not None and identity.account_domain}
+        if driver.dialect == "sqlite" or (people <= locked and accounts <= locked_accounts):
+            return wanted, named, subjects
+        lock_people(driver, people - locked)
+        lock_accounts(driver, accounts - locked_accounts)
+        locked, locked_accounts = locked | people, locked_accounts | accounts
+    raise PersonMoved(next(iter(people - locked), 0))
 
 
 _TOUCH_COLUMNS = ("identity_id", "contact_point_id", "account_domain", "channel", "purpose", "program", "segment",

@@ -152,10 +152,7 @@ def _run(store: Store, reader: csv.DictReader[str], write: Callable[[Session, di
          dry_run: bool) -> ImportResult:
     result = ImportResult()
     for chunk in _chunks(reader, CHUNK):
-        partial = _run_rows(store, chunk, write, dry_run)
-        result.read += partial.read
-        result.imported += partial.imported
-        result.rejected.extend(partial.rejected)
+        _add(result, _run_rows(store, chunk, write, dry_run))
     return result
 
 
@@ -174,15 +171,18 @@ def _run_rows(store: Store, chunk: list[tuple[int, dict[str, str]]],
                 result.imported += 1
             except _DryRun:
                 result.imported += 1
-            except ValidationError as exc:
-                for error in pydantic_field_errors(exc):
-                    result.rejected.append(Rejected(line, error.field, error.message, row))
-            except ValidationFailed as exc:
-                for failure in exc.errors:
-                    result.rejected.append(Rejected(line, failure.field, failure.message, row))
-            except ConsentgateError as exc:
-                result.rejected.append(Rejected(line, "", exc.detail, row))
+            except (ValidationError, ConsentgateError) as exc:
+                result.rejected.extend(_rejections(line, row, exc))
     return result
+
+
+def _rejections(line: int, row: dict[str, str], exc: ValidationError | ConsentgateError) -> list[Rejected]:
+    """A bad row's reasons, a field each where the error names one."""
+    if isinstance(exc, ValidationError):
+        return [Rejected(line, e.field, e.message, row) for e in pydantic_field_errors(exc)]
+    if isinstance(exc, ValidationFailed):
+        return [Rejected(line, e.field, e.message, row) for e in exc.errors]
+    return [Rejected(line, "", exc.detail, row)]
 
 
 class _DryRun(Exception):
@@ -317,12 +317,8 @@ def _suppression_chunk(store: Store, chunk: list[tuple[int, dict[str, str]]], po
             assert isinstance(target, Address)   # the file has no identity_id column
             check_suppression_address(item.kind, target.kind)
             good.append((line, row, item, target))
-        except ValidationError as exc:
-            result.rejected.extend(Rejected(line, e.field, e.message, row) for e in pydantic_field_errors(exc))
-        except ValidationFailed as exc:
-            result.rejected.extend(Rejected(line, e.field, e.message, row) for e in exc.errors)
-        except ConsentgateError as exc:
-            result.rejected.append(Rejected(line, "", exc.detail, row))
+        except (ValidationError, ConsentgateError) as exc:
+            result.rejected.extend(_rejections(line, row, exc))
     if not good:
         return
     try:

@@ -165,11 +165,9 @@ def write_suppressions(conn: Connection, items: Sequence[tuple[SuppressionIn, Ad
     status: dict[int, str] = {}
     for row_id, (item, address) in zip(ids, items, strict=True):
         cp_id, identity_id = places[address]
-        since = utc(item.since)
         # The row as the ORM would hold it, so that it seals and hashes as one written alone does.
         row = SimpleNamespace(**{**dict.fromkeys(names), "id": row_id, "identity_id": identity_id,
-                                 "contact_point_id": cp_id, "kind": item.kind,
-                                 "since": now if item.kind == "reassigned" and since is None else since,
+                                 "contact_point_id": cp_id, "kind": item.kind, "since": _since(item, now),
                                  "note": item.note, "source": source, "created_at": now, "pii_digest": ""})
         chain.seal("suppression", row, address.value)
         rows.append(row)
@@ -177,8 +175,9 @@ def write_suppressions(conn: Connection, items: Sequence[tuple[SuppressionIn, Ad
         if item.kind in _STATUS_FOR_KIND:
             status[cp_id] = _STATUS_FOR_KIND[item.kind]
     convert = [binder(conn.dialect, table, name) for name in names]
-    insert_rows(conn, table, names, [tuple(f(getattr(r, n)) if f and getattr(r, n) is not None else getattr(r, n)
-                                           for f, n in zip(convert, names, strict=True)) for r in rows])
+    insert_rows(conn, table, names, [tuple(f(value) if f and value is not None else value
+                                           for f, value in zip(convert, (getattr(r, n) for n in names), strict=True))
+                                     for r in rows])
     if status:
         cps = ContactPoint.__table__  # type: ignore[attr-defined]
         conn.execute(update(cps).where(cps.c.id == bindparam("cp")).values(status=bindparam("new_status")),
@@ -186,11 +185,15 @@ def write_suppressions(conn: Connection, items: Sequence[tuple[SuppressionIn, Ad
     chain.append_hashes(conn, "suppression", hashed, now)
 
 
+def _since(item: SuppressionIn, now: datetime) -> datetime | None:
+    """A reassigned number without a date was reassigned when we learnt of it."""
+    since = utc(item.since)
+    return now if item.kind == "reassigned" and since is None else since
+
+
 def write_suppression(session: Session, item: SuppressionIn, policy: LoadedPolicy, actor: Actor | None,
                       now: datetime, *, prefix: str = "", source: str = "api") -> Suppression:
-    since = utc(item.since)
-    if item.kind == "reassigned" and since is None:
-        since = now
+    since = _since(item, now)
     identity, cp = resolve_for_write(session, item.ref(), policy, now, prefix)
     assert identity.id is not None
     check_suppression_address(item.kind, cp.kind if cp is not None else None, prefix)

@@ -77,7 +77,12 @@ _PERSONAL = json.JSONEncoder(sort_keys=True)
 
 
 def personal_values(table: str, row: Any, address: str | None) -> dict[str, Any]:
-    values = {name: getattr(row, name) for name in PERSONAL[table]}
+    return personal_values_of(table, {name: getattr(row, name) for name in PERSONAL[table]}, address)
+
+
+def personal_values_of(table: str, row: Mapping[str, Any], address: str | None) -> dict[str, Any]:
+    """``personal_values`` of a row read as a mapping of its columns."""
+    values = {name: row[name] for name in PERSONAL[table]}
     values["address"] = address
     return values
 
@@ -117,12 +122,12 @@ def hashed_columns(table: str) -> tuple[str, ...]:
 
 def content_hash(table: str, row: Any) -> str:
     """sha256 of a ledger row's canonical non-personal content plus its personal digest."""
-    content = {name: _canonical(getattr(row, name)) for name in hashed_columns(table)}
-    content["pii_digest"] = getattr(row, "pii_digest", "")
-    return hash_canonical(table, content)
+    values = {name: getattr(row, name) for name in hashed_columns(table)}
+    values["pii_digest"] = getattr(row, "pii_digest", "")
+    return content_hash_of(table, values)
 
 
-def _content_hash_of(table: str, values: Mapping[str, Any]) -> str:
+def content_hash_of(table: str, values: Mapping[str, Any]) -> str:
     """``content_hash`` of a row read as a mapping of its columns."""
     content = {name: _canonical(values[name]) for name in hashed_columns(table)}
     content["pii_digest"] = values.get("pii_digest", "")
@@ -237,14 +242,13 @@ def _problem(entry: Any, row: dict[str, Any] | None, prev: str, addresses: dict[
         return "the ledger row is missing"
     if entry.prev_hash != prev:
         return "the link does not follow the previous entry"
-    if _content_hash_of(entry.table_name, row) != entry.content_hash:
+    if content_hash_of(entry.table_name, row) != entry.content_hash:
         return "the row's content no longer matches its hash"
     if link(prev, entry.table_name, entry.row_id, entry.content_hash) != entry.entry_hash:
         return "the entry hash does not match"
     salt = row.get("pii_salt")
     if salt and row.get("erased_at") is None:
-        personal = {name: row[name] for name in PERSONAL[entry.table_name]}
-        personal["address"] = addresses.get(row.get("contact_point_id") or 0)
+        personal = personal_values_of(entry.table_name, row, addresses.get(row.get("contact_point_id") or 0))
         if pii_digest(salt, personal) != row["pii_digest"]:
             return "the row's personal values no longer match their digest"
     return None

@@ -146,7 +146,7 @@ def forget_inherited() -> None:
 
 
 def dispose_all() -> None:
-    """Close every pooled connection (tests, and after a fork)."""
+    """Close every pooled connection (tests, and before a server forks its workers)."""
     with _lock:
         for pool in _drivers.values():
             pool.close()
