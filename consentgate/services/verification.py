@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 
 from consentgate.services.planning import worker_count
 from consentgate.store.chain import VerifyResult, last_seq, verify
@@ -43,3 +44,28 @@ def _verify_range(part: tuple[str, int, int]) -> VerifyResult:
     url, after, until = part
     with Store(url).transaction(write=False) as session:
         return verify(session, after=after, until=until)
+
+
+@dataclass(frozen=True)
+class Stretch:
+    """What checking one stretch of the chain found, and where the next stretch starts."""
+
+    result: VerifyResult
+    after: int
+    next_after: int | None
+    last_seq: int
+
+
+def verify_stretch(store: Store, after: int = 0, limit: int | None = None) -> Stretch:
+    """``chain.verify`` of at most ``limit`` entries after ``after`` (every later one without a
+    limit), checked from the entry before them: a client walking the chain a stretch per request,
+    each starting where the last one stopped, checks what one pass checks without any request
+    outlasting a server's timeout. ``next_after`` is None once a stretch reached the chain's head
+    or found a broken link."""
+    until = None if limit is None else after + limit
+    with store.transaction(write=False) as session:
+        result = verify(session, after=after, until=until)
+        # Read after the check: entries appended meanwhile are left to the next stretch.
+        last = last_seq(session)
+    more = result.ok and until is not None and until < last
+    return Stretch(result, after, until if more else None, last)

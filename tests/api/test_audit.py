@@ -206,3 +206,51 @@ def test_verifying_in_ranges_with_several_processes_finds_what_one_pass_finds(  
     in_ranges, one_pass = both()
     assert in_ranges == one_pass and one_pass.first_broken["seq"] == 21  # type: ignore[attr-defined]
     assert one_pass.first_broken["problem"] == "the link does not follow the previous entry"  # type: ignore[attr-defined]
+
+
+def test_walking_the_chain_a_stretch_at_a_time_checks_what_one_request_checks(  # type: ignore[no-untyped-def]
+        client, keys, clock, runtime) -> None:
+    """A ledger too long for one request is verified a stretch per request, each starting where
+    the last stopped; a broken link is named in its stretch and ends the walk."""
+    from sqlalchemy import text
+
+    clock.set(NOON_ET)
+    items = [{"phone": f"+1305555{2000 + i:04d}", "channel": "sms", "purpose": "marketing",
+              "consent_type": "express_written", "source": "web_form",
+              "captured_at": (NOON_ET - timedelta(days=2)).isoformat(), "proof_uri": "https://proof.example.com/x"}
+             for i in range(60)]
+    assert client.post("/v1/consents/batch", json={"items": items}, headers=keys["writer"]).status_code == 200
+    auditor = keys["auditor"]
+
+    def walk(limit: int) -> list[dict]:  # type: ignore[type-arg]
+        stretches, after = [], 0
+        while after is not None:
+            answer = client.get(f"/v1/audit/verify?after={after}&limit={limit}", headers=auditor)
+            assert answer.status_code == 200
+            stretches.append(answer.get_json())
+            after = stretches[-1]["next_after"]
+        return stretches
+
+    whole = client.get("/v1/audit/verify", headers=auditor).get_json()
+    assert (whole["ok"], whole["checked"], whole["next_after"], whole["last_seq"]) == (True, 60, None, 60)
+    stretches = walk(25)
+    assert [(s["after"], s["checked"], s["next_after"]) for s in stretches] == [
+        (0, 25, 25), (25, 25, 50), (50, 10, None)]
+    assert all(s["ok"] and s["last_seq"] == 60 for s in stretches)
+    assert client.get("/v1/audit/verify?after=60", headers=auditor).get_json()["checked"] == 0
+
+    with runtime.store.engine.begin() as conn:
+        row_id = conn.execute(text("SELECT row_id FROM chain_entry WHERE seq = 30")).scalar_one()
+        conn.execute(text(f"UPDATE consent_event SET source = 'forged' WHERE id = {row_id}"))
+    stretches = walk(25)
+    assert [(s["ok"], s["checked"], s["next_after"]) for s in stretches] == [(True, 25, 25), (False, 4, None)]
+    assert stretches[-1]["first_broken"] == client.get("/v1/audit/verify", headers=auditor).get_json()["first_broken"]
+    assert stretches[-1]["first_broken"]["seq"] == 30
+
+    for query, field in [("limit=0", "limit"), ("limit=200001", "limit"), ("after=-1", "after"),
+                         ("after=ten", "after"), ("limit=", "limit")]:
+        refused = client.get(f"/v1/audit/verify?{query}", headers=auditor)
+        assert refused.status_code == 422, query
+        assert refused.content_type == "application/problem+json"
+        assert field in refused.get_data(as_text=True), query
+    assert client.get("/v1/audit/verify?limit=10", headers=keys["sender"]).status_code == 403

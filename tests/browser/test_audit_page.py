@@ -75,3 +75,37 @@ def test_auditor_sees_chain_sla_and_optout_rates(server, seeded, keys) -> None: 
         expect(page.locator("#status")).to_contain_text("401")
         assert errors == []
         browser.close()
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")
+def test_auditor_page_walks_a_long_chain_in_stretches(server, seeded, client, keys, runtime) -> None:  # type: ignore[no-untyped-def]
+    """The page checks the chain a stretch per request (two entries here, ?stretch=2) and
+    reports the whole count, or the first broken link wherever it lies."""
+    from playwright.sync_api import expect, sync_playwright
+    from sqlalchemy import text
+
+    for i in range(4):
+        client.post("/v1/consents", json={
+            "email": f"reader{i}@corp.com", "channel": "email", "purpose": "marketing",
+            "consent_type": "double_opt_in", "source": "crm",
+            "captured_at": (NOON_ET - timedelta(days=1)).isoformat()}, headers=keys["writer"])
+    key = keys["auditor"]["Authorization"].removeprefix("Bearer ")
+    asked: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page()
+        page.on("request", lambda request: asked.append(request.url) if "/v1/audit/verify" in request.url else None)
+        page.goto(server + "/audit?stretch=2")
+        page.fill("#api-key", key)
+        page.click("#load")
+        expect(page.locator("#chain")).to_have_attribute("data-state", "ok", timeout=15_000)
+        expect(page.locator("#chain")).to_contain_text("5 ledger rows verified")
+        assert [url.split("?")[1] for url in asked] == ["after=0&limit=2", "after=2&limit=2", "after=4&limit=2"]
+
+        with runtime.store.engine.begin() as conn:
+            conn.execute(text("UPDATE consent_event SET source = 'forged' WHERE id = "
+                              "(SELECT row_id FROM chain_entry WHERE seq = 5)"))
+        page.click("#load")
+        expect(page.locator("#chain")).to_have_attribute("data-state", "broken", timeout=15_000)
+        expect(page.locator("#chain")).to_contain_text("Chain broken at entry 5 (consent_event")
+        browser.close()
