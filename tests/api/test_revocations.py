@@ -87,7 +87,7 @@ def test_chain_verifies_and_catches_tampering(client, keys, runtime) -> None:  #
                 headers=keys["writer"])
     client.post("/v1/suppressions", json={"email": "c@corp.com", "kind": "complaint"}, headers=keys["writer"])
     ok = client.get("/v1/audit/verify", headers=keys["auditor"]).get_json()
-    assert ok == {"ok": True, "checked": 2, "first_broken": None}
+    assert ok == {"ok": True, "checked": 2, "first_broken": None, "after": 0, "next_after": None, "last_seq": 2}
     with runtime.store.transaction() as session:
         row = session.get(Revocation, 1) or next(iter(session.exec(__import__("sqlmodel").select(Revocation))))
         row.raw_text = "changed"
