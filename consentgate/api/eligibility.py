@@ -19,6 +19,7 @@ from consentgate.services.eligibility import (
     record_touch,
     release_reservation,
 )
+from consentgate.services.fanout import worker_count
 from consentgate.services.schemas import BatchIn
 
 bp = Blueprint("eligibility_api", __name__)
@@ -51,7 +52,8 @@ def eligibility_batch() -> Response:
     rt = runtime()
     with collector_paused():
         items = batch_items(BatchIn)
-        answers = decide_batch(rt.store, items, rt.policy, rt.secret_key, current_actor(), rt.clock())
+        answers = decide_batch(rt.store, items, rt.policy, rt.secret_key, current_actor(), rt.clock(),
+                               rt.settings.batch_processes or worker_count())
         _count(answers)
         return jsonify({"decisions": answers})
 

@@ -13,14 +13,15 @@ M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
 
 
-def check_items(items: Sequence[Any], model: type[M], check: Callable[[int, str, M], T]
+def check_items(items: Sequence[Any], model: type[M], check: Callable[[int, str, M], T], first: int = 0
                 ) -> tuple[list[tuple[int, T]], dict[int, ConsentgateError]]:
     """Each item validated as ``model`` and passed to ``check(index, prefix, item)``, whose errors
     name fields under the item's prefix (``items[3].phone``): (index, what ``check`` gave) for the
-    good items, in order, and the error of each bad one by index."""
+    good items, in order, and the error of each bad one by index. ``first``: the index of
+    ``items[0]`` in the whole batch, when ``items`` is a part of it."""
     good: list[tuple[int, T]] = []
     bad: dict[int, ConsentgateError] = {}
-    for index, raw in enumerate(items):
+    for index, raw in enumerate(items, start=first):
         prefix = f"items[{index}]."
         try:
             if not isinstance(raw, dict):

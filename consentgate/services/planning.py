@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import multiprocessing
-import os
 import re
 from collections import deque
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ from sqlalchemy.engine import Dialect
 
 from consentgate.core.policy import LoadedPolicy
 from consentgate.services.bulk_consents import Block, BlockPlan, plan_block
+from consentgate.services.fanout import worker_count
 
 # Blocks each worker may have queued: enough to keep it busy, few enough to bound memory.
 AHEAD_PER_WORKER = 2
@@ -100,14 +100,6 @@ def _start_worker(header: list[str], policy: LoadedPolicy, now: datetime, dialec
 def _plan_in_worker(block: Block) -> BlockPlan:
     assert _worker is not None
     return plan_block(block, *_worker)
-
-
-def worker_count() -> int:
-    """Workers for planning: one per core this process may use; none on one core or without fork."""
-    if "fork" not in multiprocessing.get_all_start_methods():
-        return 0
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return cores if cores > 1 else 0
 
 
 class PlanningFailed(Exception):

@@ -10,7 +10,7 @@ import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
-from consentgate.services.planning import worker_count
+from consentgate.services.fanout import worker_count
 from consentgate.store.chain import VerifyResult, last_seq, verify
 from consentgate.store.db import Store, forget_inherited
 

@@ -138,6 +138,9 @@ def _create(url: str) -> Engine:
 def forget_inherited() -> None:
     """In a forked child: let go of the parent's engines and driver connections without closing
     them (closing would end the parent's sessions on the sockets both share); the child opens its own."""
+    global _lock
+    # The child has only the thread that forked: another thread of the parent may have held this.
+    _lock = threading.Lock()
     with _lock:
         for engine in _engines.values():
             engine.dispose(close=False)
@@ -171,6 +174,11 @@ class Store:
     @property
     def is_sqlite(self) -> bool:
         return self.dialect == "sqlite"
+
+    @property
+    def seen_by_other_processes(self) -> bool:
+        """Whether another process opening this URL sees the same data: not an in-memory SQLite database."""
+        return not self.is_sqlite or self.engine.url.database not in (None, "", ":memory:")
 
     @contextmanager
     def transaction(self, *, write: bool = True) -> Iterator[Session]:

@@ -133,9 +133,11 @@ class DriverPool:
     @contextmanager
     def connection(self) -> Iterator[Driver]:
         if self._pid != os.getpid():
-            with self._lock:
-                self._inherited.extend(self._idle)
-                self._idle, self._pid = [], os.getpid()
+            # A forked child, which has only the thread that forked: the lock it inherited may
+            # have been held by another thread of the parent, and would never be released here.
+            self._lock = threading.Lock()
+            self._inherited.extend(self._idle)
+            self._idle, self._pid = [], os.getpid()
         try:
             raw = self._idle.pop()
         except IndexError:

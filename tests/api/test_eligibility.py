@@ -448,6 +448,32 @@ def test_batch_and_single_checks_agree_on_a_random_world(  # type: ignore[no-unt
     if listed:
         assert any(r.get("kind") == "dnc_national" for d in batch for r in d["reasons"])
 
+    # The same questions in a batch split among three processes (as a large batch is, on a
+    # machine with cores to spare), bad items among them: each answer is the one-process answer,
+    # each bad item answers with its own index, and every decision is logged once.
+    from consentgate.services import eligibility
+
+    parts: list[int] = []
+    real_map = eligibility.forked_map
+    monkeypatch.setattr(eligibility, "forked_map",
+                        lambda work, spans: parts.append(len(spans)) or real_map(work, spans))
+    monkeypatch.setattr(eligibility, "MIN_PER_PROCESS", 30)
+    monkeypatch.setattr(runtime, "settings", runtime.settings.model_copy(update={"batch_processes": 3}))
+    mixed = [*questions[:50], {"phone": "12", "channel": "sms", "purpose": "marketing"}, *questions[50:], "what?"]
+    split = client.post("/v1/eligibility/batch", json={"items": mixed}, headers=keys["sender"]).get_json()["decisions"]
+    assert parts == [3]
+    assert split[50]["index"] == 50 and "items[50].phone" in str(split[50]) and split[-1]["index"] == 121
+    del split[50], split[-1]
+
+    def unlogged(answer: dict) -> dict:  # type: ignore[type-arg]
+        return {name: value for name, value in answer.items() if name != "decision_id"}
+
+    assert [unlogged(a) for a in split] == [unlogged(a) for a in batch]
+    with runtime.store.engine.connect() as conn:
+        logged = dict(conn.execute(text("SELECT id, allowed FROM decision")).all())
+    assert [logged[a["decision_id"]] for a in split] == [a["allowed"] for a in split]
+    assert len({a["decision_id"] for a in split}) == len(split)
+
 
 def test_a_dropped_database_connection_fails_closed_then_recovers(client, keys, store, db_kind) -> None:  # type: ignore[no-untyped-def]
     if db_kind != "postgresql":

@@ -1,0 +1,103 @@
+"""One request's work split among forked children of the serving process, one part per core.
+
+A large batch of plain eligibility checks is CPU-bound Python (validating, normalising, reading
+rows into facts, deciding) that one process runs on one core. Forking at the moment of the
+request gives each child everything the parent has (policy, caches, compiled statements) for
+free, so nothing but each part's answers crosses between processes. The parent works on the first
+part itself while the children work on the others.
+
+A child never touches a connection it inherited (``forget_inherited``), runs no exit handlers
+(``os._exit``) and sends its answer, or its failure, back through a pipe. A child that stops
+without answering (killed, out of memory) fails the request: the caller answers 500 rather than
+a partial batch.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import pickle
+import signal
+import traceback
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+from consentgate.store.db import forget_inherited
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def worker_count() -> int:
+    """Processes worth splitting CPU-bound work among: one per core this process may use; none on
+    one core or where processes cannot fork."""
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return cores if cores > 1 else 0
+
+
+class PartFailed(RuntimeError):
+    """A child process raised (its traceback is the message) or stopped without an answer."""
+
+
+def forked_map(work: Callable[[T], R], parts: Sequence[T]) -> list[R]:
+    """``[work(part) for part in parts]``, the first part in this process and each other part in
+    a child forked for it; results in order. ``work`` must not rely on anything it would change
+    in this process: a child's changes to memory stay in the child."""
+    pending: list[tuple[int, int]] = []
+    try:
+        for part in parts[1:]:
+            pending.append(_fork(work, part))
+        results = [work(parts[0])] if parts else []
+        while pending:
+            pid, fd = pending.pop(0)
+            results.append(_collect(pid, fd))
+        return results
+    finally:
+        for pid, fd in pending:   # failed before collecting them: do not leave them running
+            _abandon(pid, fd)
+
+
+def _fork(work: Callable[[T], R], part: T) -> tuple[int, int]:
+    read_fd, write_fd = os.pipe()
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(read_fd)
+        os.close(write_fd)
+        raise
+    if pid == 0:   # the child
+        code = 1
+        try:
+            os.close(read_fd)
+            forget_inherited()
+            try:
+                payload = pickle.dumps((True, work(part)), protocol=pickle.HIGHEST_PROTOCOL)
+            except BaseException:
+                payload = pickle.dumps((False, traceback.format_exc()), protocol=pickle.HIGHEST_PROTOCOL)
+            with os.fdopen(write_fd, "wb") as pipe:
+                pipe.write(payload)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    return pid, read_fd
+
+
+def _collect(pid: int, fd: int) -> R:  # type: ignore[type-var]
+    with os.fdopen(fd, "rb") as pipe:
+        payload = pipe.read()
+    os.waitpid(pid, 0)
+    if not payload:
+        raise PartFailed(f"process {pid} stopped without an answer")
+    ok, value = pickle.loads(payload)
+    if not ok:
+        raise PartFailed(f"process {pid} failed:\n{value}")
+    return value  # type: ignore[no-any-return]
+
+
+def _abandon(pid: int, fd: int) -> None:
+    os.close(fd)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
