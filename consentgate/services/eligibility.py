@@ -32,7 +32,7 @@ from consentgate.errors import (
     problem_fields,
 )
 from consentgate.services.batches import check_items
-from consentgate.services.fanout import forked_map
+from consentgate.services.fanout import can_fork, forked_map
 from consentgate.services.identities import find_contact_points, normalise_ref, resolve_for_write
 from consentgate.services.keys import Actor
 from consentgate.services.policies import remember_policy
@@ -252,10 +252,11 @@ def decide_batch(store: Store, items: Sequence[Any], policy: LoadedPolicy, secre
     ``processes``: a large batch of plain checks is cut into that many parts, each decided and
     logged in a process of its own (``fanout``), as if each part were a batch of its own. Parts
     are independent only because plain checks change nothing a check reads; a batch that may
-    reserve is always decided whole, in input order.
+    reserve is always decided whole, in input order. Only a process running one thread forks
+    (``fanout.can_fork``): a threaded server decides every batch itself.
     """
     if (processes > 1 and len(items) >= MIN_PER_PROCESS * 2 and store.seen_by_other_processes
-            and not any(map(_may_reserve, items))):
+            and not any(map(_may_reserve, items)) and can_fork()):
         parts = min(processes, len(items) // MIN_PER_PROCESS)
         # A forked child starts later and runs slower than this process (its pages are copied
         # as it first writes them, its connections are new): this process takes a larger share.

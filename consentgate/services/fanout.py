@@ -18,6 +18,7 @@ import multiprocessing
 import os
 import pickle
 import signal
+import threading
 import traceback
 from collections.abc import Callable, Sequence
 from typing import TypeVar
@@ -37,6 +38,14 @@ def worker_count() -> int:
     return cores if cores > 1 else 0
 
 
+def can_fork() -> bool:
+    """Whether this process may fork for a part: only while it runs one thread. A child has only
+    the thread that forked, and a lock another thread held at that moment (SQLite's own, around
+    opening a file, for one) stays held in the child for ever: a threaded server's child hung so.
+    A gunicorn sync worker runs one thread."""
+    return threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods()
+
+
 class PartFailed(RuntimeError):
     """A child process raised (its traceback is the message) or stopped without an answer."""
 
@@ -44,7 +53,7 @@ class PartFailed(RuntimeError):
 def forked_map(work: Callable[[T], R], parts: Sequence[T]) -> list[R]:
     """``[work(part) for part in parts]``, the first part in this process and each other part in
     a child forked for it; results in order. ``work`` must not rely on anything it would change
-    in this process: a child's changes to memory stay in the child."""
+    in this process: a child's changes to memory stay in the child. Only where ``can_fork()``."""
     pending: list[tuple[int, int]] = []
     try:
         for part in parts[1:]:
