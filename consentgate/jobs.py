@@ -67,6 +67,15 @@ def _purge_expired_tombstones(rt: Runtime) -> int:
     return purge_expired_tombstones(rt.store, rt.clock())
 
 
+@job("decision_log_retention", every=timedelta(hours=1))
+def _purge_expired_decisions(rt: Runtime) -> int:
+    """Logged decisions are kept for the policy's retention period, then deleted (a bounded
+    number per run, so a store catching up does so over several runs)."""
+    from consentgate.services.retention import purge_expired_decisions
+
+    return purge_expired_decisions(rt.store, rt.policy, rt.clock())
+
+
 def holder_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 

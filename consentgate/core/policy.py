@@ -208,6 +208,9 @@ class ReservationSpec(Rule):
 
 class RetentionSpec(Rule):
     tombstone_years: int = Field(5, ge=1)
+    # The decision log is the evidence a sender checked before a touch, needed as long as the
+    # touch can be sued over (TCPA: 4 years, 28 U.S.C. 1658), and by far the fastest-growing table.
+    decision_log_years: int = Field(5, ge=1)
     source: str | None = None
 
 
