@@ -303,7 +303,7 @@ def _decide_items(store: Store, items: Sequence[Any], first: int, policy: Loaded
     elif bulk:
         with store.transaction(write=False) as session:
             decided, _ = _decide_bulk(session, bulk, policy, secret, actor, now)
-        with store.transaction() as session:
+        with store.transaction(only_decisions=True) as session:
             _log_bulk(session.connection(), decided, policy, now, out, first)
     return [answer for answer in out if answer is not None]
 

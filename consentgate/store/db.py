@@ -97,7 +97,15 @@ def _configure_sqlite(engine: Engine) -> None:
     def _on_begin(conn: Any) -> None:
         # Straight to the driver: a statement through SQLAlchemy costs more than BEGIN itself, and
         # every check opens a transaction.
-        conn.connection.dbapi_connection.execute(conn.get_execution_options().get("sqlite_begin", "BEGIN IMMEDIATE"))
+        options = conn.get_execution_options()
+        raw = conn.connection.dbapi_connection
+        # The level cannot change inside a transaction: set before it, and only when it differs.
+        synchronous = options.get("sqlite_synchronous", "FULL")
+        info = conn.connection.info
+        if info.get("synchronous", "FULL") != synchronous:
+            raw.execute(f"PRAGMA synchronous = {synchronous}")
+            info["synchronous"] = synchronous
+        raw.execute(options.get("sqlite_begin", "BEGIN IMMEDIATE"))
 
 
 def get_engine(url: str) -> Engine:
@@ -177,6 +185,7 @@ class Store:
         self.engine = get_engine(self.url)
         self.dialect = self.engine.dialect.name
         self._read_engine = self.engine.execution_options(sqlite_begin="BEGIN")
+        self._log_engine = self.engine.execution_options(sqlite_synchronous="NORMAL")
         self._drivers = get_driver_pool(self.url)
         # Policy versions this process has already stored here (see services.policies).
         self.stored_policy_versions: set[str] = set()
@@ -191,9 +200,14 @@ class Store:
         return not self.is_sqlite or self.engine.url.database not in (None, "", ":memory:")
 
     @contextmanager
-    def transaction(self, *, write: bool = True) -> Iterator[Session]:
-        """One session and one transaction: commit on success, roll back on any error."""
-        engine = self.engine if write else self._read_engine
+    def transaction(self, *, write: bool = True, only_decisions: bool = False) -> Iterator[Session]:
+        """One session and one transaction: commit on success, roll back on any error.
+
+        ``only_decisions``: a writing transaction that writes decision log rows and nothing else
+        (a batch of plain checks); on SQLite it commits with ``synchronous = NORMAL``, as a plain
+        single check does (see ``get_driver_pool``), where every other transaction syncs.
+        """
+        engine = (self._log_engine if only_decisions else self.engine) if write else self._read_engine
         with Session(engine, expire_on_commit=False) as session:
             try:
                 yield session

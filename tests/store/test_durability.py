@@ -17,6 +17,11 @@ def test_sqlite_transactions_sync_at_commit_and_only_plain_check_logs_do_not(sto
         assert session.execute(text("PRAGMA synchronous")).scalar_one() == 2
     with store.driver() as driver:   # a plain check's decision log row
         assert driver.raw.execute("PRAGMA synchronous").fetchone()[0] == 1   # NORMAL
+    for _ in range(3):   # a batch's decision log rows, then anything else on the same connections
+        with store.transaction(only_decisions=True) as session:
+            assert session.execute(text("PRAGMA synchronous")).scalar_one() == 1
+        with store.transaction() as session:
+            assert session.execute(text("PRAGMA synchronous")).scalar_one() == 2
 
 
 def test_postgresql_commits_are_synced(store: Store) -> None:
