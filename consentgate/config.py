@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     secret_file: str = ".consentgate-secret"
     log_level: str = "INFO"
     max_batch: int = Field(10_000, ge=1)
+    # Whether the decision log rows of plain checks wait for the disk at commit (see ``store.db.Store``).
+    decision_log_sync: Literal["deferred", "commit"] = "deferred"
     # Processes a large batch of plain eligibility checks is split among; unset: one per core.
     batch_processes: int | None = Field(None, ge=1)
 

@@ -76,7 +76,7 @@ class Runtime:
 
 def build_runtime(settings: Settings, *, migrate: bool | None = None) -> Runtime:
     """Open the store (migrating it when asked or by default in development) and load the policy."""
-    store = Store(settings.database_url)
+    store = Store(settings.database_url, synced_decisions=settings.decision_log_sync == "commit")
     if migrate if migrate is not None else settings.migrate_on_start:
         from consentgate.store.migrate import upgrade
 

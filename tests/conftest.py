@@ -96,7 +96,7 @@ def _clean(store: Store) -> None:
 @pytest.fixture
 def store(database_url: str) -> Store:
     """The test run's store, emptied before each test."""
-    s = Store(database_url)
+    s = Store(database_url, synced_decisions=False)   # as served by default (decision_log_sync)
     _clean(s)
     return s
 

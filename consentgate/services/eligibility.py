@@ -165,8 +165,8 @@ def check(store: Store, item: EligibilityIn, policy: LoadedPolicy, secret: str, 
     A reservation is decided and written in one locking transaction. A plain check reads without
     a lock (two statements, checked against a merge in between) and then logs the decision in a
     single insert, all on one driver connection, so concurrent checks barely wait for each
-    other. Either way the decision is in the store before the answer leaves (on SQLite, a plain
-    check's row reaches the disk with the next synced commit: see ``store.db.get_driver_pool``).
+    other. Either way the decision is committed before the answer leaves (whether a plain check's
+    commit waits for the disk is the store's ``synced_decisions``: see ``store.db.Store``).
     """
     if item.reserve:
         with store.transaction() as session:
