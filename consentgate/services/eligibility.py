@@ -24,6 +24,7 @@ from consentgate.core.eligibility import decide
 from consentgate.core.facts import Decision, EligibilityRequest, Subject, TouchFact
 from consentgate.core.policy import LoadedPolicy
 from consentgate.core.timefmt import iso_z
+from consentgate.core.tombstones import tombstone_hash
 from consentgate.errors import (
     Conflict,
     ConsentgateError,
@@ -180,7 +181,7 @@ def check(store: Store, item: EligibilityIn, policy: LoadedPolicy, secret: str, 
     with store.driver() as driver:
         identity, _, named, subject = _read(driver, item, policy, secret, at, "")
         decision = decide(subject, _request(item, at), policy)
-        row = _record_row(item, identity, named, at, decision, policy, actor, now)
+        row = _record_row(item, identity, named, at, decision, policy, actor, now, secret)
         values = _log_values(_log_binders(driver.dialect), row, {})
         found = driver.first(compiled(_log_statement, driver.dialect), dict(zip(_LOG_COLUMNS, values, strict=True)))
     assert found is not None
@@ -222,7 +223,7 @@ def decide_one(session: Session, item: EligibilityIn, policy: LoadedPolicy, secr
     identity, target, named, subject = _read(Driver.of(conn), item, policy, secret, at, prefix, lock=item.reserve)
     decision = decide(subject, _request(item, at), policy)
     remember_policy(conn, policy, now)
-    record = DecisionRecord(**_record_row(item, identity, named, at, decision, policy, actor, now))
+    record = DecisionRecord(**_record_row(item, identity, named, at, decision, policy, actor, now, secret))
     session.add(record)
     session.flush()
     if item.reserve and decision.allowed and identity is not None and identity.id is not None:
@@ -337,7 +338,8 @@ def _decide_bulk(session: Session, bulk: list[tuple[int, EligibilityIn, Any]], p
                               account_touches=subject.account_touches
                               + tuple(by_account.get(identity.account_domain or "", ())))
         decision = decide(subject, _request(item, at), policy)
-        decided.append((index, _record_row(item, identity, request_named, at, decision, policy, actor, now), decision))
+        decided.append((index, _record_row(item, identity, request_named, at, decision, policy, actor, now, secret),
+                        decision))
         if not (item.reserve and decision.allowed and identity is not None):
             continue
         touch = {"identity_id": identity.id, "contact_point_id": target.id if target else None,
@@ -433,8 +435,9 @@ def _bulk_facts(session: Session, bulk: list[tuple[int, EligibilityIn, Any]], po
     return wanted, named, load_subjects(session, policy, secret, wanted, ats)
 
 
-_LOG_COLUMNS = ("identity_id", "channel", "purpose", "request", "allowed", "reasons", "codes", "next_allowed_at",
-                "consent_id", "reservation_id", "policy_version", "decided_at", "api_key_id", "is_test")
+_LOG_COLUMNS = ("identity_id", "address_hash", "channel", "purpose", "request", "allowed", "reasons", "codes",
+                "next_allowed_at", "consent_id", "reservation_id", "policy_version", "decided_at", "api_key_id",
+                "is_test")
 
 
 def log_decisions(conn: Connection, rows: list[dict[str, Any]]) -> list[int]:
@@ -450,9 +453,12 @@ def log_decisions(conn: Connection, rows: list[dict[str, Any]]) -> list[int]:
 
 
 def _record_row(item: EligibilityIn, identity: Any | None, named: dict[str, Any], at: datetime,
-                decision: Decision, policy: LoadedPolicy, actor: Actor | None, now: datetime) -> dict[str, Any]:
+                decision: Decision, policy: LoadedPolicy, actor: Actor | None, now: datetime,
+                secret: str) -> dict[str, Any]:
+    address = named.get("address") if identity is None else None
     return {
         "identity_id": identity.id if identity else None, "channel": item.channel, "purpose": item.purpose,
+        "address_hash": tombstone_hash(secret, address["kind"], address["value"]) if address else None,
         "request": {**named, "channel": item.channel, "purpose": item.purpose, "program": item.program,
                     "segment": item.segment, "campaign": item.campaign, "brand": item.brand, "at": iso_z(at),
                     "reserve": item.reserve},

@@ -11,6 +11,7 @@ chained ledger event.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -71,7 +72,9 @@ def erase_identity(store: Store, policy: LoadedPolicy, secret: str, target: Addr
         for tombstone in tombstones:
             tombstone.erasure_event_id = event.id
         session.add_all(tombstones)
+        hashes = {tombstone_hash(secret, cp.kind, cp.value) for cp in cps if cp.value is not None}
         _blank(session, ids, [cp.id for cp in cps if cp.id is not None], now)
+        _blank_unknown_decisions(session, hashes)
         chain.seal("erasure_event", event, None)
         chain.append(session, "erasure_event", [event], now)
         return ErasureResult(event.id or 0, identity.id, ids, len(cps), len(tombstones), now)
@@ -154,12 +157,24 @@ def _blank(session: Session, ids: list[int], cp_ids: list[int], now: datetime) -
         session.execute(update(InboundMessage).where(InboundMessage.id.in_(message_ids)).values(  # type: ignore[union-attr]
             from_number=None, to_number=None, text=None, raw=None, erased_at=now))
     # Decisions keep their outcome and reasons; the request loses the address it named.
-    for decision in session.exec(select(DecisionRecord).where(DecisionRecord.identity_id.in_(ids))):  # type: ignore[union-attr]
+    _blank_requests(session, session.exec(select(DecisionRecord).where(DecisionRecord.identity_id.in_(ids))))  # type: ignore[union-attr]
+
+
+def _blank_unknown_decisions(session: Session, hashes: set[str]) -> None:
+    """Decisions made about one of the person's addresses before anyone had it lose it too."""
+    if hashes:
+        _blank_requests(session, session.exec(select(DecisionRecord).where(
+            DecisionRecord.address_hash.in_(hashes), DecisionRecord.identity_id.is_(None))))  # type: ignore[union-attr]
+
+
+def _blank_requests(session: Session, decisions: Iterable[DecisionRecord]) -> None:
+    for decision in decisions:
         request = dict(decision.request or {})
         if isinstance(request.get("address"), dict):
             request["address"] = {"kind": request["address"].get("kind"), "value": None, "erased": True}
             decision.request = request
-            session.add(decision)
+        decision.address_hash = None
+        session.add(decision)
 
 def purge_expired_tombstones(store: Store, now: datetime) -> int:
     """Delete tombstones past their retention period; returns how many."""

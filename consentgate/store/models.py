@@ -265,9 +265,15 @@ class Touch(SQLModel, table=True):
 
 class DecisionRecord(SQLModel, table=True):
     __tablename__ = "decision"
+    # Decisions about an address nobody had yet name it in ``request``; erasing the person who
+    # later has that address finds them by this keyed hash of it (``tombstone_hash``).
+    __table_args__ = (Index("ix_decision_unknown_address", "address_hash",
+                            postgresql_where=text("address_hash IS NOT NULL"),
+                            sqlite_where=text("address_hash IS NOT NULL")),)
 
     id: int | None = Field(default=None, primary_key=True)
     identity_id: int | None = Field(default=None, index=True)
+    address_hash: str | None = Field(default=None, max_length=64)
     channel: str = Field(max_length=32)
     purpose: str = Field(max_length=32)
     request: Any = _json()

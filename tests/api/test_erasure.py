@@ -143,3 +143,35 @@ def test_reports_and_evidence_show_erased_records_as_erased(client, keys, person
     text = _json.dumps(bundle).lower()
     for secret in ("erin.erased", "erin erased", "3055550177", "198.51.100.23", "erinbrowser"):
         assert secret not in text, text[max(0, text.find(secret) - 120):text.find(secret) + 60]
+
+
+def test_decisions_made_before_anyone_had_the_address_lose_it_on_erasure(  # type: ignore[no-untyped-def]
+        client, keys, clock, rows) -> None:
+    """Senders asked about a number before anyone in the store had it; the person who later has
+    it asks to be erased: those decisions (which have no identity) lose the number too, while
+    decisions about other unknown numbers keep theirs."""
+    from consentgate.store.models import DecisionRecord
+
+    clock.set(NOON_ET)
+    later, other = "+13055550181", "+13055550182"
+    ask = {"channel": "sms", "purpose": "marketing"}
+    client.post("/v1/eligibility", json={"phone": "(305) 555-0181", **ask}, headers=keys["sender"])
+    client.post("/v1/eligibility/batch", json={"items": [{"phone": later, **ask}, {"phone": other, **ask}]},
+                headers=keys["sender"])
+    before = rows(DecisionRecord)
+    assert len(before) == 3 and all(d.identity_id is None and d.address_hash for d in before)
+    assert {d.address_hash for d in before if d.request["address"]["value"] == later} != {
+        d.address_hash for d in before if d.request["address"]["value"] == other}
+
+    made = client.post("/v1/identities", json={"phone": later}, headers=keys["writer"]).get_json()
+    assert client.delete(f"/v1/identities/{made['identity_id']}", headers=keys["admin"]).status_code == 200
+    after = {d.id: d for d in rows(DecisionRecord)}
+    for decision in before:
+        kept = after[decision.id]
+        if decision.request["address"]["value"] == later:
+            assert kept.request["address"] == {"kind": "phone", "value": None, "erased": True}
+            assert kept.address_hash is None
+            assert (kept.allowed, kept.codes) == (decision.allowed, decision.codes)
+        else:
+            assert kept.request == decision.request and kept.address_hash == decision.address_hash
+    assert later not in str([d.request for d in after.values()])

@@ -1,0 +1,37 @@
+"""decision.address_hash: decisions about an address nobody had yet, found again when erasing
+
+A decision about an address that belonged to nobody names that address in its request and has no
+identity. When the person who later has that address is erased, those decisions must lose it
+too; finding them by their request would read the whole decision log. They now carry a keyed
+hash of the address (the one erasure tombstones use), behind a partial index of those rows only.
+Decisions logged before this revision have no hash: erasure cannot find them that way.
+
+Revision ID: 0006
+Revises: 0005
+Create Date: 2026-11-27 22:00:00
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0006"
+down_revision: str | None = "0005"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.add_column("decision", sa.Column("address_hash", sa.String(length=64), nullable=True))
+    op.create_index("ix_decision_unknown_address", "decision", ["address_hash"],
+                    postgresql_where=sa.text("address_hash IS NOT NULL"),
+                    sqlite_where=sa.text("address_hash IS NOT NULL"))
+
+
+def downgrade() -> None:
+    op.drop_index("ix_decision_unknown_address", table_name="decision")
+    with op.batch_alter_table("decision") as batch:
+        batch.drop_column("address_hash")
