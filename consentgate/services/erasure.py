@@ -23,6 +23,7 @@ from consentgate.core.tombstones import tombstone_hash
 from consentgate.errors import NotFound, ValidationFailed
 from consentgate.services.identities import AddressRef, find_by_address, normalise_ref, survivor
 from consentgate.services.keys import Actor
+from consentgate.services.revocations import erased_payload
 from consentgate.store import chain
 from consentgate.store.db import Store
 from consentgate.store.models import (
@@ -32,6 +33,7 @@ from consentgate.store.models import (
     ErasureEvent,
     Identity,
     InboundMessage,
+    OutboxMessage,
     Revocation,
     Suppression,
     Tombstone,
@@ -153,6 +155,13 @@ def _blank(session: Session, ids: list[int], cp_ids: list[int], now: datetime) -
         raw_text=None, pii_salt=None, erased_at=now))
     session.execute(update(Suppression).where(Suppression.identity_id.in_(ids)).values(  # type: ignore[attr-defined]
         note=None, pii_salt=None, erased_at=now))
+    # Opt-outs already delivered downstream keep no address; those still to deliver keep it until
+    # they are (the sender must still learn of the opt-out), then lose it (``propagation``).
+    revocation_ids = select(Revocation.id).where(Revocation.identity_id.in_(ids))  # type: ignore[union-attr]
+    for message in session.exec(select(OutboxMessage).where(
+            OutboxMessage.revocation_id.in_(revocation_ids), OutboxMessage.status == "acknowledged")):  # type: ignore[attr-defined]
+        message.payload = erased_payload(message.payload)
+        session.add(message)
     if message_ids:
         session.execute(update(InboundMessage).where(InboundMessage.id.in_(message_ids)).values(  # type: ignore[union-attr]
             from_number=None, to_number=None, text=None, raw=None, erased_at=now))

@@ -22,6 +22,7 @@ from consentgate.core.business_days import business_days_between
 from consentgate.core.policy import LoadedPolicy
 from consentgate.core.signatures import sign_outbound
 from consentgate.errors import NotFound
+from consentgate.services.revocations import erased_payload
 from consentgate.services.schemas import Request
 from consentgate.store.db import Store
 from consentgate.store.models import OutboxMessage, Revocation, Subscription
@@ -134,6 +135,10 @@ def deliver_due(store: Store, now: datetime, post: Poster, limit: int = 200) -> 
             message.attempts += 1
             if ok:
                 message.status, message.acknowledged_at, message.last_error = "acknowledged", now, None
+                revocation = session.get(Revocation, message.revocation_id)
+                if revocation is not None and revocation.erased_at is not None:
+                    # Sent because the opt-out had to reach the sender; kept no longer than that.
+                    message.payload = erased_payload(message.payload)
             else:
                 message.last_error = error or f"HTTP {status}"
                 message.next_attempt_at = now + backoff(message.attempts)

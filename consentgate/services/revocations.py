@@ -124,6 +124,14 @@ def revocation_payload(revocation: Revocation, contact_point: ContactPoint | Non
     }
 
 
+def erased_payload(payload: dict[str, Any]) -> dict[str, Any]:
+    """``revocation_payload`` once its person was erased: the address is gone, its kind stays."""
+    address = payload.get("address")
+    if not isinstance(address, dict):
+        return payload
+    return {**payload, "address": {"kind": address.get("kind"), "value": None, "erased": True}}
+
+
 def enqueue_propagation(session: Session, revocation: Revocation, contact_point: ContactPoint | None,
                         now: datetime) -> int:
     """One outbox row per active downstream subscription, in the revocation's transaction."""

@@ -83,3 +83,28 @@ def test_metrics_show_revocations_at_risk(client, keys, clock) -> None:  # type:
     clock.set(datetime(2026, 12, 9, 15, 0, tzinfo=UTC))
     text = client.get("/metrics").get_data(as_text=True)
     assert 'consentgate_revocation_sla{status="at_risk"} 1.0' in text
+
+
+def test_an_erased_persons_opt_outs_reach_senders_then_keep_no_address(  # type: ignore[no-untyped-def]
+        client, keys, runtime, clock, rows) -> None:
+    """Erasure blanks the address in opt-outs already delivered downstream; one still to deliver
+    keeps it until the sender has it (the opt-out must still reach them), then loses it."""
+    clock.set(NOON_ET)
+    for name in ("dialer", "crm"):
+        client.post("/v1/subscriptions", json={"name": name, "url": f"https://{name}.example.com/hook"},
+                    headers=keys["admin"])
+    client.post("/v1/revocations", json={"phone": "+13055550146", "channels": ["sms"]}, headers=keys["writer"])
+    dialer_only = Downstream()
+    deliver_due(runtime.store, clock.now, lambda url, body, headers: dialer_only(url, body, headers)
+                if "dialer" in url else 503)
+    found = client.get("/v1/identities?phone=%2B13055550146", headers=keys["writer"]).get_json()
+    assert client.delete(f"/v1/identities/{found['identity_id']}", headers=keys["admin"]).status_code == 200
+
+    by_state = {m.status: m for m in rows(OutboxMessage)}
+    assert by_state["acknowledged"].payload["address"] == {"kind": "phone", "value": None, "erased": True}
+    assert by_state["pending"].payload["address"] == {"kind": "phone", "value": "+13055550146"}
+    clock.set(by_state["pending"].next_attempt_at)
+    crm = Downstream()
+    assert deliver_due(runtime.store, clock.now, crm).acknowledged == 1
+    assert json.loads(crm.received[0][1])["address"]["value"] == "+13055550146"
+    assert [m.payload["address"]["value"] for m in rows(OutboxMessage)] == [None, None]
