@@ -75,7 +75,8 @@ def erase_identity(store: Store, policy: LoadedPolicy, secret: str, target: Addr
             tombstone.erasure_event_id = event.id
         session.add_all(tombstones)
         hashes = {tombstone_hash(secret, cp.kind, cp.value) for cp in cps if cp.value is not None}
-        _blank(session, ids, [cp.id for cp in cps if cp.id is not None], now)
+        phones = [cp.value for cp in cps if cp.kind == "phone" and cp.value is not None]
+        _blank(session, ids, [cp.id for cp in cps if cp.id is not None], phones, now)
         _blank_unknown_decisions(session, hashes)
         chain.seal("erasure_event", event, None)
         chain.append(session, "erasure_event", [event], now)
@@ -139,7 +140,7 @@ def _tombstones(session: Session, policy: LoadedPolicy, secret: str, ids: list[i
     return out
 
 
-def _blank(session: Session, ids: list[int], cp_ids: list[int], now: datetime) -> None:
+def _blank(session: Session, ids: list[int], cp_ids: list[int], phones: list[str], now: datetime) -> None:
     """Remove every personal value the person left behind, in every table."""
     session.execute(update(Identity).where(Identity.id.in_(ids)).values(  # type: ignore[union-attr]
         external_id=None, name=None, timezone=None, state=None, country=None,
@@ -149,8 +150,14 @@ def _blank(session: Session, ids: list[int], cp_ids: list[int], now: datetime) -
             value=None, erased_at=now))
     session.execute(update(ConsentEvent).where(ConsentEvent.identity_id.in_(ids)).values(  # type: ignore[attr-defined]
         ip=None, user_agent=None, pii_salt=None, erased_at=now))
-    message_ids = [m for m in session.exec(select(Revocation.inbound_message_id).where(
-        Revocation.identity_id.in_(ids), Revocation.inbound_message_id.is_not(None)))]  # type: ignore[attr-defined, union-attr]
+    # Every SMS the person sent: those that opted them out or in, and any other from their numbers.
+    message_ids = {m for m in session.exec(select(Revocation.inbound_message_id).where(
+        Revocation.identity_id.in_(ids), Revocation.inbound_message_id.is_not(None)))}  # type: ignore[attr-defined, union-attr]
+    message_ids |= {m for m in session.exec(select(ConsentEvent.inbound_message_id).where(
+        ConsentEvent.identity_id.in_(ids), ConsentEvent.inbound_message_id.is_not(None)))}  # type: ignore[attr-defined, union-attr]
+    if phones:
+        message_ids |= set(session.exec(select(InboundMessage.id).where(
+            InboundMessage.from_number.in_(phones))))  # type: ignore[union-attr]
     session.execute(update(Revocation).where(Revocation.identity_id.in_(ids)).values(  # type: ignore[attr-defined]
         raw_text=None, pii_salt=None, erased_at=now))
     session.execute(update(Suppression).where(Suppression.identity_id.in_(ids)).values(  # type: ignore[attr-defined]

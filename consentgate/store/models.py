@@ -304,6 +304,8 @@ class InboundMessage(SQLModel, table=True):
     __tablename__ = "inbound_message"
     __table_args__ = (
         UniqueConstraint("provider", "provider_message_id", name="uq_inbound_provider_message"),
+        # Erasing a person blanks every message they sent, found by their numbers.
+        Index("ix_inbound_message_from", "from_number"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -172,3 +172,21 @@ def test_a_stop_carrying_nul_is_recorded_and_honoured(client, keys, rows) -> Non
     assert revocation.raw_text == "STOP\ufffd"
     [message] = rows(InboundMessage)
     assert "\x00" not in message.raw and message.text == "STOP\ufffd"
+
+
+def test_erasure_blanks_every_sms_the_person_sent(client, keys, rows) -> None:  # type: ignore[no-untyped-def]
+    """STOP and START are linked to what they caused; HELP and words the gate did not act on are
+    found by the person's number. Someone else's texts stay."""
+    for sid, body in (("SM71", "HELP"), ("SM72", "who is this?"), ("SM73", "STOP"), ("SM74", "START")):
+        assert twilio(client, body, sid).status_code == 200
+    assert twilio(client, "HELP", "SM75", phone="+13055550134").status_code == 200
+    assert any(c.inbound_message_id for c in rows(ConsentEvent))   # START consented again
+    found = client.get("/v1/identities", query_string={"phone": PHONE}, headers=keys["writer"]).get_json()
+    assert client.delete(f"/v1/identities/{found['identity_id']}", headers=keys["admin"]).status_code == 200
+    messages = {m.provider_message_id: m for m in rows(InboundMessage)}
+    for sid in ("SM71", "SM72", "SM73", "SM74"):
+        gone = messages[sid]
+        assert (gone.from_number, gone.to_number, gone.text, gone.raw) == (None, None, None, None), sid
+        assert gone.erased_at is not None and gone.raw_sha256   # the evidence that it existed stays
+    kept = messages["SM75"]
+    assert kept.from_number == "+13055550134" and kept.text == "HELP" and kept.erased_at is None

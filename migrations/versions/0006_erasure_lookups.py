@@ -1,10 +1,13 @@
-"""decision.address_hash: decisions about an address nobody had yet, found again when erasing
+"""what erasing a person must find without reading whole tables
 
-A decision about an address that belonged to nobody names that address in its request and has no
+decision.address_hash: a decision about an address that belonged to nobody names that address in its request and has no
 identity. When the person who later has that address is erased, those decisions must lose it
 too; finding them by their request would read the whole decision log. They now carry a keyed
 hash of the address (the one erasure tombstones use), behind a partial index of those rows only.
 Decisions logged before this revision have no hash: erasure cannot find them that way.
+
+inbound_message.from_number gets an index: every SMS a person sent (a HELP, a START, words the
+gate did not understand) is found by their numbers when they are erased.
 
 Revision ID: 0006
 Revises: 0005
@@ -29,9 +32,11 @@ def upgrade() -> None:
     op.create_index("ix_decision_unknown_address", "decision", ["address_hash"],
                     postgresql_where=sa.text("address_hash IS NOT NULL"),
                     sqlite_where=sa.text("address_hash IS NOT NULL"))
+    op.create_index("ix_inbound_message_from", "inbound_message", ["from_number"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_inbound_message_from", table_name="inbound_message")
     op.drop_index("ix_decision_unknown_address", table_name="decision")
     with op.batch_alter_table("decision") as batch:
         batch.drop_column("address_hash")
