@@ -76,6 +76,14 @@ def _purge_expired_decisions(rt: Runtime) -> int:
     return purge_expired_decisions(rt.store, rt.policy, rt.clock())
 
 
+@job("idempotency_key_retention", every=timedelta(hours=1))
+def _purge_expired_idempotency_keys(rt: Runtime) -> int:
+    """Idempotency keys are honoured for ``KEY_RETENTION``, then forgotten."""
+    from consentgate.services.idempotency import purge_expired_keys
+
+    return purge_expired_keys(rt.store, rt.clock())
+
+
 def holder_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import delete, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
@@ -21,6 +22,8 @@ from consentgate.store.db import Store
 from consentgate.store.models import IdempotencyRecord
 
 MAX_KEY_LENGTH = 200
+# A retry comes within minutes or hours; a key is honoured this long, then forgotten.
+KEY_RETENTION = timedelta(days=30)
 
 
 def request_hash(body: Any) -> str:
@@ -60,3 +63,20 @@ def run_idempotent(store: Store, scope: str, key: str | None, body: Any, now: da
             if existing is None:
                 raise
             return _replay(existing, digest)
+
+
+def purge_expired_keys(store: Store, now: datetime, chunk: int = 5_000, most: int = 500_000) -> int:
+    """Forget keys older than ``KEY_RETENTION``, oldest first, ``chunk`` per transaction and at
+    most ``most`` per run (as ``retention.purge_expired_decisions`` does); returns how many."""
+    table = IdempotencyRecord.__table__  # type: ignore[attr-defined]
+    oldest = (select(table.c.scope, table.c.key).where(table.c.created_at < now - KEY_RETENTION)
+              .order_by(table.c.created_at).limit(chunk))
+    purged = 0
+    while purged < most:
+        with store.transaction() as session:
+            gone = int(session.execute(delete(table).where(  # type: ignore[attr-defined]
+                tuple_(table.c.scope, table.c.key).in_(oldest))).rowcount or 0)
+        purged += gone
+        if gone < chunk:
+            break
+    return purged

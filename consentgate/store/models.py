@@ -124,7 +124,7 @@ class IdempotencyRecord(SQLModel, table=True):
     request_hash: str = Field(max_length=64)
     status: int
     response: Any = _json()
-    created_at: datetime = _ts()
+    created_at: datetime = _ts(index=True)   # kept for ``KEY_RETENTION``, then purged
 
 
 class Revocation(SQLModel, table=True):

@@ -81,6 +81,30 @@ def test_idempotency_key(client, keys, clock, rows) -> None:  # type: ignore[no-
     assert len(rows(ConsentEvent)) == 1
 
 
+def test_an_idempotency_key_is_honoured_for_thirty_days_then_forgotten(  # type: ignore[no-untyped-def]
+        client, keys, clock, rows, runtime) -> None:
+    from consentgate.jobs import run_once
+    from consentgate.services.idempotency import purge_expired_keys
+    from consentgate.store.models import IdempotencyRecord
+
+    start = clock.now
+    for n in range(5):
+        client.post("/v1/consents", json=consent(clock, brand=f"b{n}"),
+                    headers={**keys["writer"], "Idempotency-Key": f"old-{n}"})
+    body = consent(clock)
+    client.post("/v1/consents", json=body, headers={**keys["writer"], "Idempotency-Key": "late"})
+    clock.set(start + timedelta(days=29))
+    run_once(runtime, "idempotency_key_retention")
+    assert len(rows(IdempotencyRecord)) == 6
+    client.post("/v1/consents", json=body, headers={**keys["writer"], "Idempotency-Key": "late"})
+    assert len(rows(ConsentEvent)) == 6          # a retry within the period writes nothing
+    client.post("/v1/consents", json=body, headers={**keys["writer"], "Idempotency-Key": "new"})
+    clock.set(start + timedelta(days=31))
+    assert purge_expired_keys(runtime.store, clock.now, chunk=2, most=4) == 4   # in small steps
+    run_once(runtime, "idempotency_key_retention")
+    assert [r.key for r in rows(IdempotencyRecord)] == ["new"]
+
+
 def test_batch_bad_items_fail_alone(client, keys, clock, rows) -> None:  # type: ignore[no-untyped-def]
     items = [consent(clock, phone=f"+1305555{1000 + i:04d}") for i in range(5)]
     items[1]["channel"] = "fax"
