@@ -260,10 +260,7 @@ def decide_batch(store: Store, items: Sequence[Any], policy: LoadedPolicy, secre
     if (processes > 1 and len(items) >= MIN_PER_PROCESS * 2 and store.seen_by_other_processes
             and not any(map(_may_reserve, items)) and can_fork()):
         parts = min(processes, len(items) // MIN_PER_PROCESS)
-        # A forked child starts later and runs slower than this process (its pages are copied
-        # as it first writes them, its connections are new): this process takes a larger share.
-        weights = [PARENT_WEIGHT] + [1.0] * (parts - 1)
-        bounds = [round(len(items) * sum(weights[:part]) / sum(weights)) for part in range(parts + 1)]
+        bounds = [len(items) * part // parts for part in range(parts + 1)]
         answers = forked_map(lambda span: _decide_items(store, items[span[0]:span[1]], span[0], policy, secret,
                                                         actor, now),
                              list(itertools.pairwise(bounds)))
@@ -273,7 +270,6 @@ def decide_batch(store: Store, items: Sequence[Any], policy: LoadedPolicy, secre
 
 # Below this many items a part costs more in forking than it saves.
 MIN_PER_PROCESS = 1000
-PARENT_WEIGHT = 1.1
 
 
 def _may_reserve(raw: Any) -> bool:
