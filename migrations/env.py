@@ -39,6 +39,9 @@ def _run(connection: object) -> None:
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",  # type: ignore[attr-defined]
         compare_type=True,
+        # Each migration commits on its own, so one that builds an index outside a transaction
+        # (CONCURRENTLY, on PostgreSQL) commits only what came before it.
+        transaction_per_migration=True,
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -30,7 +30,9 @@ def alembic_config(store: Store) -> Config:
 def upgrade(store: Store, revision: str = "head") -> None:
     """Migrate the store to ``revision`` (head by default)."""
     config = alembic_config(store)
-    with store.engine.begin() as connection:
+    # Alembic owns the transactions (one per migration, see env.py): an index built concurrently
+    # on PostgreSQL must run outside any.
+    with store.engine.connect() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
 

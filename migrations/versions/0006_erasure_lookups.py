@@ -29,10 +29,20 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     op.add_column("decision", sa.Column("address_hash", sa.String(length=64), nullable=True))
-    op.create_index("ix_decision_unknown_address", "decision", ["address_hash"],
-                    postgresql_where=sa.text("address_hash IS NOT NULL"),
-                    sqlite_where=sa.text("address_hash IS NOT NULL"))
-    op.create_index("ix_inbound_message_from", "inbound_message", ["from_number"])
+    _create_index("ix_decision_unknown_address", "decision", ["address_hash"],
+                  postgresql_where=sa.text("address_hash IS NOT NULL"), sqlite_where=sa.text("address_hash IS NOT NULL"))
+    _create_index("ix_inbound_message_from", "inbound_message", ["from_number"])
+
+
+def _create_index(name: str, table: str, columns: list[str], **where: sa.TextClause) -> None:
+    """On PostgreSQL the index is built CONCURRENTLY, outside the migration's transaction: a plain
+    build would hold the table against writes for as long as it reads the whole table, and the
+    gate writes to it with every check while the new release is being rolled out."""
+    if op.get_context().dialect.name == "postgresql":
+        with op.get_context().autocommit_block():
+            op.create_index(name, table, columns, postgresql_concurrently=True, if_not_exists=True, **where)
+    else:
+        op.create_index(name, table, columns, **where)
 
 
 def downgrade() -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0007"
@@ -21,7 +22,18 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.create_index("ix_idempotency_record_created_at", "idempotency_record", ["created_at"])
+    _create_index("ix_idempotency_record_created_at", "idempotency_record", ["created_at"])
+
+
+def _create_index(name: str, table: str, columns: list[str], **where: sa.TextClause) -> None:
+    """On PostgreSQL the index is built CONCURRENTLY, outside the migration's transaction: a plain
+    build would hold the table against writes for as long as it reads the whole table, and the
+    gate writes to it with every check while the new release is being rolled out."""
+    if op.get_context().dialect.name == "postgresql":
+        with op.get_context().autocommit_block():
+            op.create_index(name, table, columns, postgresql_concurrently=True, if_not_exists=True, **where)
+    else:
+        op.create_index(name, table, columns, **where)
 
 
 def downgrade() -> None:
