@@ -47,7 +47,8 @@ def can_fork() -> bool:
 
 
 class PartFailed(RuntimeError):
-    """A child process raised (its traceback is the message) or stopped without an answer."""
+    """A child process stopped without an answer, or raised something that could not be sent
+    back (its traceback is the message; it is also the cause of what could be)."""
 
 
 def forked_map(work: Callable[[T], R], parts: Sequence[T]) -> list[R]:
@@ -83,8 +84,8 @@ def _fork(work: Callable[[T], R], part: T) -> tuple[int, int]:
             forget_inherited()
             try:
                 payload = pickle.dumps((True, work(part)), protocol=pickle.HIGHEST_PROTOCOL)
-            except BaseException:
-                payload = pickle.dumps((False, traceback.format_exc()), protocol=pickle.HIGHEST_PROTOCOL)
+            except BaseException as exc:
+                payload = _failure(exc)
             with os.fdopen(write_fd, "wb") as pipe:
                 pipe.write(payload)
             code = 0
@@ -92,6 +93,17 @@ def _fork(work: Callable[[T], R], part: T) -> tuple[int, int]:
             os._exit(code)
     os.close(write_fd)
     return pid, read_fd
+
+
+def _failure(exc: BaseException) -> bytes:
+    """What a child sends back when its part raised: the exception itself where it pickles, so
+    that this process raises what a one-process run would have (a store that went away is a
+    503, not a 500), and its traceback either way."""
+    trace = traceback.format_exc()
+    try:
+        return pickle.dumps((False, (exc, trace)), protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:
+        return pickle.dumps((False, (None, trace)), protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def _collect(pid: int, fd: int) -> R:  # type: ignore[type-var]
@@ -102,7 +114,11 @@ def _collect(pid: int, fd: int) -> R:  # type: ignore[type-var]
         raise PartFailed(f"process {pid} stopped without an answer")
     ok, value = pickle.loads(payload)
     if not ok:
-        raise PartFailed(f"process {pid} failed:\n{value}")
+        exc, trace = value
+        failed = PartFailed(f"process {pid} failed:\n{trace}")
+        if isinstance(exc, Exception):
+            raise exc from failed
+        raise failed
     return value  # type: ignore[no-any-return]
 
 

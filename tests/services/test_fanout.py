@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from consentgate.errors import Unavailable
 from consentgate.services.fanout import PartFailed, forked_map
 
 
@@ -19,14 +20,27 @@ def test_each_part_runs_in_a_process_of_its_own_and_results_come_back_in_order()
     assert forked_map(lambda n: n + 1, [41]) == [42] and forked_map(lambda n: n, []) == []
 
 
-def test_a_child_that_raises_fails_the_whole_with_its_traceback() -> None:
+def test_a_child_that_raises_fails_the_whole_with_what_it_raised() -> None:
+    """As a one-process run would: a store gone away in a child is the same 503 as in the parent."""
     def work(n: int) -> int:
         if n == 2:
-            raise ValueError("part two is bad")
+            raise Unavailable("the store went away")
+        return n
+
+    with pytest.raises(Unavailable, match="the store went away") as raised:
+        forked_map(work, [1, 2])
+    assert isinstance(raised.value.__cause__, PartFailed) and "Traceback" in str(raised.value.__cause__)
+
+    class Unpicklable(Exception):   # defined here: a child cannot send it back, only its traceback
+        pass
+
+    def worse(n: int) -> int:
+        if n == 2:
+            raise Unpicklable("part two is bad")
         return n
 
     with pytest.raises(PartFailed, match="part two is bad"):
-        forked_map(work, [1, 2])
+        forked_map(worse, [1, 2])
 
 
 def test_a_child_that_dies_without_answering_fails_the_whole() -> None:
