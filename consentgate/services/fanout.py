@@ -7,9 +7,10 @@ free, so nothing but each part's answers crosses between processes. The parent w
 part itself while the children work on the others.
 
 A child never touches a connection it inherited (``forget_inherited``), runs no exit handlers
-(``os._exit``) and sends its answer, or its failure, back through a pipe. A child that stops
-without answering (killed, out of memory) fails the request: the caller answers 500 rather than
-a partial batch.
+(``os._exit``) and sends its answer, or the exception it raised, back through a pipe, where it
+is raised again. A child that stops without answering (killed, out of memory) fails the request
+too: the caller answers 500 rather than a partial batch. Only a single-threaded process forks
+(``can_fork``).
 """
 
 from __future__ import annotations
