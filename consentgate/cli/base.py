@@ -85,6 +85,15 @@ def db_upgrade() -> None:
     click.echo(f"store at revision {current_revision(store)}")
 
 
+@db.command("hash-decisions")
+def db_hash_decisions() -> None:
+    """Once after upgrading to 0006: let erasure find older decisions about then-unknown addresses."""
+    from consentgate.services.erasure import hash_unknown_decisions
+
+    rt = open_runtime()
+    click.echo(f"{hash_unknown_decisions(rt.store, rt.secret_key)} decisions about then-unknown addresses hashed")
+
+
 @click.group()
 def keys() -> None:
     """API keys."""

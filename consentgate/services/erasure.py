@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, update
+from sqlalchemy import bindparam, delete, update
 from sqlmodel import Session, select
 
 from consentgate.core.policy import LoadedPolicy, matches
@@ -191,6 +191,29 @@ def _blank_requests(session: Session, decisions: Iterable[DecisionRecord]) -> No
             decision.request = request
         decision.address_hash = None
         session.add(decision)
+
+def hash_unknown_decisions(store: Store, secret: str, chunk: int = 5_000) -> int:
+    """Give the decisions logged before migration 0006 about an address nobody had the keyed hash
+    newer ones carry, so that erasing whoever has that address later finds them too. A one-off
+    after upgrading (``consentgate db hash-decisions``), in small transactions; returns how many."""
+    table = DecisionRecord.__table__  # type: ignore[attr-defined]
+    todo = (select(table.c.id, table.c.request)
+            .where(table.c.identity_id.is_(None), table.c.address_hash.is_(None), table.c.id > bindparam("after"))
+            .order_by(table.c.id).limit(chunk))
+    give = update(table).where(table.c.id == bindparam("decision")).values(address_hash=bindparam("hashed"))
+    after, hashed = 0, 0
+    while True:
+        with store.transaction() as session:
+            rows = session.execute(todo, {"after": after}).all()
+            if not rows:
+                return hashed
+            found = [{"decision": row.id, "hashed": tombstone_hash(secret, address["kind"], address["value"])}
+                     for row in rows if isinstance(address := (row.request or {}).get("address"), dict)
+                     and address.get("kind") and address.get("value")]
+            if found:
+                session.execute(give, found)
+            hashed, after = hashed + len(found), rows[-1].id
+
 
 def purge_expired_tombstones(store: Store, now: datetime) -> int:
     """Delete tombstones past their retention period; returns how many."""

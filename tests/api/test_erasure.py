@@ -175,3 +175,36 @@ def test_decisions_made_before_anyone_had_the_address_lose_it_on_erasure(  # typ
         else:
             assert kept.request == decision.request and kept.address_hash == decision.address_hash
     assert later not in str([d.request for d in after.values()])
+
+
+def test_older_decisions_about_unknown_addresses_are_found_once_hashed(  # type: ignore[no-untyped-def]
+        client, keys, clock, rows, runtime, store, monkeypatch) -> None:
+    """Decisions logged before migration 0006 have no address hash; `consentgate db
+    hash-decisions` gives them one (once, in small steps), and erasure then finds them."""
+    from consentgate.services.erasure import hash_unknown_decisions
+    from consentgate.store.models import DecisionRecord
+
+    clock.set(NOON_ET)
+    phones = [f"+1305555{300 + i:04d}" for i in range(7)]
+    client.post("/v1/eligibility/batch", json={"items": [{"phone": p, "channel": "sms", "purpose": "marketing"}
+                                                         for p in phones]}, headers=keys["sender"])
+    client.post("/v1/eligibility", json={"identity_id": 999, "channel": "sms", "purpose": "marketing"},
+                headers=keys["sender"])   # names no address: nothing to hash
+    with store.engine.begin() as conn:   # as logged before 0006
+        conn.execute(text("UPDATE decision SET address_hash = NULL"))
+    monkeypatch.setenv("CONSENTGATE_DATABASE_URL", store.url)
+    monkeypatch.setenv("CONSENTGATE_SECRET_KEY", runtime.secret_key)
+    monkeypatch.setenv("CONSENTGATE_POLICY", str(ROOT / "policies" / "default.yaml"))
+    result = CliRunner().invoke(cli, ["db", "hash-decisions"])
+    assert result.exit_code == 0, result.output
+    assert "7 decisions" in result.output
+    assert hash_unknown_decisions(runtime.store, runtime.secret_key, chunk=2) == 0   # done already
+    with store.engine.begin() as conn:
+        conn.execute(text("UPDATE decision SET address_hash = NULL"))
+    assert hash_unknown_decisions(runtime.store, runtime.secret_key, chunk=2) == 7   # chunk by chunk
+
+    made = client.post("/v1/identities", json={"phone": phones[3]}, headers=keys["writer"]).get_json()
+    assert client.delete(f"/v1/identities/{made['identity_id']}", headers=keys["admin"]).status_code == 200
+    requests = [d.request for d in rows(DecisionRecord)]
+    assert phones[3] not in str(requests)
+    assert all(p in str(requests) for p in phones if p != phones[3])
