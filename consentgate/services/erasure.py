@@ -192,6 +192,7 @@ def _blank_requests(session: Session, decisions: Iterable[DecisionRecord]) -> No
         decision.address_hash = None
         session.add(decision)
 
+
 def hash_unknown_decisions(store: Store, secret: str, chunk: int = 5_000) -> int:
     """Give the decisions logged before migration 0006 about an address nobody had the keyed hash
     newer ones carry, so that erasing whoever has that address later finds them too. A one-off
