@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
+from pydantic import Field
 
 from consentgate.api.auth import current_actor, require
-from consentgate.api.context import parse_body, runtime
+from consentgate.api.context import parse_body, parse_query, runtime
 from consentgate.api.openapi import documented
 from consentgate.core.addresses import Address, normalise_email, normalise_phone
 from consentgate.errors import NotFound, ValidationFailed
 from consentgate.services.directory import (
+    TimelineCursor,
     identity_summary,
     identity_view,
     require_identity,
@@ -18,7 +20,7 @@ from consentgate.services.directory import (
 )
 from consentgate.services.identities import find_by_address
 from consentgate.services.merge import manual_merge
-from consentgate.services.schemas import IdentityIn, MergeIn
+from consentgate.services.schemas import IdentityIn, MergeIn, Request
 
 bp = Blueprint("identities_api", __name__)
 
@@ -80,11 +82,20 @@ def merge(identity_id: int) -> Response:
         return jsonify(identity_summary(session, keep))
 
 
+class TimelineQuery(Request):
+    limit: int | None = Field(None, ge=1, le=10_000, description="at most this many events (a page)")
+    after: str | None = Field(None, description="the previous page's next: the events after it")
+
+
 @bp.get("/v1/identities/<int:identity_id>/timeline")
 @require("auditor")
-@documented("Every event of a person, oldest first", tags=["identities"])
+@documented("Every event of a person, oldest first (or a page of them: limit, after)", tags=["identities"],
+            query=TimelineQuery)
 def person_timeline(identity_id: int) -> Response:
     rt = runtime()
+    query = parse_query(TimelineQuery)
+    after = TimelineCursor.decode(query.after) if query.after is not None else None
     with rt.store.transaction(write=False) as session:
         person = require_identity(session, identity_id)
-        return jsonify({"identity_id": person.id, "events": timeline(session, person)})
+        events, more = timeline(session, person, query.limit, after)
+        return jsonify({"identity_id": person.id, "events": events, "next": more.encode() if more else None})

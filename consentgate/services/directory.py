@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
+from sqlalchemy import and_, or_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -226,41 +228,82 @@ def revocation_view(r: Revocation, by_cp: dict[int | None, ContactPoint]) -> dic
             "deadline_at": iso_z(r.deadline_at)}
 
 
-def timeline(session: Session, person: Identity) -> list[dict[str, Any]]:
-    """Every event of a person and everyone merged into them, oldest first."""
+def timeline(session: Session, person: Identity, limit: int | None = None,
+             after: TimelineCursor | None = None) -> tuple[list[dict[str, Any]], TimelineCursor | None]:
+    """Every event of a person and everyone merged into them, oldest first; or, with ``limit``,
+    at most that many after ``after``, and the cursor the next page starts from (None: no more).
+
+    Each kind of event is read with its own query, dated by its own column; a page reads at most
+    ``limit`` + 1 rows of each kind past the cursor, so a person with years of decisions is read a
+    page at a time rather than whole.
+    """
     assert person.id is not None
     group = identity_group(session, person.id)
-    events: list[dict[str, Any]] = []
-    for ident in session.exec(select(Identity).where(col(Identity.id).in_(group))):
-        events.append({"at": ident.created_at, "type": "identity_created", "identity_id": ident.id})
-    for cp in session.exec(select(ContactPoint).where(col(ContactPoint.identity_id).in_(group))):
-        events.append({"at": cp.created_at, "type": "contact_point_added", "contact_point_id": cp.id,
-                       "kind": cp.kind, "value": cp.value})
-    for c in session.exec(select(ConsentEvent).where(col(ConsentEvent.identity_id).in_(group))):
-        events.append({"at": c.recorded_at, "type": "consent", "consent_id": c.id, "channel": c.channel,
-                       "purpose": c.purpose, "consent_type": c.consent_type, "captured_at": c.captured_at,
-                       "source": c.source, "proof_uri": c.proof_uri, "brand": c.brand})
-    for r in session.exec(select(Revocation).where(col(Revocation.identity_id).in_(group))):
-        events.append({"at": r.received_at, "type": "revocation", "revocation_id": r.id,
-                       "channels": r.channels, "purposes": r.purposes, "brands": r.brands,
-                       "scope": r.scope, "source": r.source, "raw_text": r.raw_text,
-                       "effective_at": r.effective_at, "deadline_at": r.deadline_at, "lifted_at": r.lifted_at})
-    for s in session.exec(select(Suppression).where(col(Suppression.identity_id).in_(group))):
-        events.append({"at": s.created_at, "type": "suppression", "suppression_id": s.id, "kind": s.kind,
-                       "since": s.since})
-    for m in session.exec(select(MergeEvent).where(col(MergeEvent.survivor_id).in_(group))):
-        events.append({"at": m.created_at, "type": "merge", "merge_id": m.id, "survivor_id": m.survivor_id,
-                       "absorbed_id": m.absorbed_id, "reason": m.reason})
-    for t in session.exec(select(Touch).where(col(Touch.identity_id).in_(group))):
-        events.append({"at": t.at, "type": "touch", "touch_id": t.id, "channel": t.channel,
-                       "purpose": t.purpose, "program": t.program, "segment": t.segment,
-                       "campaign": t.campaign, "state": t.state})
-    for d in session.exec(select(DecisionRecord).where(col(DecisionRecord.identity_id).in_(group))):
-        events.append({"at": d.decided_at, "type": "decision", "decision_id": d.id, "channel": d.channel,
-                       "purpose": d.purpose, "allowed": d.allowed, "codes": d.codes.split(",") if d.codes
-                       else []})
-    for e in session.exec(select(ErasureEvent).where(col(ErasureEvent.identity_id).in_(group))):
-        events.append({"at": e.erased_at, "type": "erasure", "erasure_id": e.id, "law": e.law,
-                       "requested_by": e.requested_by})
-    events.sort(key=lambda e: (e["at"], e["type"]))
-    return events
+    found: list[tuple[datetime, str, int, dict[str, Any]]] = []
+    for kind, model, dated, owner, show in _TIMELINE:
+        query = select(model).where(col(owner).in_(group))
+        if after is not None:
+            query = query.where(_past(after, kind, col(dated), col(model.id)))
+        if limit is not None:
+            query = query.order_by(col(dated), col(model.id)).limit(limit + 1)
+        for row in session.exec(query):
+            found.append((getattr(row, dated.key), kind, row.id, {"type": kind, **show(row)}))
+    found.sort(key=lambda event: event[:3])
+    page = found if limit is None else found[:limit]
+    events = [{"at": at, **event} for at, _, _, event in page]
+    more = limit is not None and len(found) > limit
+    return events, (TimelineCursor(*page[-1][:3]) if more else None)
+
+
+class TimelineCursor(NamedTuple):
+    """Where a page of a timeline ended: the last event's date, kind and row id."""
+
+    at: datetime
+    kind: str
+    row_id: int
+
+    def encode(self) -> str:
+        return f"{iso_z(self.at)}|{self.kind}|{self.row_id}"
+
+    @classmethod
+    def decode(cls, text: str) -> TimelineCursor:
+        try:
+            at, kind, row_id = text.split("|")
+            return cls(utc(datetime.fromisoformat(at.replace("Z", "+00:00"))), kind, int(row_id))
+        except (ValueError, TypeError):
+            raise ValidationFailed.field("after", "not a cursor this timeline gave (its 'next')") from None
+
+
+def _past(cursor: TimelineCursor, kind: str, dated: Any, row_id: Any) -> Any:
+    """Events of ``kind`` that sort after ``cursor`` (by date, then kind, then row id)."""
+    if kind > cursor.kind:
+        return dated >= cursor.at
+    if kind < cursor.kind:
+        return dated > cursor.at
+    return or_(dated > cursor.at, and_(dated == cursor.at, row_id > cursor.row_id))
+
+
+_TIMELINE: tuple[tuple[str, Any, Any, Any, Callable[[Any], dict[str, Any]]], ...] = (
+    ("identity_created", Identity, Identity.created_at, Identity.id, lambda i: {"identity_id": i.id}),
+    ("contact_point_added", ContactPoint, ContactPoint.created_at, ContactPoint.identity_id,
+     lambda cp: {"contact_point_id": cp.id, "kind": cp.kind, "value": cp.value}),
+    ("consent", ConsentEvent, ConsentEvent.recorded_at, ConsentEvent.identity_id,
+     lambda c: {"consent_id": c.id, "channel": c.channel, "purpose": c.purpose, "consent_type": c.consent_type,
+                "captured_at": c.captured_at, "source": c.source, "proof_uri": c.proof_uri, "brand": c.brand}),
+    ("revocation", Revocation, Revocation.received_at, Revocation.identity_id,
+     lambda r: {"revocation_id": r.id, "channels": r.channels, "purposes": r.purposes, "brands": r.brands,
+                "scope": r.scope, "source": r.source, "raw_text": r.raw_text, "effective_at": r.effective_at,
+                "deadline_at": r.deadline_at, "lifted_at": r.lifted_at}),
+    ("suppression", Suppression, Suppression.created_at, Suppression.identity_id,
+     lambda s: {"suppression_id": s.id, "kind": s.kind, "since": s.since}),
+    ("merge", MergeEvent, MergeEvent.created_at, MergeEvent.survivor_id,
+     lambda m: {"merge_id": m.id, "survivor_id": m.survivor_id, "absorbed_id": m.absorbed_id, "reason": m.reason}),
+    ("touch", Touch, Touch.at, Touch.identity_id,
+     lambda t: {"touch_id": t.id, "channel": t.channel, "purpose": t.purpose, "program": t.program,
+                "segment": t.segment, "campaign": t.campaign, "state": t.state}),
+    ("decision", DecisionRecord, DecisionRecord.decided_at, DecisionRecord.identity_id,
+     lambda d: {"decision_id": d.id, "channel": d.channel, "purpose": d.purpose, "allowed": d.allowed,
+                "codes": d.codes.split(",") if d.codes else []}),
+    ("erasure", ErasureEvent, ErasureEvent.erased_at, ErasureEvent.identity_id,
+     lambda e: {"erasure_id": e.id, "law": e.law, "requested_by": e.requested_by}),
+)

@@ -113,3 +113,44 @@ def test_racing_creates_end_as_one_identity(app, keys, rows) -> None:  # type: i
     assert sorted(answers)[-1] in (200, 201) and all(a in (200, 201) for a in answers)
     live = [i for i in rows(Identity) if i.merged_into_id is None]
     assert len(live) == 1
+
+
+def test_a_timeline_read_a_page_at_a_time_is_the_whole_timeline(client, keys, clock) -> None:  # type: ignore[no-untyped-def]
+    """Pages (limit, then after=the last page's next) give every event once, in the order of the
+    whole timeline, even where many events share one instant."""
+    person = _post(client, keys, {"email": "pat@corp.com"}).get_json()["identity_id"]
+    for step in range(3):   # every kind of event, several at each instant
+        clock.set(clock.now + timedelta(minutes=step))
+        captured = (clock.now - timedelta(days=1)).isoformat()
+        client.post("/v1/consents", json={"email": "pat@corp.com", "channel": "email", "purpose": "marketing",
+                                          "consent_type": "double_opt_in", "source": "crm", "captured_at": captured},
+                    headers=keys["writer"])
+        for _ in range(2):
+            client.post("/v1/eligibility", json={"email": "pat@corp.com", "channel": "email", "purpose": "marketing"},
+                        headers=keys["sender"])
+        client.post("/v1/touches", json={"email": "pat@corp.com", "channel": "email", "purpose": "marketing",
+                                         "sent_at": clock.now.isoformat()}, headers=keys["sender"])
+    other = _post(client, keys, {"phone": "+13055550111"}).get_json()["identity_id"]
+    client.post(f"/v1/identities/{person}/merge", json={"other_identity_id": other}, headers=keys["writer"])
+    client.post("/v1/revocations", json={"email": "pat@corp.com", "channels": ["email"]}, headers=keys["writer"])
+    auditor = keys["auditor"]
+    whole = client.get(f"/v1/identities/{person}/timeline", headers=auditor).get_json()
+    assert whole["next"] is None and len(whole["events"]) >= 17
+    assert {e["type"] for e in whole["events"]} >= {"identity_created", "contact_point_added", "consent",
+                                                    "decision", "touch", "merge", "revocation"}
+    assert [e["at"] for e in whole["events"]] == sorted(e["at"] for e in whole["events"])
+    for limit in (1, 2, 5, 100):
+        pages, after = [], None
+        while True:
+            query = {"limit": limit, **({"after": after} if after else {})}
+            page = client.get(f"/v1/identities/{person}/timeline", query_string=query, headers=auditor).get_json()
+            assert len(page["events"]) <= limit
+            pages += page["events"]
+            after = page["next"]
+            if after is None:
+                break
+        assert pages == whole["events"], limit
+    for query, field in [({"limit": 0}, "limit"), ({"limit": 10_001}, "limit"), ({"after": "yesterday"}, "after"),
+                         ({"after": "2026-11-25T17:00:00Z|decision|x"}, "after")]:
+        refused = client.get(f"/v1/identities/{person}/timeline", query_string=query, headers=auditor)
+        assert refused.status_code == 422 and field in refused.get_data(as_text=True), query
