@@ -233,9 +233,9 @@ def timeline(session: Session, person: Identity, limit: int | None = None,
     """Every event of a person and everyone merged into them, oldest first; or, with ``limit``,
     at most that many after ``after``, and the cursor the next page starts from (None: no more).
 
-    Each kind of event is read with its own query, dated by its own column; a page reads at most
-    ``limit`` + 1 rows of each kind past the cursor, so a person with years of decisions is read a
-    page at a time rather than whole.
+    Each kind of event is read with its own query, dated by its own column; a page loads at most
+    ``limit`` + 1 rows of each kind past the cursor (the database sorts them), so a person with
+    years of decisions is loaded a page at a time rather than whole.
     """
     assert person.id is not None
     group = identity_group(session, person.id)
