@@ -23,7 +23,7 @@ from consentgate.core.tombstones import tombstone_hash
 from consentgate.errors import NotFound, ValidationFailed
 from consentgate.services.identities import AddressRef, find_by_address, normalise_ref, survivor
 from consentgate.services.keys import Actor
-from consentgate.services.revocations import erased_payload
+from consentgate.services.revocations import erased_address, erased_payload
 from consentgate.store import chain
 from consentgate.store.db import Store
 from consentgate.store.models import (
@@ -187,7 +187,7 @@ def _blank_requests(session: Session, decisions: Iterable[DecisionRecord]) -> No
     for decision in decisions:
         request = dict(decision.request or {})
         if isinstance(request.get("address"), dict):
-            request["address"] = {"kind": request["address"].get("kind"), "value": None, "erased": True}
+            request["address"] = erased_address(request["address"])
             decision.request = request
         decision.address_hash = None
         session.add(decision)

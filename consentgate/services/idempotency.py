@@ -13,11 +13,11 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from consentgate.errors import Conflict, ValidationFailed
+from consentgate.services.retention import purge_oldest
 from consentgate.store.db import Store
 from consentgate.store.models import IdempotencyRecord
 
@@ -67,16 +67,6 @@ def run_idempotent(store: Store, scope: str, key: str | None, body: Any, now: da
 
 def purge_expired_keys(store: Store, now: datetime, chunk: int = 5_000, most: int = 500_000) -> int:
     """Forget keys older than ``KEY_RETENTION``, oldest first, ``chunk`` per transaction and at
-    most ``most`` per run (as ``retention.purge_expired_decisions`` does); returns how many."""
+    most ``most`` per run; returns how many."""
     table = IdempotencyRecord.__table__  # type: ignore[attr-defined]
-    oldest = (select(table.c.scope, table.c.key).where(table.c.created_at < now - KEY_RETENTION)
-              .order_by(table.c.created_at).limit(chunk))
-    purged = 0
-    while purged < most:
-        with store.transaction() as session:
-            gone = int(session.execute(delete(table).where(  # type: ignore[attr-defined]
-                tuple_(table.c.scope, table.c.key).in_(oldest))).rowcount or 0)
-        purged += gone
-        if gone < chunk:
-            break
-    return purged
+    return purge_oldest(store, [table.c.scope, table.c.key], table.c.created_at, now - KEY_RETENTION, chunk, most)

@@ -1,4 +1,5 @@
-"""Letting the decision log go once the policy's retention period has passed.
+"""Letting old rows go: the decision log once the policy's retention period has passed (and, by
+the same means, idempotency keys, ``services.idempotency``).
 
 Decisions are not ledger rows (the chain does not cover them), so deleting old ones breaks no
 verification. They go in small transactions, oldest first, so that on SQLite no deletion holds
@@ -8,9 +9,11 @@ years of history does so over several runs.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import Column, delete, select, tuple_
 
 from consentgate.core.policy import LoadedPolicy
 from consentgate.store.db import Store
@@ -29,12 +32,19 @@ def purge_expired_decisions(store: Store, policy: LoadedPolicy, now: datetime, c
                             most: int = MOST_PER_RUN) -> int:
     """Delete logged decisions past their retention period, up to ``most``; returns how many."""
     table = DecisionRecord.__table__  # type: ignore[attr-defined]
-    cutoff = decision_log_cutoff(policy, now)
-    oldest = select(table.c.id).where(table.c.decided_at < cutoff).order_by(table.c.decided_at).limit(chunk)
+    return purge_oldest(store, [table.c.id], table.c.decided_at, decision_log_cutoff(policy, now), chunk, most)
+
+
+def purge_oldest(store: Store, keys: Sequence[Column[Any]], dated: Column[Any], before: datetime,
+                 chunk: int = CHUNK, most: int = MOST_PER_RUN) -> int:
+    """Delete the rows of ``keys``' table dated (by ``dated``) before ``before``, oldest first,
+    ``chunk`` per transaction and at most ``most`` in all; returns how many."""
+    key = keys[0] if len(keys) == 1 else tuple_(*keys)
+    oldest = select(*keys).where(dated < before).order_by(dated).limit(chunk)
     purged = 0
     while purged < most:
         with store.transaction() as session:
-            gone = int(session.execute(delete(table).where(table.c.id.in_(oldest))).rowcount or 0)  # type: ignore[attr-defined]
+            gone = int(session.execute(delete(dated.table).where(key.in_(oldest))).rowcount or 0)  # type: ignore[attr-defined]
         purged += gone
         if gone < chunk:
             break

@@ -124,12 +124,15 @@ def revocation_payload(revocation: Revocation, contact_point: ContactPoint | Non
     }
 
 
+def erased_address(address: dict[str, Any]) -> dict[str, Any]:
+    """An address as a record keeps it once its person was erased: the value is gone, its kind stays."""
+    return {"kind": address.get("kind"), "value": None, "erased": True}
+
+
 def erased_payload(payload: dict[str, Any]) -> dict[str, Any]:
-    """``revocation_payload`` once its person was erased: the address is gone, its kind stays."""
+    """``revocation_payload`` once its person was erased."""
     address = payload.get("address")
-    if not isinstance(address, dict):
-        return payload
-    return {**payload, "address": {"kind": address.get("kind"), "value": None, "erased": True}}
+    return {**payload, "address": erased_address(address)} if isinstance(address, dict) else payload
 
 
 def enqueue_propagation(session: Session, revocation: Revocation, contact_point: ContactPoint | None,

@@ -6,13 +6,11 @@ ranges together check exactly what one pass does, and the first broken link is t
 
 from __future__ import annotations
 
-import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
-from consentgate.services.fanout import worker_count
+from consentgate.services.fanout import forked_map, worker_count
 from consentgate.store.chain import VerifyResult, last_seq, verify
-from consentgate.store.db import Store, forget_inherited
+from consentgate.store.db import Store
 
 # Below this many entries per worker, starting processes costs more than it saves.
 MIN_PER_WORKER = 20_000
@@ -26,11 +24,13 @@ def verify_chain(store: Store, workers: int | None = None, min_per_worker: int =
         if workers < 2 or last < 2 * min_per_worker:
             return verify(session)
     bounds = [last * part // workers for part in range(workers + 1)]
-    ranges = [(store.url, bounds[part], bounds[part + 1]) for part in range(workers)]
-    with ProcessPoolExecutor(workers, multiprocessing.get_context("fork"), forget_inherited) as pool:
-        results = list(pool.map(_verify_range, ranges))
+
+    def verify_range(part: int) -> VerifyResult:
+        with store.transaction(write=False) as session:
+            return verify(session, after=bounds[part], until=bounds[part + 1])
+
     checked = 0
-    for result in results:
+    for result in forked_map(verify_range, range(workers)):
         if not result.ok:
             return VerifyResult(False, checked + result.checked, result.first_broken)
         checked += result.checked
@@ -38,12 +38,6 @@ def verify_chain(store: Store, workers: int | None = None, min_per_worker: int =
     with store.transaction(write=False) as session:
         rest = verify(session, after=last)
     return VerifyResult(rest.ok, checked + rest.checked, rest.first_broken)
-
-
-def _verify_range(part: tuple[str, int, int]) -> VerifyResult:
-    url, after, until = part
-    with Store(url).transaction(write=False) as session:
-        return verify(session, after=after, until=until)
 
 
 @dataclass(frozen=True)

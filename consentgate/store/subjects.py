@@ -414,7 +414,7 @@ def load_subject(driver: Driver, policy: LoadedPolicy, secret: str, *, identity:
     revocations += _tombstones(_decode(Tombstone, found.tombstones), hashes, identity.id)
     suppressions = [suppression_fact(row) for row in _decode(Suppression, found.suppressions)]
     suppressions += _national_dnc(_decode(DncNumber, found.dnc), identity.id, target, cutoff)
-    account_caps = bool(domain) and any(cap.per == "account" for cap in policy.policy.fatigue_caps)
+    account_caps = bool(domain) and counts_accounts(policy)
     return Subject(
         identity=identity_fact(identity, group),
         target=contact_point_fact(target) if target is not None else None,
@@ -632,7 +632,7 @@ def load_subjects(session: Session, policy: LoadedPolicy, secret: str,
     for row in _fetch(driver, Touch, "touches", ids=all_ids, since=since):
         touches.setdefault(owner[row.identity_id], []).append(touch_fact(row))
     account_touches: dict[str, list[TouchFact]] = {}
-    if domains and any(cap.per == "account" for cap in policy.policy.fatigue_caps):
+    if domains and counts_accounts(policy):
         for row in _fetch(driver, Touch, "account_touches", domains=listed(domains, name), since=since):
             account_touches.setdefault(row.account_domain or "", []).append(touch_fact(row))
 
