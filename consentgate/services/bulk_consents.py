@@ -59,6 +59,8 @@ EVENT_FIELDS = ("channel", "purpose", "consent_type", "captured_at", "source", "
                 "brand", "consent_text", "ip", "user_agent", "expires_at", "api_key_id")
 # The event columns only known once it is written.
 _IDS = ("id", "identity_id", "contact_point_id")
+# An event's hashed content, its ids left as slots for the writer.
+_CONTENT = chain.content_shape("consent_event", _IDS)
 
 
 class Block(NamedTuple):
@@ -78,7 +80,7 @@ class Plan(NamedTuple):
     event: tuple[Any, ...]            # EVENT_FIELDS values as the driver takes them (``bulk.bind``)
     pii_salt: str
     pii_digest: str
-    content: str                      # chain.content_template of the event, its ids left open
+    content: str                      # the event's chain content (_CONTENT.template), its ids left open
     # What the row says of the person (identity columns): external id, time zone, state,
     # country, name, company domain; None when it says nothing.
     person: tuple[str | None, ...] | None = None
@@ -188,27 +190,27 @@ def plan_row(line: int, row: dict[str, str], planning: _Planning) -> Plan | None
     target = next((a for a in addresses if a.kind == kind), None)
     if target is None:
         raise ValidationFailed.field(kind, f"a {item.channel} consent needs a {kind} address")
-    return plan_consent(line, item, target, tuple(addresses), planning)._replace(person=person)
+    return plan_consent(line, item, target, tuple(addresses), planning, person=person)
 
 
 def plan_consent(line: int, item: ConsentIn, target: Address, addresses: tuple[Address, ...], planning: _Planning,
-                 api_key_id: int | None = None) -> Plan:
+                 api_key_id: int | None = None, person: tuple[str | None, ...] | None = None) -> Plan:
     """The plan of a checked consent on ``target`` (``addresses``: every address its row names)."""
     to_db = planning.to_db
     captured_at, expires_at = utc(item.captured_at), utc(item.expires_at)
     proof_sha256 = item.proof_sha256.lower() if item.proof_sha256 else None
     salt = next(planning.salts)
     digest = chain.pii_digest(salt, {"ip": item.ip, "user_agent": item.user_agent, "address": target.value})
-    content = chain.content_template({
+    content = _CONTENT.template({
         "channel": item.channel, "purpose": item.purpose, "consent_type": item.consent_type,
         "captured_at": captured_at.isoformat(), "recorded_at": planning.recorded_at, "source": item.source,
         "proof_uri": item.proof_uri, "proof_sha256": proof_sha256, "brand": item.brand,
         "consent_text": item.consent_text, "expires_at": expires_at.isoformat() if expires_at else None,
-        "api_key_id": api_key_id, "inbound_message_id": None, "pii_digest": digest}, _IDS)
+        "api_key_id": api_key_id, "inbound_message_id": None, "pii_digest": digest})
     event = (item.channel, item.purpose, item.consent_type, to_db(captured_at), item.source, item.proof_uri,
              proof_sha256, item.brand, item.consent_text, item.ip, item.user_agent,
              to_db(expires_at) if expires_at else None, api_key_id)
-    return Plan(line, target, addresses, event, salt, digest, content)
+    return Plan(line, target, addresses, event, salt, digest, content, person)
 
 
 def planning_for(policy: LoadedPolicy, now: datetime, dialect: Dialect) -> _Planning:

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
+from json.encoder import encode_basestring, encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any
 
 from sqlalchemy import Connection, func, text
@@ -68,12 +69,17 @@ def _canonical(value: Any) -> Any:
 
 def pii_digest(salt: str, values: Mapping[str, Any]) -> str:
     """Salted digest of a row's personal values (the address included)."""
-    payload = _PERSONAL.encode({k: _canonical(v) for k, v in values.items()})
+    payload = _personal_shape(tuple(values)).encode({k: _canonical(v) for k, v in values.items()})
     return hashlib.sha256(f"{salt}|{payload}".encode()).hexdigest()
 
 
 # json.dumps(..., sort_keys=True) as written when the chain began; built once, not per row.
 _PERSONAL = json.JSONEncoder(sort_keys=True)
+
+
+@cache
+def _personal_shape(keys: tuple[str, ...]) -> Shape:
+    return Shape(_PERSONAL, keys)
 
 
 def personal_values(table: str, row: Any, address: str | None) -> dict[str, Any]:
@@ -146,25 +152,56 @@ def hash_canonical(table: str, content: dict[str, Any]) -> str:
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
 
 
-def content_template(content: dict[str, Any], later: Sequence[str]) -> str:
-    """``hash_canonical``'s payload with the integer columns ``later`` left as %d slots.
+class Shape:
+    """The JSON an encoder writes for content with these keys, as a format string built once.
 
-    A bulk writer knows everything about a row but its ids until it inserts it; the costly part
-    of hashing (the JSON) is done beforehand, in a worker, and ``hash_template`` fills the ids in.
-    Each slot is found as ``"name":<placeholder>``, a sequence that cannot occur inside an
-    encoded string (its quotes would be escaped), so no value can be mistaken for a slot.
+    Encoding a dict with sorted keys was the costliest thing an importer did per row. With the
+    keys fixed, only the values are encoded (strings by the json module's own C escaper, anything
+    else by ``encoder`` itself), so the text is byte for byte what ``encoder.encode`` writes.
+    Keys in ``later`` are integer columns known only once the row is inserted: ``template``
+    leaves them as %d slots that ``hash_filled`` fills in (a value cannot be taken for a slot:
+    its own % signs are doubled).
     """
-    payload = _CANONICAL.encode({**content, **dict.fromkeys(later, _PLACEHOLDER)}).replace("%", "%%")
-    for name in later:
-        payload = payload.replace(f'"{name}":{_PLACEHOLDER}', f'"{name}":%d')
-    return payload
+
+    def __init__(self, encoder: json.JSONEncoder, keys: Iterable[str], later: Sequence[str] = ()) -> None:
+        assert encoder.sort_keys, "a fixed shape is the encoder's text only when it sorts keys"
+        order = sorted({*keys, *later})
+        self.keys = tuple(k for k in order if k not in later)   # the values, in this order
+        self._encoder = encoder
+        self._escape = encode_basestring_ascii if encoder.ensure_ascii else encode_basestring
+
+        def part(key: str, value: str) -> str:
+            return encoder.encode(key) + encoder.key_separator + value
+
+        self._plain = "{" + encoder.item_separator.join(
+            part(k.replace("%", "%%"), "%s") for k in self.keys) + "}" if not later else None
+        self._slotted = "{" + encoder.item_separator.join(
+            part(k.replace("%", "%%%%"), "%%d" if k in later else "%s") for k in order) + "}"
+
+    def encode(self, content: Mapping[str, Any]) -> str:
+        """``encoder.encode(content)`` (a shape without slots)."""
+        assert self._plain is not None
+        return self._plain % tuple(self._value(content[k]) for k in self.keys)
+
+    def template(self, content: Mapping[str, Any]) -> str:
+        """The JSON with the ``later`` keys as %d slots and every other % doubled."""
+        return self._slotted % tuple(self._value(content[k]).replace("%", "%%") for k in self.keys)
+
+    def _value(self, value: Any) -> str:
+        if value is None:
+            return "null"
+        if type(value) is str:
+            return self._escape(value)
+        return self._encoder.encode(value)
 
 
-_PLACEHOLDER = -(2**63)
+def content_shape(table: str, later: Sequence[str] = ()) -> Shape:
+    """The ``Shape`` of a ledger table's hashed content (``hash_canonical``'s payload)."""
+    return Shape(_CANONICAL, (*hashed_columns(table), "pii_digest"), later)
 
 
 def hash_template(table: str, template: str, later: Mapping[str, int]) -> str:
-    """``hash_canonical`` of a ``content_template`` with its slots filled (keys, as JSON, in sorted order)."""
+    """``hash_canonical`` of a ``Shape.template`` with its slots filled (keys, as JSON, in sorted order)."""
     return hash_filled(table, template, tuple(later[name] for name in sorted(later)))
 
 
