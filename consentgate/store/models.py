@@ -46,14 +46,19 @@ class ApiKey(SQLModel, table=True):
 
 class Identity(SQLModel, table=True):
     __tablename__ = "identity"
-    # Merged-away people only: a batch checks whether any of its 10,000 people was merged by
-    # probing this small index instead of reading each person's row again.
+    # Both hold merged-away people only. By id: a batch checks whether any of its 10,000 people
+    # was merged by probing this small index instead of reading each person's row again. By
+    # survivor: who was merged into someone; new people, almost all unmerged, are not written
+    # into it (an import creates them by the hundred thousand).
     __table_args__ = (Index("ix_identity_merged", "id", postgresql_where=text("merged_into_id IS NOT NULL"),
-                            sqlite_where=text("merged_into_id IS NOT NULL")),)
+                            sqlite_where=text("merged_into_id IS NOT NULL")),
+                      Index("ix_identity_merged_into", "merged_into_id",
+                            postgresql_where=text("merged_into_id IS NOT NULL"),
+                            sqlite_where=text("merged_into_id IS NOT NULL")))
 
     id: int | None = Field(default=None, primary_key=True)
     external_id: str | None = Field(default=None, max_length=200, unique=True)
-    account_domain: str | None = Field(default=None, max_length=253, index=True)
+    account_domain: str | None = Field(default=None, max_length=253)
     timezone: str | None = Field(default=None, max_length=64)
     state: str | None = Field(default=None, max_length=8)
     country: str | None = Field(default=None, max_length=2)
@@ -61,7 +66,7 @@ class Identity(SQLModel, table=True):
     status_at_last_touch: str | None = Field(default=None, max_length=100)
     last_touch_channel: str | None = Field(default=None, max_length=32)
     last_touch_at: datetime | None = _ts(nullable=True)
-    merged_into_id: int | None = Field(default=None, foreign_key="identity.id", index=True)
+    merged_into_id: int | None = Field(default=None, foreign_key="identity.id")
     merged_at: datetime | None = _ts(nullable=True)
     is_test: bool = Field(default=False)
     erased_at: datetime | None = _ts(nullable=True)
