@@ -80,7 +80,7 @@ class Plan(NamedTuple):
     event: tuple[Any, ...]            # EVENT_FIELDS values as the driver takes them (``bulk.bind``)
     pii_salt: str
     pii_digest: str
-    content: str                      # the event's chain content (_CONTENT.template), its ids left open
+    content: bytes                    # the event's chain content (_CONTENT.template), its ids left open
     # What the row says of the person (identity columns): external id, time zone, state,
     # country, name, company domain; None when it says nothing.
     person: tuple[str | None, ...] | None = None

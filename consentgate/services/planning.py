@@ -59,27 +59,37 @@ def checked_lines(stream: IO[str]) -> Iterator[str]:
 
 def read_blocks(stream: Iterator[str], first_line: int, records: int) -> Iterator[Block]:
     """Blocks of ``records`` CSV records as raw text, cut between records as the csv module reads
-    them (a line break inside a quoted cell stays with its record)."""
+    them (a line break inside a quoted cell stays with its record).
+
+    A line that is plainly one record (``_plain_record``) is counted as it is; the csv module
+    reads the others, one record at a time, from that line on. Parsing every line only to count
+    records was a twentieth of the importing process's time.
+    """
     raw: list[str] = []
+    lines = iter(stream)
+    limit = csv.field_size_limit()
 
-    def lines() -> Iterator[str]:
-        for text in stream:
-            raw.append(text)
-            yield text
+    def record_from(text: str) -> Iterator[str]:
+        yield text
+        for more in lines:
+            raw.append(more)
+            yield more
 
-    reader = csv.reader(lines())
     start, count, whole = first_line, 0, 0
     try:
-        for _ in reader:
+        for text in lines:
+            raw.append(text)
+            if not _plain_record(text, limit):
+                next(csv.reader(record_from(text)), None)
             count, whole = count + 1, len(raw)
             if count >= records:
                 yield Block(start, "".join(raw))
-                start, count, whole = first_line + reader.line_num, 0, 0
+                start, count, whole = start + len(raw), 0, 0
                 raw.clear()
     except UnreadableLine as exc:
         failure = exc
     except csv.Error as exc:
-        failure = UnreadableLine(first_line + reader.line_num - 1, str(exc))  # the line just read
+        failure = UnreadableLine(start + len(raw) - 1, str(exc))  # the line just read
     else:
         if raw:
             yield Block(start, "".join(raw))
@@ -87,6 +97,13 @@ def read_blocks(stream: Iterator[str], first_line: int, records: int) -> Iterato
     if whole:
         yield Block(start, "".join(raw[:whole]))   # the whole records read before the bad line
     raise failure
+
+
+def _plain_record(text: str, limit: int) -> bool:
+    """Whether the csv module reads this line, at the start of a record, as one whole record of
+    unquoted cells: no quote, no NUL, no line break but those it ends with, no cell over the limit."""
+    body = text.rstrip("\r\n")
+    return not ('"' in body or "\0" in body or "\r" in body or "\n" in body or len(body) > limit)
 
 
 _worker: tuple[list[str], LoadedPolicy, datetime, Dialect] | None = None

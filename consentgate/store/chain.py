@@ -183,9 +183,10 @@ class Shape:
         assert self._plain is not None
         return self._plain % tuple(self._value(content[k]) for k in self.keys)
 
-    def template(self, content: Mapping[str, Any]) -> str:
-        """The JSON with the ``later`` keys as %d slots and every other % doubled."""
-        return self._slotted % tuple(self._value(content[k]).replace("%", "%%") for k in self.keys)
+    def template(self, content: Mapping[str, Any]) -> bytes:
+        """The JSON with the ``later`` keys as %d slots and every other % doubled, encoded: filling
+        bytes is half the cost of filling text and encoding it, and the writer fills one per row."""
+        return (self._slotted % tuple(self._value(content[k]).replace("%", "%%") for k in self.keys)).encode()
 
     def _value(self, value: Any) -> str:
         if value is None:
@@ -200,15 +201,15 @@ def content_shape(table: str, later: Sequence[str] = ()) -> Shape:
     return Shape(_CANONICAL, (*hashed_columns(table), "pii_digest"), later)
 
 
-def hash_template(table: str, template: str, later: Mapping[str, int]) -> str:
+def hash_template(table: str, template: bytes, later: Mapping[str, int]) -> str:
     """``hash_canonical`` of a ``Shape.template`` with its slots filled (keys, as JSON, in sorted order)."""
     return hash_filled(table, template, tuple(later[name] for name in sorted(later)))
 
 
-def hash_filled(table: str, template: str, values: tuple[int, ...]) -> str:
+def hash_filled(table: str, template: bytes, values: tuple[int, ...]) -> str:
     """``hash_template`` with the ids already in the slots' order (their names sorted): an
     importer fills millions of templates of one shape."""
-    return hashlib.sha256(f"{table}|{template % values}".encode()).hexdigest()
+    return hashlib.sha256(table.encode() + b"|" + template % values).hexdigest()
 
 
 def link(prev_hash: str, table: str, row_id: int, digest: str) -> str:
