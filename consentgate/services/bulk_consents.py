@@ -47,7 +47,7 @@ from consentgate.services.identities import find_contact_points, normalise_ref
 from consentgate.services.keys import Actor
 from consentgate.services.schemas import Attributes, ConsentIn, IdentityIn, utc
 from consentgate.store import chain
-from consentgate.store.bulk import among, bind, insert_with_ids
+from consentgate.store.bulk import among, bind, draw_ids, insert_rows, insert_with_ids
 from consentgate.store.db import Store
 from consentgate.store.models import ConsentEvent, ContactPoint, Identity
 
@@ -320,15 +320,14 @@ def write_plans(connection: Connection, plans: Iterable[Plan], policy: LoadedPol
     recorded = bind(connection.dialect, _EVENT, "recorded_at")(now)
     rows = []
     hashed = []
-    for plan in kept:
+    for plan, event_id in zip(kept, draw_ids(connection, _EVENT, len(kept)), strict=True):
         cp_id, identity_id = known[plan.target]
-        rows.append((identity_id, cp_id, *plan.event, recorded, plan.pii_salt, plan.pii_digest))
-    ids = insert_with_ids(connection, _EVENT, _EVENT_COLUMNS, rows)
-    for plan, (identity_id, cp_id, *_), event_id in zip(kept, rows, ids, strict=True):
+        rows.append((event_id, identity_id, cp_id, *plan.event, recorded, plan.pii_salt, plan.pii_digest))
         # The slots in the template's (sorted) order: contact_point_id, id, identity_id.
         hashed.append((event_id, chain.hash_filled("consent_event", plan.content, (cp_id, event_id, identity_id))))
+    insert_rows(connection, _EVENT, ("id", *_EVENT_COLUMNS), rows)
     chain.append_hashes(connection, "consent_event", hashed, now)
-    return BlockOutcome(len(kept), stopped_at, [(event_id, row[0]) for row, event_id in zip(rows, ids, strict=True)])
+    return BlockOutcome(len(kept), stopped_at, [(row[0], row[1]) for row in rows])
 
 
 def _external_owners(connection: Connection, external_ids: set[str | None]) -> dict[str, int]:

@@ -99,6 +99,8 @@ def binder(dialect: Dialect, table: Table, column: str) -> Callable[[Any], Any] 
 def draw_ids(connection: Connection, table: Table, count: int) -> list[int]:
     """Ids for rows about to be inserted. PostgreSQL: from the table's sequence, as a default would;
     SQLite: after the largest, which is safe because a writer holds the lock since BEGIN IMMEDIATE."""
+    if not count:
+        return []
     if connection.dialect.name == "postgresql":
         # The sequence is looked up once (OFFSET 0 keeps the planner from doing it per row, which
         # took most of the time), and the ids read on the driver: thousands of one-column rows.
