@@ -15,8 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, delete, update
-from sqlmodel import Session, select
+from sqlalchemy import bindparam, case, delete, update
+from sqlmodel import Session, col, select
 
 from consentgate.core.policy import LoadedPolicy, matches
 from consentgate.core.tombstones import tombstone_hash
@@ -158,8 +158,10 @@ def _blank(session: Session, ids: list[int], cp_ids: list[int], phones: list[str
     if phones:
         message_ids |= set(session.exec(select(InboundMessage.id).where(
             InboundMessage.from_number.in_(phones))))  # type: ignore[union-attr]
+    # A reason is personal from chain scheme 2 on; before, it is chained content and stays.
     session.execute(update(Revocation).where(Revocation.identity_id.in_(ids)).values(  # type: ignore[attr-defined]
-        raw_text=None, pii_salt=None, erased_at=now))
+        raw_text=None, pii_salt=None, erased_at=now,
+        reason=case((col(Revocation.chain_scheme) > 1, None), else_=col(Revocation.reason))))
     session.execute(update(Suppression).where(Suppression.identity_id.in_(ids)).values(  # type: ignore[attr-defined]
         note=None, pii_salt=None, erased_at=now))
     # Opt-outs already delivered downstream keep no address; those still to deliver keep it until

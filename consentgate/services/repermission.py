@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, exists, select
+from sqlalchemy import bindparam, exists, or_, select
 
 from consentgate.core.policy import LoadedPolicy
 from consentgate.services.revocations import write_revocation
@@ -52,8 +52,10 @@ def close_repermission_windows(store: Store, policy: LoadedPolicy, now: datetime
 def _unanswered() -> Any:
     touch, revocation = Touch.__table__, Revocation.__table__  # type: ignore[attr-defined]
     consent, identity = ConsentEvent.__table__, Identity.__table__  # type: ignore[attr-defined]
+    # An erasure blanks the reason: an erased person's request stays closed (the job skips them).
     already = select(revocation.c.id).where(revocation.c.attributed_touch_id == touch.c.id,
-                                            revocation.c.reason == bindparam("reason"))
+                                            or_(revocation.c.reason == bindparam("reason"),
+                                                revocation.c.erased_at.is_not(None)))
     an_answer = (consent.c.channel == touch.c.channel, consent.c.recorded_at > touch.c.at,
                  consent.c.consent_type != "uncertain")
     # Two look-ups, each down an index: as one "id = x OR merged_into_id = x" PostgreSQL read

@@ -49,9 +49,14 @@ PERSONAL = {
     "merge_event": (),
     "erasure_event": (),
 }
+# A row's ``chain_scheme`` (1 where its table has no such column) says how it was chained. Scheme
+# 1 is how every row was chained at first. From scheme 2 a revocation's free-text reason is
+# personal too, covered by the digest rather than the content, so an erasure can blank it; the
+# scheme itself is then part of the content, so changing it breaks the row's hash.
+_PERSONAL_FROM = {2: {"revocation": ("reason",)}}   # the last is models.CHAIN_SCHEME, what rows are written with
 # Columns never hashed: the digest machinery itself and erasure bookkeeping.
 _SKIP = {"pii_salt", "pii_digest", "erased_at", "lifted_at", "lifted_by_message_id",
-         "confirmation_sent_at", "attributed_touch_id"}
+         "confirmation_sent_at", "attributed_touch_id", "chain_scheme"}
 LEDGER_MODELS: dict[str, type[SQLModel]] = {
     "consent_event": ConsentEvent,
     "revocation": Revocation,
@@ -82,13 +87,28 @@ def _personal_shape(keys: tuple[str, ...]) -> Shape:
     return Shape(_PERSONAL, keys)
 
 
+@cache
+def personal_columns(table: str, scheme: int = 1) -> tuple[str, ...]:
+    """The columns of a ledger table whose values its rows of ``scheme`` cover by their digest."""
+    return PERSONAL[table] + tuple(name for since, added in sorted(_PERSONAL_FROM.items()) if since <= scheme
+                                   for name in added.get(table, ()))
+
+
+def scheme_of(row: Any) -> int:
+    """The chain scheme of a ledger row, as an object or as a mapping of its columns."""
+    scheme = row.get("chain_scheme") if isinstance(row, Mapping) else getattr(row, "chain_scheme", None)
+    return scheme or 1
+
+
 def personal_values(table: str, row: Any, address: str | None) -> dict[str, Any]:
-    return personal_values_of(table, {name: getattr(row, name) for name in PERSONAL[table]}, address)
+    values = {name: getattr(row, name) for name in personal_columns(table, scheme_of(row))}
+    values["address"] = address
+    return values
 
 
 def personal_values_of(table: str, row: Mapping[str, Any], address: str | None) -> dict[str, Any]:
     """``personal_values`` of a row read as a mapping of its columns."""
-    values = {name: row[name] for name in PERSONAL[table]}
+    values = {name: row[name] for name in personal_columns(table, scheme_of(row))}
     values["address"] = address
     return values
 
@@ -119,23 +139,25 @@ def seal(table: str, row: Any, address: str | None) -> None:
 
 
 @cache
-def hashed_columns(table: str) -> tuple[str, ...]:
-    """The columns a ledger table's content hash covers: all but personal values and bookkeeping."""
-    personal = set(PERSONAL[table])
+def hashed_columns(table: str, scheme: int = 1) -> tuple[str, ...]:
+    """The columns a ledger table's content hash covers, for its rows of ``scheme``: all but
+    personal values and bookkeeping, and the scheme itself from scheme 2 on."""
+    personal = set(personal_columns(table, scheme))
     columns = LEDGER_MODELS[table].__table__.columns  # type: ignore[attr-defined]
-    return tuple(c.name for c in columns if c.name not in _SKIP and c.name not in personal)
+    covered = tuple(c.name for c in columns if c.name not in _SKIP and c.name not in personal)
+    return (*covered, "chain_scheme") if scheme > 1 else covered
 
 
 def content_hash(table: str, row: Any) -> str:
     """sha256 of a ledger row's canonical non-personal content plus its personal digest."""
-    values = {name: getattr(row, name) for name in hashed_columns(table)}
+    values = {name: getattr(row, name) for name in hashed_columns(table, scheme_of(row))}
     values["pii_digest"] = getattr(row, "pii_digest", "")
     return content_hash_of(table, values)
 
 
 def content_hash_of(table: str, values: Mapping[str, Any]) -> str:
     """``content_hash`` of a row read as a mapping of its columns."""
-    content = {name: _canonical(values[name]) for name in hashed_columns(table)}
+    content = {name: _canonical(values[name]) for name in hashed_columns(table, scheme_of(values))}
     content["pii_digest"] = values.get("pii_digest", "")
     return hash_canonical(table, content)
 

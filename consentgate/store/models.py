@@ -22,6 +22,8 @@ from consentgate.store.types import JSONType, UTCDateTime
 # Row ids are PostgreSQL ``integer``s: no row has a larger one, and a larger one in a query is
 # an error there (SQLite fails above 2**63 - 1), so requests naming one are refused up front.
 MAX_ID = 2**31 - 1
+# The chain scheme ledger rows are written with (``chain._PERSONAL_FROM``).
+CHAIN_SCHEME = 2
 
 
 def _ts(nullable: bool = False, index: bool = False) -> Any:
@@ -159,6 +161,8 @@ class Revocation(SQLModel, table=True):
     confirmation_sent_at: datetime | None = _ts(nullable=True)
     api_key_id: int | None = Field(default=None, foreign_key="api_key.id")
     attributed_touch_id: int | None = Field(default=None, foreign_key="touch.id")
+    # How the row is chained (``chain.scheme_of``): rows written before the column existed are 1.
+    chain_scheme: int = Field(default=CHAIN_SCHEME, sa_column_kwargs={"server_default": text("1")})
     pii_salt: str | None = Field(default=None, max_length=64)
     pii_digest: str = Field(default="", max_length=64)
     erased_at: datetime | None = _ts(nullable=True)

@@ -32,7 +32,8 @@ def person(client, keys, clock, runtime):  # type: ignore[no-untyped-def]
                                           "user_agent": "ErinBrowser/1.0"}, headers=keys["writer"])
     # An SMS STOP and an email unsubscribe, then the deletion request.
     client.post("/v1/revocations", json={"phone": PHONE, "channels": ["sms", "voice"], "source": "sms_keyword",
-                                         "raw_text": "STOP texting Erin"}, headers=keys["writer"])
+                                         "raw_text": "STOP texting Erin",
+                                         "reason": "her husband Bob Erased called in"}, headers=keys["writer"])
     link = client.post("/v1/unsubscribe-links", json={"email": EMAIL}, headers=keys["sender"]).get_json()
     path = link["url"].removeprefix(runtime.settings.public_url)
     assert client.post(path, data={"List-Unsubscribe": "One-Click"}).status_code == 200
@@ -71,7 +72,7 @@ def test_erased_opt_out_stays_denied_and_nothing_personal_remains(client, keys, 
 
     leftovers = "\n".join(_text_values(store))
     for secret in ("3055550177", "erin.erased", "Erin Erased", "crm-erase-1", "198.51.100.23",
-                   "ErinBrowser", "STOP texting Erin"):
+                   "ErinBrowser", "STOP texting Erin", "Bob Erased"):
         assert secret.lower() not in leftovers.lower(), secret
     verify = client.get("/v1/audit/verify", headers=keys["auditor"]).get_json()
     assert verify["ok"] is True, verify

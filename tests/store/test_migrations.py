@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 from sqlmodel import SQLModel
 
 from consentgate.store.db import Store
-from consentgate.store.migrate import current_revision, head_revision, is_current, upgrade
+from consentgate.store.migrate import alembic_config, current_revision, head_revision, is_current, upgrade
 
 
 def test_migrated_schema_matches_the_models(store: Store) -> None:
@@ -59,3 +61,25 @@ def test_chain_entries_survive_the_rebuild_that_drops_the_hash_index(tmp_path) -
         assert conn.exec_driver_sql("SELECT * FROM chain_entry").all() == [row]
     unique = [c["column_names"] for c in inspect(older.engine).get_unique_constraints("chain_entry")]
     assert unique == [["table_name", "row_id"]]
+
+
+def test_revocations_chained_before_0009_keep_the_first_chain_scheme(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    older = Store(f"sqlite:///{tmp_path / 'schemes.db'}")
+    upgrade(older, "0008")
+    stamp = "2026-11-27 09:00:00.000000"
+    with older.engine.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO identity (id, is_test, created_at, updated_at) VALUES (1, 0, ?, ?)",
+                             (stamp, stamp))
+        conn.exec_driver_sql(
+            "INSERT INTO revocation (identity_id, scope, channels, purposes, brands, source, reason, received_at, "
+            "effective_at, deadline_at, pii_digest) VALUES (1, 'identity', '[\"sms\"]', '[\"*\"]', '[\"*\"]', "
+            "'api', 'asked on a call', ?, ?, ?, '')", (stamp, stamp, stamp))
+    upgrade(older)
+    with older.engine.begin() as conn:
+        assert conn.exec_driver_sql("SELECT chain_scheme FROM revocation").scalar_one() == 1
+        conn.exec_driver_sql("UPDATE revocation SET chain_scheme = 2")
+    # A release before 0009 would verify that row by the first scheme and call it broken.
+    config = alembic_config(older)
+    with older.engine.connect() as connection, pytest.raises(RuntimeError, match="scheme 2"):
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0008")
