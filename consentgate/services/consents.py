@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -20,12 +20,9 @@ from consentgate.errors import (
 )
 from consentgate.services.identities import contact_point_for_channel, resolve_for_write
 from consentgate.services.keys import Actor
-from consentgate.services.schemas import ConsentIn, utc
+from consentgate.services.schemas import CLOCK_SKEW, ConsentIn, utc
 from consentgate.store import chain
 from consentgate.store.models import ConsentEvent
-
-# Clocks of the systems that capture consent drift; a few minutes ahead is not "the future".
-CAPTURE_SKEW = timedelta(minutes=5)
 
 
 def check_consent(item: ConsentIn, policy: LoadedPolicy, now: datetime, prefix: str = "") -> None:
@@ -44,7 +41,7 @@ def check_consent(item: ConsentIn, policy: LoadedPolicy, now: datetime, prefix: 
     elif spec.requires_proof and not item.proof_uri:
         errors.append(FieldError(prefix + "proof_uri",
                                  f"a {item.consent_type} consent needs a proof_uri (the signed agreement)"))
-    if item.captured_at > now + CAPTURE_SKEW:
+    if item.captured_at > now + CLOCK_SKEW:
         errors.append(FieldError(prefix + "captured_at", "is in the future"))
     if item.expires_at is not None and item.expires_at <= item.captured_at:
         errors.append(FieldError(prefix + "expires_at", "must be after captured_at"))

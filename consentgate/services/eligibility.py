@@ -37,7 +37,7 @@ from consentgate.services.fanout import can_fork, forked_map
 from consentgate.services.identities import find_contact_points, normalise_ref, resolve_for_write
 from consentgate.services.keys import Actor
 from consentgate.services.policies import remember_policy
-from consentgate.services.schemas import AddressIn, Instant, RowId, utc
+from consentgate.services.schemas import CLOCK_SKEW, AddressIn, Instant, RowId, utc
 from consentgate.store.bulk import binder, draw_ids, insert_rows, insert_with_ids
 from consentgate.store.db import Store
 from consentgate.store.driver import Driver, compiled, dialect, plan_for_any_keys
@@ -64,7 +64,9 @@ class EligibilityIn(AddressIn):
     segment: str | None = Field(None, max_length=100)
     campaign: str | None = Field(None, max_length=200)
     brand: str | None = Field(None, max_length=100)
-    at: Instant | None = None
+    at: Instant | None = Field(None, description="when the send will happen: now when left out; a later "
+                               "instant is decided for then; an earlier one than now (beyond 5 minutes of "
+                               "clock skew) is refused")
     reserve: bool = False
 
 
@@ -86,6 +88,21 @@ def _check_channel(item: EligibilityIn | TouchIn, policy: LoadedPolicy, prefix: 
     if item.purpose not in policy.policy.purposes:
         raise ValidationFailed.field(prefix + "purpose", f"unknown purpose {item.purpose!r}; the policy has "
                                      f"{policy.policy.purposes}")
+
+
+def _check_at(item: EligibilityIn, now: datetime, prefix: str) -> None:
+    # Decided for an instant in the past, a send would be weighed as if the opt-outs received
+    # since had not arrived. A sender's clock running a little behind ours is not refused.
+    at = utc(item.at)
+    if at is not None and at < now - CLOCK_SKEW:
+        raise ValidationFailed.field(prefix + "at", "is in the past: the gate decides sends from now on "
+                                     "(leave it out for now, or give a later instant)")
+
+
+def _send_instant(item: EligibilityIn, now: datetime) -> datetime:
+    """The instant a send is decided for: ``at`` when later than now, else now (``_check_at``)."""
+    at = utc(item.at)
+    return at if at is not None and at > now else now
 
 
 def _target(driver: Driver, item: AddressIn, channel: str, policy: LoadedPolicy,
@@ -174,7 +191,8 @@ def check(store: Store, item: EligibilityIn, policy: LoadedPolicy, secret: str, 
             record, decision = decide_one(session, item, policy, secret, actor, now)
             return record.model_dump(), decision
     _check_channel(item, policy, "")
-    at = utc(item.at) or now
+    _check_at(item, now, "")
+    at = _send_instant(item, now)
     if policy.version not in store.stored_policy_versions:
         with store.transaction() as session:
             remember_policy(session.connection(), policy, now, store)
@@ -217,7 +235,8 @@ def decide_one(session: Session, item: EligibilityIn, policy: LoadedPolicy, secr
                now: datetime, prefix: str = "") -> tuple[DecisionRecord, Decision]:
     """Decide, log and (when asked and allowed) reserve, in the caller's transaction."""
     _check_channel(item, policy, prefix)
-    at = utc(item.at) or now
+    _check_at(item, now, prefix)
+    at = _send_instant(item, now)
     session.flush()   # the driver reads below see what this transaction wrote
     conn = session.connection()
     identity, target, named, subject = _read(Driver.of(conn), item, policy, secret, at, prefix, lock=item.reserve)
@@ -282,6 +301,7 @@ def _decide_items(store: Store, items: Sequence[Any], first: int, policy: Loaded
     """``decide_batch`` in this process, for ``items`` whose first is the batch's item ``first``."""
     def check_one(index: int, prefix: str, item: EligibilityIn) -> tuple[EligibilityIn, Any]:
         _check_channel(item, policy, prefix)
+        _check_at(item, now, prefix)
         target = normalise_ref(item.ref(), policy, prefix)
         kind = policy.channels[item.channel].address
         if isinstance(target, Address) and target.kind != kind:
@@ -317,7 +337,7 @@ def _decide_bulk(session: Session, bulk: list[tuple[int, EligibilityIn, Any]], p
     ``reserving``: the batch's people are locked (as a single reservation locks its person) and
     read again under the lock, and each item sees the slots reserved by the items before it.
     """
-    ats = [utc(item.at) or now for _, item, _ in bulk]
+    ats = [_send_instant(item, now) for _, item, _ in bulk]
     if reserving:
         wanted, named, subjects = _read_locked(session, bulk, policy, secret, ats)
     else:

@@ -6,7 +6,7 @@ requirements, normalised addresses) are checked by the use-cases, which name the
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -47,6 +47,9 @@ class Strict(Request):
 RowId = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 _EARLIEST, _LATEST = datetime(1900, 1, 1, tzinfo=UTC), datetime(3000, 1, 1, tzinfo=UTC)
+# How far a client's clock may be from ours: a captured_at this far ahead is not "in the future",
+# an eligibility ``at`` this far back is not "in the past".
+CLOCK_SKEW = timedelta(minutes=5)
 
 
 def _plausible(value: datetime) -> datetime:

@@ -83,6 +83,32 @@ def test_revocation_denies_from_the_write_on(client, keys) -> None:  # type: ign
     assert "REVOKED" in codes(ask(client, keys, phone=other, purpose="transactional"))
 
 
+def test_no_instant_in_the_past_gets_round_an_opt_out(client, keys, clock) -> None:  # type: ignore[no-untyped-def]
+    """Asked for an earlier instant, the gate would weigh the send as if the opt-outs received since
+    had not arrived: further back than a clock's skew is refused, within it is taken as now."""
+    consent(client, keys)
+    assert ask(client, keys)["allowed"] is True
+    clock.set(NOON_ET + timedelta(minutes=30))
+    client.post("/v1/revocations", json={"phone": PHONE, "channels": ["sms"], "source": "sms_keyword"},
+                headers=keys["writer"])
+    earlier = (NOON_ET + timedelta(minutes=10)).isoformat()
+    for reserve in (False, True):
+        refused = client.post("/v1/eligibility", json={"phone": PHONE, "channel": "sms", "purpose": "marketing",
+                                                       "at": earlier, "reserve": reserve}, headers=keys["sender"])
+        assert refused.status_code == 422, refused.get_json()
+        assert [e["field"] for e in refused.get_json()["errors"]] == ["at"]
+    skewed = ask(client, keys, at=(NOON_ET + timedelta(minutes=27)).isoformat())
+    assert skewed["allowed"] is False and "REVOKED" in codes(skewed)
+    batch = client.post("/v1/eligibility/batch", json={"items": [
+        {"phone": PHONE, "channel": "sms", "purpose": "marketing", "at": earlier},
+        {"phone": PHONE, "channel": "sms", "purpose": "marketing"}]}, headers=keys["sender"]).get_json()["decisions"]
+    assert batch[0]["allowed"] is False and batch[0]["status"] == 422
+    assert [e["field"] for e in batch[0]["errors"]] == ["items[0].at"]
+    assert "REVOKED" in codes(batch[1])
+    # A later instant is still decided for then: the opt-out stands.
+    assert "REVOKED" in codes(ask(client, keys, at=(NOON_ET + timedelta(days=2)).isoformat()))
+
+
 def test_quiet_hours_give_the_opening_time(client, keys, clock) -> None:  # type: ignore[no-untyped-def]
     consent(client, keys)
     late = datetime(2026, 11, 26, 1, 30, tzinfo=UTC)          # 20:30 in Miami: FL closes at 20:00
