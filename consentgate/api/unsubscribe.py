@@ -10,6 +10,7 @@ from pydantic import Field
 from consentgate.api.auth import require
 from consentgate.api.context import parse_body, runtime
 from consentgate.api.openapi import documented
+from consentgate.core.tokens import InvalidUnsubscribeToken
 from consentgate.services.schemas import Request
 from consentgate.services.unsubscribe import read_claim, unsubscribe, unsubscribe_link
 
@@ -35,6 +36,13 @@ def _page(title: str, body: str, status: int = 200) -> Response:
                     headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
 
 
+def _unusable(exc: InvalidUnsubscribeToken) -> Response:
+    # The reader followed a link from an email: a page, not a JSON problem document.
+    return _page("This unsubscribe link cannot be used",
+                 f"<p>{escape(exc.detail)}</p><p>Use the unsubscribe link of a more recent email, or reply "
+                 "to the sender asking to be unsubscribed.</p>", status=400)
+
+
 @bp.post("/v1/unsubscribe-links")
 @require("sender")
 @documented("A signed unsubscribe link and the RFC 8058 List-Unsubscribe headers for one message",
@@ -52,10 +60,15 @@ def make_link() -> Response:
             tags=["unsubscribe"], content_type="text/html", auth=False)
 def confirm_page(token: str) -> Response:
     rt = runtime()
-    claim = read_claim(rt.policy, rt.secret_key, token, rt.clock())
+    try:
+        claim = read_claim(rt.policy, rt.secret_key, token, rt.clock())
+    except InvalidUnsubscribeToken as exc:
+        return _unusable(exc)
     what = f" from {escape(claim.brand)}" if claim.brand else ""
     body = (f"<p>Stop emails{what} to <strong>{escape(claim.email)}</strong>?</p>"
-            f'<form method="post"><input type="hidden" name="List-Unsubscribe" value="One-Click">'
+            # Not RFC 8058's field: a person clicking here is recorded as email_link, a mail
+            # client's automatic POST as email_one_click.
+            f'<form method="post"><input type="hidden" name="confirm" value="yes">'
             f'<button type="submit">Unsubscribe</button></form>')
     return _page("Unsubscribe", body)
 
@@ -66,7 +79,10 @@ def confirm_page(token: str) -> Response:
 def one_click(token: str) -> Response:
     rt = runtime()
     now = rt.clock()
-    claim = read_claim(rt.policy, rt.secret_key, token, now)
+    try:
+        claim = read_claim(rt.policy, rt.secret_key, token, now)
+    except InvalidUnsubscribeToken as exc:
+        return _unusable(exc)
     one_click = request.form.get("List-Unsubscribe") == "One-Click"
     with rt.store.transaction() as session:
         revocation = unsubscribe(session, rt.policy, claim, one_click, now)

@@ -51,10 +51,28 @@ def test_brand_link_stops_only_that_brand(client, keys, runtime) -> None:  # typ
     assert _email_allowed(client, keys, brand="globex")
 
 
-def test_tampered_or_expired_tokens_are_refused(client, keys, runtime, clock, rows) -> None:  # type: ignore[no-untyped-def]
+def test_tampered_or_expired_tokens_are_refused_with_a_page(client, keys, runtime, clock, rows) -> None:  # type: ignore[no-untyped-def]
     path = _link(client, keys, runtime)
     tampered = path[:-3] + ("AAA" if not path.endswith("AAA") else "BBB")
-    assert client.post(tampered, data={"List-Unsubscribe": "One-Click"}).status_code in (400, 404)
+    clock.set(clock.now + timedelta(days=1))
+    for refused in (client.post(tampered, data={"List-Unsubscribe": "One-Click"}), client.get(tampered)):
+        assert refused.status_code == 400 and refused.mimetype == "text/html"
+        assert "cannot be used" in refused.get_data(as_text=True)
     clock.set(clock.now + timedelta(days=runtime.policy.policy.email_unsubscribe.token_max_age_days + 1))
-    assert client.post(path, data={"List-Unsubscribe": "One-Click"}).status_code in (400, 404)
+    for refused in (client.post(path, data={"List-Unsubscribe": "One-Click"}), client.get(path)):
+        assert refused.status_code == 400 and refused.mimetype == "text/html"
+        assert "expired" in refused.get_data(as_text=True)
     assert rows(Revocation) == []
+
+
+def test_a_click_on_the_page_is_recorded_as_a_link_unsubscribe(client, keys, runtime, rows) -> None:  # type: ignore[no-untyped-def]
+    """The page's button is a person unsubscribing (email_link); RFC 8058's automatic POST from a
+    mail client is email_one_click."""
+    client.post("/v1/identities", json={"email": "reader@corp.com"}, headers=keys["writer"])
+    path = _link(client, keys, runtime)
+    page = client.get(path).get_data(as_text=True)
+    assert 'name="confirm"' in page and "List-Unsubscribe" not in page
+    assert client.post(path, data={"confirm": "yes"}).status_code == 200
+    assert not _email_allowed(client, keys)
+    [revocation] = rows(Revocation)
+    assert revocation.source == "email_link"
