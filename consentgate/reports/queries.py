@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Select, String, and_, func, select, type_coerce
+from sqlalchemy import Select, String, and_, func, or_, select, type_coerce
 from sqlmodel import Session, col
 
 from consentgate.core.business_days import business_days_between
@@ -20,6 +20,7 @@ from consentgate.core.policy import LoadedPolicy
 from consentgate.reports.pgcopy import csv_by_copy
 from consentgate.reports.streaming import csv_tuples
 from consentgate.services.propagation import sla_status
+from consentgate.services.revocations import REPERMISSION_CLOSED
 from consentgate.store.models import (
     ConsentEvent,
     ContactPoint,
@@ -179,9 +180,12 @@ def optouts(session: Session, group_by: GroupBy, *, since: datetime | None = Non
     touched = _window(select(group, func.count()).join(Identity, real).where(Touch.state == "sent")
                       .group_by(group), Touch.at, since, until)
     touches = {key: n for key, n in session.execute(touched)}
+    # A re-permission request closed for want of an answer is not the person opting out.
     opted = _window(select(group, func.count()).select_from(Revocation)
                     .join(Touch, Touch.id == Revocation.attributed_touch_id)  # type: ignore[arg-type]
-                    .join(Identity, real).group_by(group), Revocation.received_at, since, until)
+                    .join(Identity, real).where(or_(col(Revocation.reason).is_(None),
+                                                    col(Revocation.reason) != REPERMISSION_CLOSED))
+                    .group_by(group), Revocation.received_at, since, until)
     opt_outs = {key: n for key, n in session.execute(opted)}
     complaints: Counter[Any] = Counter()
     complained = _window(select(Suppression).join(Identity, Identity.id == Suppression.identity_id)  # type: ignore[arg-type]

@@ -23,7 +23,7 @@ from consentgate.core.tombstones import tombstone_hash
 from consentgate.errors import NotFound, ValidationFailed
 from consentgate.services.identities import AddressRef, find_by_address, normalise_ref, survivor
 from consentgate.services.keys import Actor
-from consentgate.services.revocations import erased_address, erased_payload
+from consentgate.services.revocations import REPERMISSION_CLOSED, erased_address, erased_payload
 from consentgate.store import chain
 from consentgate.store.db import Store
 from consentgate.store.models import (
@@ -158,10 +158,12 @@ def _blank(session: Session, ids: list[int], cp_ids: list[int], phones: list[str
     if phones:
         message_ids |= set(session.exec(select(InboundMessage.id).where(
             InboundMessage.from_number.in_(phones))))  # type: ignore[union-attr]
-    # A reason is personal from chain scheme 2 on; before, it is chained content and stays.
+    # A reason is personal from chain scheme 2 on (before, it is chained content and stays),
+    # except the one the gate itself writes.
+    personal_reason = (col(Revocation.chain_scheme) > 1) & (col(Revocation.reason) != REPERMISSION_CLOSED)
     session.execute(update(Revocation).where(Revocation.identity_id.in_(ids)).values(  # type: ignore[attr-defined]
         raw_text=None, pii_salt=None, erased_at=now,
-        reason=case((col(Revocation.chain_scheme) > 1, None), else_=col(Revocation.reason))))
+        reason=case((personal_reason, None), else_=col(Revocation.reason))))
     session.execute(update(Suppression).where(Suppression.identity_id.in_(ids)).values(  # type: ignore[attr-defined]
         note=None, pii_salt=None, erased_at=now))
     # Opt-outs already delivered downstream keep no address; those still to deliver keep it until

@@ -10,15 +10,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, exists, or_, select
+from sqlalchemy import bindparam, exists, select
 
 from consentgate.core.policy import LoadedPolicy
-from consentgate.services.revocations import write_revocation
+from consentgate.services.revocations import REPERMISSION_CLOSED, write_revocation
 from consentgate.services.schemas import RevocationIn
 from consentgate.store.db import Store
 from consentgate.store.models import ConsentEvent, Identity, Revocation, Touch
 
-REASON = "no answer to the re-permission request within the policy's window"
+REASON = REPERMISSION_CLOSED
 
 
 def close_repermission_windows(store: Store, policy: LoadedPolicy, now: datetime) -> int:
@@ -52,10 +52,8 @@ def close_repermission_windows(store: Store, policy: LoadedPolicy, now: datetime
 def _unanswered() -> Any:
     touch, revocation = Touch.__table__, Revocation.__table__  # type: ignore[attr-defined]
     consent, identity = ConsentEvent.__table__, Identity.__table__  # type: ignore[attr-defined]
-    # An erasure blanks the reason: an erased person's request stays closed (the job skips them).
     already = select(revocation.c.id).where(revocation.c.attributed_touch_id == touch.c.id,
-                                            or_(revocation.c.reason == bindparam("reason"),
-                                                revocation.c.erased_at.is_not(None)))
+                                            revocation.c.reason == bindparam("reason"))
     an_answer = (consent.c.channel == touch.c.channel, consent.c.recorded_at > touch.c.at,
                  consent.c.consent_type != "uncertain")
     # Two look-ups, each down an index: as one "id = x OR merged_into_id = x" PostgreSQL read

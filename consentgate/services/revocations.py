@@ -82,7 +82,7 @@ def write_revocation(session: Session, item: RevocationIn, policy: LoadedPolicy,
         received_at=received_at, effective_at=now,
         deadline_at=deadline_for(policy, item.channels, received_at),
         api_key_id=actor.key_id if actor else None,
-        attributed_touch_id=_last_touch_before(session, identity.id, item.channels, received_at),
+        attributed_touch_id=_last_touch_before(session, identity.id, item.channels, item.source, received_at),
     )
     chain.seal("revocation", revocation, contact_point.value if contact_point else None)
     session.add(revocation)
@@ -92,15 +92,27 @@ def write_revocation(session: Session, item: RevocationIn, policy: LoadedPolicy,
     return revocation
 
 
-def _last_touch_before(session: Session, identity_id: int, channels: list[str],
+# The reason the re-permission job gives when it closes an unanswered request. The gate wrote
+# it, not a person: it is not personal (an erasure keeps it), and the revocation is no opt-out
+# (the attribution report leaves it out).
+REPERMISSION_CLOSED = "no answer to the re-permission request within the policy's window"
+# The channel an opt-out came in on, where its source says: a STOP answers a text, whatever
+# channels it stops, and an unsubscribe link an email.
+_CAME_BY = {"sms_keyword": "sms", "sms_free_text": "sms", "email_one_click": "email", "email_link": "email"}
+
+
+def _last_touch_before(session: Session, identity_id: int, channels: list[str], source: str,
                        before: datetime) -> int | None:
-    """The touch an opt-out is attributed to: the person's last one on that channel before it."""
+    """The touch an opt-out is attributed to: the person's last one on that channel before it
+    (the channel it came in on, else any channel it names)."""
     from consentgate.services.identities import identity_group
 
     query = (select(Touch.id).where(Touch.identity_id.in_(identity_group(session, identity_id)),  # type: ignore[attr-defined]
                                     Touch.at <= before, Touch.state.in_(("sent", "reserved")))  # type: ignore[attr-defined]
              .order_by(Touch.at.desc(), Touch.id.desc()).limit(1))  # type: ignore[attr-defined]
-    if WILDCARD not in channels:
+    if source in _CAME_BY:
+        query = query.where(Touch.channel == _CAME_BY[source])
+    elif WILDCARD not in channels:
         query = query.where(Touch.channel.in_(channels))  # type: ignore[attr-defined]
     return session.exec(query).first()
 

@@ -13,10 +13,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from consentgate.core.signatures import verify_outbound
 from consentgate.jobs import run_once
 from consentgate.services.propagation import http_poster
+from consentgate.services.revocations import REPERMISSION_CLOSED
 from consentgate.store.models import OutboxMessage, Touch
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -124,6 +126,14 @@ def test_repermission_non_responders_are_suppressed_when_the_window_closes(clien
     assert allowed("answered@corp.com", "marketing")
     silent = client.get("/v1/identities?email=silent@corp.com", headers=keys["auditor"]).get_json()
     assert len(silent["revocations"]) == 1
+
+    # The reason the job wrote is the gate's, not the person's: an erasure keeps it, and the
+    # request stays closed.
+    assert client.delete(f"/v1/identities/{silent['identity_id']}", headers=keys["admin"]).status_code == 200
+    run_once(runtime, "repermission_window")
+    with runtime.store.engine.connect() as conn:
+        reasons = [r for (r,) in conn.execute(text("SELECT reason FROM revocation WHERE erased_at IS NOT NULL"))]
+    assert reasons == [REPERMISSION_CLOSED]
 
 
 def test_repermission_answers_count_from_anyone_merged_in_and_only_on_the_channel(  # type: ignore[no-untyped-def]

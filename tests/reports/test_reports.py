@@ -124,6 +124,37 @@ def test_optout_attribution(client, keys, runtime) -> None:  # type: ignore[no-u
     assert [(r["group"], r["touches"], r["optouts"]) for r in by_segment] == [("churned", 4, 1)]
 
 
+def test_an_opt_out_is_blamed_on_the_touch_it_answers_and_a_closed_repermission_on_none(  # type: ignore[no-untyped-def]
+        client, keys, runtime, clock) -> None:
+    """A STOP answers a text: it is attributed to the last SMS, not to a later call, though it
+    stops calls too. A re-permission request closed for want of an answer is no opt-out."""
+    from consentgate.jobs import run_once
+
+    clock.set(NOON_ET)
+    phone, silent = "+13055550160", "quiet@corp.com"
+    person = client.post("/v1/identities", json={"phone": phone}, headers=keys["writer"]).get_json()["identity_id"]
+    with runtime.store.transaction() as session:
+        for channel, campaign, hours in (("sms", "text-blast", 5), ("voice", "call-list", 2)):
+            at = NOON_ET - timedelta(hours=hours)
+            session.add(Touch(identity_id=person, channel=channel, purpose="marketing", campaign=campaign,
+                              state="sent", at=at, sent_at=at, created_at=at))
+    client.post("/v1/revocations", json={"phone": phone, "channels": ["sms", "voice"], "source": "sms_keyword",
+                                         "raw_text": "STOP"}, headers=keys["writer"])
+    client.post("/v1/consents", json={"email": silent, "channel": "email", "purpose": "repermission",
+                                      "consent_type": "uncertain", "source": "legacy_crm",
+                                      "captured_at": (NOON_ET - timedelta(days=400)).isoformat()},
+                headers=keys["writer"])
+    client.post("/v1/touches", json={"email": silent, "channel": "email", "purpose": "repermission",
+                                     "campaign": "ask-again", "sent_at": NOON_ET.isoformat()}, headers=keys["sender"])
+    clock.set(NOON_ET + runtime.policy.policy.repermission.window + timedelta(hours=1))
+    run_once(runtime, "repermission_window")
+    assert client.get(f"/v1/identities?email={silent}", headers=keys["auditor"]).get_json()["revocations"]
+
+    rows = {r["group"]: r for r in report(client, keys, "optouts", group_by="campaign")}
+    assert {group: row["optouts"] for group, row in rows.items()} == {"text-blast": 1, "call-list": 0,
+                                                                      "ask-again": 0}
+
+
 def test_report_access_and_validation(client, keys) -> None:  # type: ignore[no-untyped-def]
     assert client.get("/v1/reports/consents").status_code == 401
     assert client.get("/v1/reports/consents", headers=keys["sender"]).status_code == 403
