@@ -25,6 +25,7 @@ from consentgate.services.consents import write_consent
 from consentgate.services.identities import ensure_contact_point
 from consentgate.services.revocations import write_revocation, write_suppression
 from consentgate.services.schemas import ConsentIn, RevocationIn, SuppressionIn
+from consentgate.store import chain
 from consentgate.store.db import Store
 from consentgate.store.facts import consent_fact
 from consentgate.store.models import ConsentEvent, ContactPoint, Identity, InboundMessage, Revocation
@@ -193,6 +194,8 @@ def _opt_in(session: Session, policy: LoadedPolicy, cp: ContactPoint, message: I
     for revocation in lifted:
         revocation.lifted_at, revocation.lifted_by_message_id = now, message.id
         session.add(revocation)
+    session.flush()
+    chain.append_amendments(session, "revocation_lift", lifted, now)
     for consent in restored:
         event = write_consent(session, ConsentIn(
             phone=cp.value, channel=consent.channel, purpose=consent.purpose, consent_type=consent.consent_type,

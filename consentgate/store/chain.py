@@ -64,6 +64,11 @@ LEDGER_MODELS: dict[str, type[SQLModel]] = {
     "merge_event": MergeEvent,
     "erasure_event": ErasureEvent,
 }
+# Later changes the gate makes to a ledger row that change what it allows, each chained as an
+# entry of its own (kind, the row's id) over the columns it changed: a START lifting an opt-out.
+# A row changed so without its entry is named by ``verify``, as is a suppression lifted at all
+# (the gate never lifts one).
+AMENDMENTS = {"revocation_lift": ("revocation", ("lifted_at", "lifted_by_message_id"))}
 
 
 def _canonical(value: Any) -> Any:
@@ -272,6 +277,18 @@ def append_hashes(connection: Connection, table: str, hashed: Sequence[tuple[int
     insert_rows(connection, table_, _ENTRY_COLUMNS, entries)
 
 
+def amendment_hash(kind: str, row: Any) -> str:
+    """The content hash of an amendment of ``row`` (an object or a mapping of its columns)."""
+    _, columns = AMENDMENTS[kind]
+    values = row if isinstance(row, Mapping) else {name: getattr(row, name) for name in ("id", *columns)}
+    return hash_canonical(kind, {"id": values["id"], **{name: _canonical(values[name]) for name in columns}})
+
+
+def append_amendments(session: Session, kind: str, rows: Iterable[Any], now: datetime) -> None:
+    """Chain an amendment of each of these flushed ledger rows, in the caller's transaction."""
+    append_hashes(session.connection(), kind, [(row.id, amendment_hash(kind, row)) for row in rows], now)
+
+
 @dataclass(frozen=True)
 class VerifyResult:
     ok: bool
@@ -286,9 +303,10 @@ def verify(session: Session, batch: int = 2000, *, after: int = 0, until: int | 
     for entries in _batches(session, batch, after, until):
         rows = _load_rows(session, entries)
         addresses = _load_addresses(session, rows.values())
+        amended = _amended(session, rows)
         for entry in entries:
             row = rows.get((entry.table_name, entry.row_id))
-            problem = _problem(entry, row, prev, addresses)
+            problem = _problem(entry, row, prev, addresses) or _unchained_change(entry, row, amended)
             if problem:
                 return VerifyResult(False, checked, {"seq": entry.seq, "table": entry.table_name,
                                                      "row_id": entry.row_id, "problem": problem})
@@ -302,16 +320,43 @@ def _problem(entry: Any, row: dict[str, Any] | None, prev: str, addresses: dict[
         return "the ledger row is missing"
     if entry.prev_hash != prev:
         return "the link does not follow the previous entry"
-    if content_hash_of(entry.table_name, row) != entry.content_hash:
+    amendment = entry.table_name in AMENDMENTS
+    expected = amendment_hash(entry.table_name, row) if amendment else content_hash_of(entry.table_name, row)
+    if expected != entry.content_hash:
         return "the row's content no longer matches its hash"
     if link(prev, entry.table_name, entry.row_id, entry.content_hash) != entry.entry_hash:
         return "the entry hash does not match"
+    if amendment:
+        return None
     salt = row.get("pii_salt")
     if salt and row.get("erased_at") is None:
         personal = personal_values_of(entry.table_name, row, addresses.get(row.get("contact_point_id") or 0))
         if pii_digest(salt, personal) != row["pii_digest"]:
             return "the row's personal values no longer match their digest"
     return None
+
+
+def _unchained_change(entry: Any, row: dict[str, Any] | None, amended: set[tuple[str, int]]) -> str | None:
+    """A change that stops the gate denying, made to the row without the entry that records it."""
+    if row is None:
+        return None
+    if entry.table_name == "revocation" and row.get("lifted_at") is not None \
+            and ("revocation_lift", entry.row_id) not in amended:
+        return "the opt-out was lifted without a chained record of it"
+    if entry.table_name == "suppression" and row.get("lifted_at") is not None:
+        return "the suppression was lifted, which the gate never does"
+    return None
+
+
+def _amended(session: Session, rows: dict[tuple[str, int], Any]) -> set[tuple[str, int]]:
+    """(kind, row id) of the chained amendments of these rows that need one (lifted revocations)."""
+    lifted = [row_id for (table, row_id), row in rows.items() if table == "revocation" and row.get("lifted_at")]
+    if not lifted:
+        return set()
+    table = ChainEntry.__table__  # type: ignore[attr-defined]
+    query = sa_select(table.c.row_id).where(table.c.table_name == "revocation_lift",
+                                            among(table.c.row_id, lifted, session.get_bind().dialect))
+    return {("revocation_lift", row_id) for row_id in session.execute(query).scalars()}
 
 
 def _hash_up_to(session: Session, seq: int) -> str:
@@ -349,7 +394,7 @@ def _load_rows(session: Session, entries: list[Any]) -> dict[tuple[str, int], An
         wanted.setdefault(entry.table_name, []).append(entry.row_id)
     rows: dict[tuple[str, int], Any] = {}
     for table, ids in wanted.items():
-        model = LEDGER_MODELS.get(table)
+        model = LEDGER_MODELS.get(AMENDMENTS[table][0] if table in AMENDMENTS else table)
         if model is None:
             continue
         columns = model.__table__  # type: ignore[attr-defined]

@@ -118,6 +118,8 @@ def test_verify_names_each_kind_of_tampering_in_every_ledger_table(client, keys,
         phone = conn.execute(text(f"SELECT value FROM contact_point WHERE id = {cp}")).scalar_one()
     assert set(entries) == {"consent_event", "revocation", "suppression", "merge_event", "erasure_event"}
     content = "the row's content no longer matches its hash"
+    unchained = "the opt-out was lifted without a chained record of it"
+    never = "the suppression was lifted, which the gate never does"
     personal = "the row's personal values no longer match their digest"
     cases = [
         ("consent_event", first_consent, "UPDATE consent_event SET consent_type = 'express' WHERE id = {id}",
@@ -135,6 +137,10 @@ def test_verify_names_each_kind_of_tampering_in_every_ledger_table(client, keys,
          "UPDATE revocation SET reason = NULL WHERE id = {id}", personal),
         ("revocation", None, "UPDATE revocation SET chain_scheme = 1 WHERE id = {id}",
          "UPDATE revocation SET chain_scheme = 2 WHERE id = {id}", content),
+        ("revocation", None, "UPDATE revocation SET lifted_at = CURRENT_TIMESTAMP WHERE id = {id}",
+         "UPDATE revocation SET lifted_at = NULL WHERE id = {id}", unchained),
+        ("suppression", None, "UPDATE suppression SET lifted_at = CURRENT_TIMESTAMP WHERE id = {id}",
+         "UPDATE suppression SET lifted_at = NULL WHERE id = {id}", never),
         ("suppression", None, "UPDATE suppression SET kind = 'bounce' WHERE id = {id}",
          "UPDATE suppression SET kind = 'complaint' WHERE id = {id}", content),
         ("merge_event", None, f"UPDATE merge_event SET absorbed_id = {first} WHERE id = {{id}}",

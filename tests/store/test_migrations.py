@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 from sqlmodel import SQLModel
 
 from consentgate.store.db import Store
@@ -83,3 +85,37 @@ def test_revocations_chained_before_0009_keep_the_first_chain_scheme(tmp_path) -
     with older.engine.connect() as connection, pytest.raises(RuntimeError, match="scheme 2"):
         config.attributes["connection"] = connection
         command.downgrade(config, "0008")
+
+
+def test_opt_outs_lifted_before_0010_are_chained_by_the_upgrade(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import select
+    from sqlmodel import Session
+
+    from consentgate.store import chain
+    from consentgate.store.models import Revocation
+
+    older = Store(f"sqlite:///{tmp_path / 'lifts.db'}")
+    upgrade(older, "0009")
+    stamp = "2026-11-27 09:00:00.000000"
+    with older.engine.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO identity (id, is_test, created_at, updated_at) VALUES (1, 0, ?, ?)",
+                             (stamp, stamp))
+        for lifted_at in (None, "2026-11-27 10:00:00.000000"):
+            conn.exec_driver_sql(
+                "INSERT INTO revocation (identity_id, scope, channels, purposes, brands, source, received_at, "
+                "effective_at, deadline_at, lifted_at, pii_digest) VALUES (1, 'identity', '[\"sms\"]', '[\"*\"]', "
+                "'[\"*\"]', 'sms_keyword', ?, ?, ?, ?, '')", (stamp, stamp, stamp, lifted_at))
+    with Session(older.engine) as session:
+        # Chained as a release before 0010 chained revocations (their own entries, no lift entry).
+        table = Revocation.__table__  # type: ignore[attr-defined]
+        rows = session.execute(select(table).order_by(table.c.id)).mappings().all()
+        chain.append_hashes(session.connection(), "revocation",
+                            [(row["id"], chain.content_hash_of("revocation", dict(row))) for row in rows],
+                            datetime.now(UTC))
+        session.commit()
+        assert chain.verify(session).first_broken["problem"] == "the opt-out was lifted without a chained record of it"
+    upgrade(older)
+    with Session(older.engine) as session:
+        assert chain.verify(session).ok
+        kinds = [k for (k,) in session.execute(text("SELECT table_name FROM chain_entry ORDER BY seq"))]
+    assert kinds == ["revocation", "revocation", "revocation_lift"]

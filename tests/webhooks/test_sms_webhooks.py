@@ -109,6 +109,41 @@ def test_start_restores_exactly_what_stop_took(client, keys, rows) -> None:  # t
     assert not allowed(client, keys, "voice")
 
 
+def test_a_lift_is_chained_and_one_made_behind_the_gate_is_named(client, keys, rows, runtime) -> None:  # type: ignore[no-untyped-def]
+    """START lifting an opt-out is a chained record of its own; lifting one in the database
+    directly, or changing a recorded lift, breaks verification at that row."""
+    from sqlalchemy import text
+
+    def verify() -> dict:  # type: ignore[type-arg]
+        return client.get("/v1/audit/verify", headers=keys["auditor"]).get_json()  # type: ignore[no-any-return]
+
+    def sql(statement: str) -> None:
+        with runtime.store.engine.begin() as conn:
+            conn.execute(text(statement))
+
+    twilio(client, "STOP", "SM-l1")
+    twilio(client, "START", "SM-l2")
+    [lifted] = rows(Revocation)
+    assert lifted.lifted_at is not None and verify()["ok"] is True
+    with runtime.store.engine.connect() as conn:
+        kinds = [k for (k,) in conn.execute(text("SELECT table_name FROM chain_entry ORDER BY seq"))]
+    assert kinds.count("revocation_lift") == 1 and kinds.index("revocation_lift") > kinds.index("revocation")
+    sql(f"UPDATE revocation SET lifted_by_message_id = NULL WHERE id = {lifted.id}")
+    broken = verify()["first_broken"]
+    assert (broken["table"], broken["row_id"], broken["problem"]) == (
+        "revocation_lift", lifted.id, "the row's content no longer matches its hash")
+
+    twilio(client, "STOP", "SM-l3")
+    assert not allowed(client, keys)
+    [again] = [r for r in rows(Revocation) if r.lifted_at is None]
+    sql(f"UPDATE revocation SET lifted_by_message_id = {lifted.lifted_by_message_id} WHERE id = {lifted.id}")
+    assert verify()["ok"] is True
+    sql(f"UPDATE revocation SET lifted_at = CURRENT_TIMESTAMP WHERE id = {again.id}")
+    broken = verify()["first_broken"]
+    assert (broken["table"], broken["row_id"], broken["problem"]) == (
+        "revocation", again.id, "the opt-out was lifted without a chained record of it")
+
+
 def test_help_replies_without_changing_anything(client, keys, rows, runtime) -> None:  # type: ignore[no-untyped-def]
     answer = twilio(client, "HELP", "SM-h").get_data(as_text=True)
     assert runtime.policy.policy.sms.help_text.split(".")[0] in answer
