@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import bindparam, case, delete, update
 from sqlmodel import Session, col, select
 
+from consentgate.core.facts import IDENTITY_WIDE_SUPPRESSIONS
 from consentgate.core.policy import LoadedPolicy, matches
 from consentgate.core.tombstones import tombstone_hash
 from consentgate.errors import NotFound, ValidationFailed
@@ -128,15 +129,19 @@ def _tombstones(session: Session, policy: LoadedPolicy, secret: str, ids: list[i
                 received_at=revocation.received_at, erased_at=now,
                 expires_at=max(revocation.received_at, now) + retention))
     for suppression in suppressions:
-        cp = by_cp.get(suppression.contact_point_id)
-        if cp is None or suppression.kind not in _DNC_SUPPRESSIONS | {"bounce"}:
+        if suppression.kind not in _DNC_SUPPRESSIONS | {"bounce"}:
             continue
+        # Legal hold and litigator stop the whole person, however recorded: every address keeps one.
+        if suppression.kind in IDENTITY_WIDE_SUPPRESSIONS:
+            reached = list(by_cp.values())
+        else:
+            reached = [by_cp[suppression.contact_point_id]] if suppression.contact_point_id in by_cp else []
         rule = policy.policy.suppressions[suppression.kind]
-        out.append(Tombstone(
+        out.extend(Tombstone(
             address_hash=tombstone_hash(secret, cp.kind, cp.value or ""), kind=cp.kind,
             reason_kind=suppression.kind, channels=list(rule.channels), purposes=list(rule.purposes),
             brands=["*"], received_at=suppression.created_at, erased_at=now,
-            expires_at=max(suppression.created_at, now) + retention))
+            expires_at=max(suppression.created_at, now) + retention) for cp in reached)
     return out
 
 

@@ -110,6 +110,25 @@ def test_erased_opt_out_stays_denied_and_nothing_personal_remains(client, keys, 
     assert _allowed(client, keys, "email", email=EMAIL)[0] is False
 
 
+def test_a_litigator_stays_stopped_on_every_address_after_erasure(client, keys, clock) -> None:  # type: ignore[no-untyped-def]
+    """Litigator and legal hold stop the whole person however they were recorded (here by
+    identity id): erased, every address they had keeps a tombstone."""
+    clock.set(NOON_ET)
+    phone, email = "+13055550178", "lit.igator@corp.com"
+    person = client.post("/v1/identities", json={"phone": phone, "email": email},
+                         headers=keys["writer"]).get_json()["identity_id"]
+    made = client.post("/v1/suppressions", json={"identity_id": person, "kind": "litigator"}, headers=keys["writer"])
+    assert made.status_code == 201, made.get_json()
+    assert client.delete(f"/v1/identities/{person}", headers=keys["admin"]).status_code == 200
+    for address, channel in (({"phone": phone}, "sms"), ({"email": email}, "email")):
+        client.post("/v1/consents", json={**address, "channel": channel, "purpose": "marketing",
+                                          "consent_type": "double_opt_in" if channel == "email" else "express",
+                                          "source": "crm", "captured_at": NOON_ET.isoformat()},
+                    headers=keys["writer"])
+        allowed, codes = _allowed(client, keys, channel, **address)
+        assert not allowed and "DNC_INTERNAL" in codes, (channel, codes)
+
+
 def test_retention_job_purges_expired_tombstones(client, keys, person, runtime, clock, rows) -> None:  # type: ignore[no-untyped-def]
     client.delete(f"/v1/identities/{person}", headers=keys["admin"])
     assert rows(Tombstone)
