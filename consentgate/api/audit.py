@@ -43,7 +43,7 @@ class VerifyOut(BaseModel):
             tags=["audit"], query=VerifyQuery, responses={200: VerifyOut})
 def verify() -> Response:
     query = parse_query(VerifyQuery)
-    stretch = verify_stretch(runtime().store, query.after, query.limit)
+    stretch = verify_stretch(runtime().store, runtime().clock(), query.after, query.limit)
     result = stretch.result
     return jsonify({"ok": result.ok, "checked": result.checked, "first_broken": result.first_broken,
                     "after": stretch.after, "next_after": stretch.next_after, "last_seq": stretch.last_seq})

@@ -155,7 +155,7 @@ def audit_verify(workers: int | None) -> None:
     from consentgate.services.verification import verify_chain
 
     rt = open_runtime()
-    result = verify_chain(rt.store, workers)
+    result = verify_chain(rt.store, rt.clock(), workers)
     click.echo(json.dumps({"ok": result.ok, "checked": result.checked,
                            "first_broken": result.first_broken}))
     if not result.ok:

@@ -75,6 +75,11 @@ def erase_identity(store: Store, policy: LoadedPolicy, secret: str, target: Addr
         for tombstone in tombstones:
             tombstone.erasure_event_id = event.id
         session.add_all(tombstones)
+        session.flush()
+        # Chained with the erasure, so that a tombstone removed or narrowed in the database
+        # before it expires (the address contactable again) breaks verification.
+        event.tombstones_digest = chain.tombstones_digest(tombstones)
+        event.tombstones_expire_at = min((t.expires_at for t in tombstones), default=None)
         hashes = {tombstone_hash(secret, cp.kind, cp.value) for cp in cps if cp.value is not None}
         phones = [cp.value for cp in cps if cp.kind == "phone" and cp.value is not None]
         _blank(session, ids, [cp.id for cp in cps if cp.id is not None], phones, now)

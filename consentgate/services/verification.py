@@ -7,6 +7,7 @@ ranges together check exactly what one pass does, and the first broken link is t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from consentgate.services.fanout import forked_map, worker_count
 from consentgate.store.chain import VerifyResult, last_seq, verify
@@ -16,18 +17,20 @@ from consentgate.store.db import Store
 MIN_PER_WORKER = 20_000
 
 
-def verify_chain(store: Store, workers: int | None = None, min_per_worker: int = MIN_PER_WORKER) -> VerifyResult:
-    """``chain.verify`` over the whole chain, in ``workers`` processes (one per core by default)."""
+def verify_chain(store: Store, now: datetime, workers: int | None = None,
+                 min_per_worker: int = MIN_PER_WORKER) -> VerifyResult:
+    """``chain.verify`` over the whole chain as of ``now``, in ``workers`` processes (one per core
+    by default)."""
     workers = worker_count() if workers is None else workers
     with store.transaction(write=False) as session:
         last = last_seq(session)
         if workers < 2 or last < 2 * min_per_worker:
-            return verify(session)
+            return verify(session, now=now)
     bounds = [last * part // workers for part in range(workers + 1)]
 
     def verify_range(part: int) -> VerifyResult:
         with store.transaction(write=False) as session:
-            return verify(session, after=bounds[part], until=bounds[part + 1])
+            return verify(session, after=bounds[part], until=bounds[part + 1], now=now)
 
     checked = 0
     for result in forked_map(verify_range, range(workers)):
@@ -36,7 +39,7 @@ def verify_chain(store: Store, workers: int | None = None, min_per_worker: int =
         checked += result.checked
     # Entries written after the ranges were drawn are checked as one pass would meet them.
     with store.transaction(write=False) as session:
-        rest = verify(session, after=last)
+        rest = verify(session, after=last, now=now)
     return VerifyResult(rest.ok, checked + rest.checked, rest.first_broken)
 
 
@@ -50,7 +53,7 @@ class Stretch:
     last_seq: int
 
 
-def verify_stretch(store: Store, after: int = 0, limit: int | None = None) -> Stretch:
+def verify_stretch(store: Store, now: datetime, after: int = 0, limit: int | None = None) -> Stretch:
     """``chain.verify`` of at most ``limit`` entries after ``after`` (every later one without a
     limit), checked from the entry before them: a client walking the chain a stretch per request,
     each starting where the last one stopped, checks what one pass checks without any request
@@ -58,7 +61,7 @@ def verify_stretch(store: Store, after: int = 0, limit: int | None = None) -> St
     or found a broken link."""
     until = None if limit is None else after + limit
     with store.transaction(write=False) as session:
-        result = verify(session, after=after, until=until)
+        result = verify(session, after=after, until=until, now=now)
         # Read after the check: entries appended meanwhile are left to the next stretch.
         last = last_seq(session)
     more = result.ok and until is not None and until < last

@@ -18,7 +18,7 @@ import json
 import secrets
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import cache
 from json.encoder import encode_basestring, encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any
@@ -36,6 +36,7 @@ from consentgate.store.models import (
     MergeEvent,
     Revocation,
     Suppression,
+    Tombstone,
 )
 
 GENESIS = "0" * 64
@@ -54,6 +55,9 @@ PERSONAL = {
 # personal too, covered by the digest rather than the content, so an erasure can blank it; the
 # scheme itself is then part of the content, so changing it breaks the row's hash.
 _PERSONAL_FROM = {2: {"revocation": ("reason",)}}   # the last is models.CHAIN_SCHEME, what rows are written with
+# Columns that joined a table's content with a scheme: from scheme 2 an erasure covers its
+# tombstones (their digest, and when they expire; ``tombstones_digest``).
+_CONTENT_FROM = {2: {"erasure_event": ("tombstones_digest", "tombstones_expire_at")}}
 # Columns never hashed: the digest machinery itself and erasure bookkeeping.
 _SKIP = {"pii_salt", "pii_digest", "erased_at", "lifted_at", "lifted_by_message_id",
          "confirmation_sent_at", "attributed_touch_id", "chain_scheme"}
@@ -148,9 +152,24 @@ def hashed_columns(table: str, scheme: int = 1) -> tuple[str, ...]:
     """The columns a ledger table's content hash covers, for its rows of ``scheme``: all but
     personal values and bookkeeping, and the scheme itself from scheme 2 on."""
     personal = set(personal_columns(table, scheme))
+    later = {name for since, added in _CONTENT_FROM.items() if since > scheme for name in added.get(table, ())}
     columns = LEDGER_MODELS[table].__table__.columns  # type: ignore[attr-defined]
-    covered = tuple(c.name for c in columns if c.name not in _SKIP and c.name not in personal)
+    covered = tuple(c.name for c in columns if c.name not in _SKIP and c.name not in personal and c.name not in later)
     return (*covered, "chain_scheme") if scheme > 1 else covered
+
+
+_TOMBSTONE_COLUMNS = ("id", "address_hash", "kind", "reason_kind", "channels", "purposes", "brands", "received_at",
+                      "erased_at", "expires_at", "lifted_at")
+
+
+def tombstones_digest(tombstones: Iterable[Any]) -> str:
+    """The digest an erasure chains of the tombstones it left (objects or mappings of their columns),
+    in id order: removing one, or changing what it stops, changes it."""
+    rows = [row if isinstance(row, Mapping) else {name: getattr(row, name) for name in _TOMBSTONE_COLUMNS}
+            for row in tombstones]
+    content = [{name: _canonical(row[name]) for name in _TOMBSTONE_COLUMNS}
+               for row in sorted(rows, key=lambda r: r["id"])]
+    return hashlib.sha256(_CANONICAL.encode(content).encode()).hexdigest()
 
 
 def content_hash(table: str, row: Any) -> str:
@@ -296,17 +315,21 @@ class VerifyResult:
     first_broken: dict[str, Any] | None
 
 
-def verify(session: Session, batch: int = 2000, *, after: int = 0, until: int | None = None) -> VerifyResult:
+def verify(session: Session, batch: int = 2000, *, after: int = 0, until: int | None = None,
+           now: datetime | None = None) -> VerifyResult:
     """Recompute the whole chain and name the first broken link; or only the entries with
-    ``after < seq <= until``, linked from the entry before them (their own range vouches for it)."""
+    ``after < seq <= until``, linked from the entry before them (their own range vouches for it).
+    ``now`` (the clock by default) says which erasures' tombstones may have expired."""
     prev, checked = _hash_up_to(session, after), 0
     for entries in _batches(session, batch, after, until):
         rows = _load_rows(session, entries)
         addresses = _load_addresses(session, rows.values())
         amended = _amended(session, rows)
+        tombstones = _tombstones_left(session, rows, now or datetime.now(UTC))
         for entry in entries:
             row = rows.get((entry.table_name, entry.row_id))
-            problem = _problem(entry, row, prev, addresses) or _unchained_change(entry, row, amended)
+            problem = (_problem(entry, row, prev, addresses) or _unchained_change(entry, row, amended)
+                       or _tombstones_changed(entry, row, tombstones))
             if problem:
                 return VerifyResult(False, checked, {"seq": entry.seq, "table": entry.table_name,
                                                      "row_id": entry.row_id, "problem": problem})
@@ -346,6 +369,29 @@ def _unchained_change(entry: Any, row: dict[str, Any] | None, amended: set[tuple
     if entry.table_name == "suppression" and row.get("lifted_at") is not None:
         return "the suppression was lifted, which the gate never does"
     return None
+
+
+def _tombstones_changed(entry: Any, row: dict[str, Any] | None, left: dict[int, list[Any]]) -> str | None:
+    if row is None or entry.table_name != "erasure_event" or entry.row_id not in left:
+        return None
+    if tombstones_digest(left[entry.row_id]) != row["tombstones_digest"]:
+        return "the erasure's tombstones were removed or changed before they expired"
+    return None
+
+
+def _tombstones_left(session: Session, rows: dict[tuple[str, int], Any], now: datetime) -> dict[int, list[Any]]:
+    """The tombstones of each erasure among these rows that chained them and whose tombstones
+    have not expired (the retention job may have purged those that have)."""
+    erasures = [row_id for (table, row_id), row in rows.items()
+                if table == "erasure_event" and row.get("tombstones_expire_at") and row["tombstones_expire_at"] > now]
+    if not erasures:
+        return {}
+    table = Tombstone.__table__  # type: ignore[attr-defined]
+    left: dict[int, list[Any]] = {row_id: [] for row_id in erasures}
+    query = sa_select(table).where(among(table.c.erasure_event_id, erasures, session.get_bind().dialect))
+    for tombstone in session.execute(query).mappings():
+        left[tombstone["erasure_event_id"]].append(dict(tombstone))
+    return left
 
 
 def _amended(session: Session, rows: dict[tuple[str, int], Any]) -> set[tuple[str, int]]:

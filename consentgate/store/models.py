@@ -220,6 +220,11 @@ class ErasureEvent(SQLModel, table=True):
     erased_at: datetime = _ts()
     tombstones: int = Field(default=0)
     api_key_id: int | None = Field(default=None, foreign_key="api_key.id")
+    # From chain scheme 2 the erasure covers its tombstones (``chain.tombstones_digest``) until
+    # they expire; rows written before the columns existed are 1.
+    tombstones_digest: str | None = Field(default=None, max_length=64)
+    tombstones_expire_at: datetime | None = _ts(nullable=True)
+    chain_scheme: int = Field(default=CHAIN_SCHEME, sa_column_kwargs={"server_default": text("1")})
 
 
 class Tombstone(SQLModel, table=True):

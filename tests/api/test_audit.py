@@ -191,8 +191,8 @@ def test_verifying_in_ranges_with_several_processes_finds_what_one_pass_finds(  
 
     def both() -> tuple[object, object]:
         with runtime.store.transaction(write=False) as session:
-            one_pass = verify(session)
-        return verify_chain(runtime.store, workers=3, min_per_worker=1), one_pass
+            one_pass = verify(session, now=clock.now)
+        return verify_chain(runtime.store, clock.now, workers=3, min_per_worker=1), one_pass
 
     def sql(statement: str) -> None:
         with runtime.store.engine.begin() as conn:

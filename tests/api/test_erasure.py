@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -127,6 +128,41 @@ def test_a_litigator_stays_stopped_on_every_address_after_erasure(client, keys, 
                     headers=keys["writer"])
         allowed, codes = _allowed(client, keys, channel, **address)
         assert not allowed and "DNC_INTERNAL" in codes, (channel, codes)
+
+
+def test_tombstones_are_chained_with_their_erasure_until_they_expire(  # type: ignore[no-untyped-def]
+        client, keys, person, runtime, clock, rows) -> None:
+    """A tombstone narrowed or removed in the database before it expires (the address contactable
+    again) breaks verification at its erasure; once expired, the retention job may purge it."""
+    from sqlalchemy import text as sql_text
+
+    def verify() -> dict:  # type: ignore[type-arg]
+        return client.get("/v1/audit/verify", headers=keys["auditor"]).get_json()  # type: ignore[no-any-return]
+
+    def sql(statement: str) -> None:
+        with runtime.store.engine.begin() as conn:
+            conn.execute(sql_text(statement))
+
+    erased = client.delete(f"/v1/identities/{person}", headers=keys["admin"]).get_json()
+    assert erased["tombstones"] >= 2 and verify()["ok"] is True
+    first = min(t.id for t in rows(Tombstone))
+    expected = ("erasure_event", erased["erasure_id"], "the erasure's tombstones were removed or changed before "
+                "they expired")
+    with runtime.store.engine.connect() as conn:
+        channels = conn.execute(sql_text(f"SELECT channels FROM tombstone WHERE id = {first}")).scalar_one()
+    sql(f"UPDATE tombstone SET channels = '[\"voice\"]' WHERE id = {first}")
+    broken = verify()["first_broken"]
+    assert (broken["table"], broken["row_id"], broken["problem"]) == expected
+    stored = channels if isinstance(channels, str) else json.dumps(channels)   # SQLite gives the text back
+    sql(f"UPDATE tombstone SET channels = '{stored}' WHERE id = {first}")
+    assert verify()["ok"] is True
+    sql(f"DELETE FROM tombstone WHERE id = {first}")
+    broken = verify()["first_broken"]
+    assert (broken["table"], broken["row_id"], broken["problem"]) == expected
+
+    clock.set(NOON_ET + timedelta(days=365 * 5 + 10))
+    run_once(runtime, "tombstone_retention")
+    assert rows(Tombstone) == [] and verify()["ok"] is True
 
 
 def test_retention_job_purges_expired_tombstones(client, keys, person, runtime, clock, rows) -> None:  # type: ignore[no-untyped-def]

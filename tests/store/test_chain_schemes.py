@@ -81,3 +81,42 @@ def test_a_first_scheme_revocation_hashes_as_the_chain_began_and_keeps_its_reaso
     # Chained as content, the first scheme's reason stays (blanking it would break the chain).
     assert old["reason"] == "asked on a call by Dana Legacy" and old["raw_text"] is None
     assert client.get("/v1/audit/verify", headers=keys["auditor"]).get_json()["ok"] is True
+
+
+def test_a_first_scheme_erasure_hashes_as_the_chain_began(client, keys, clock, runtime) -> None:  # type: ignore[no-untyped-def]
+    """Erasures chained before they covered their tombstones verify by the original rule; a new
+    one covers them (and is no longer hashed by that rule)."""
+    from sqlalchemy import select
+
+    from consentgate.store.models import ErasureEvent
+
+    clock.set(NOON_ET)
+    person = client.post("/v1/identities", json={"phone": PHONE}, headers=keys["writer"]).get_json()["identity_id"]
+    with runtime.store.transaction() as session:
+        legacy = ErasureEvent(identity_id=person, requested_by="ops", law="GDPR Art. 17", reason="ticket 7",
+                              erased_at=NOON_ET, tombstones=0, chain_scheme=1)
+        session.add(legacy)
+        session.flush()
+        chain.append(session, "erasure_event", [legacy], NOON_ET)
+        legacy_id = legacy.id
+    client.post("/v1/revocations", json={"phone": PHONE, "channels": ["sms"], "source": "api"}, headers=keys["writer"])
+    current = client.delete(f"/v1/identities/{person}", headers=keys["admin"]).get_json()["erasure_id"]
+
+    table = ErasureEvent.__table__  # type: ignore[attr-defined]
+    with runtime.store.engine.connect() as conn:
+        events = {row["id"]: dict(row) for row in conn.execute(select(table)).mappings()}
+        stored = dict(conn.execute(text("SELECT row_id, content_hash FROM chain_entry WHERE table_name = "
+                                        "'erasure_event'")).all())
+
+    def first_rule(row: dict) -> str:  # type: ignore[type-arg]
+        content = {name: value.isoformat() if isinstance(value, datetime) else value for name, value in row.items()
+                   if name not in _FIRST_SKIP | {"chain_scheme", "tombstones_digest", "tombstones_expire_at"}}
+        content["pii_digest"] = row.get("pii_digest", "")
+        payload = json.dumps(content, sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(f"erasure_event|{payload}".encode()).hexdigest()
+
+    old = events[legacy_id]
+    assert stored[legacy_id] == first_rule(old) == chain.content_hash_of("erasure_event", old)
+    assert events[current]["tombstones_digest"] and events[current]["chain_scheme"] == CHAIN_SCHEME
+    assert stored[current] == chain.content_hash_of("erasure_event", events[current]) != first_rule(events[current])
+    assert client.get("/v1/audit/verify", headers=keys["auditor"]).get_json()["ok"] is True
