@@ -22,7 +22,7 @@ from consentgate.core.timefmt import iso_z
 from consentgate.errors import ValidationFailed
 from consentgate.services.identities import ensure_addresses, resolve_for_write
 from consentgate.services.keys import Actor
-from consentgate.services.schemas import RevocationIn, SuppressionIn, utc
+from consentgate.services.schemas import CLOCK_SKEW, RevocationIn, SuppressionIn, utc
 from consentgate.store import chain
 from consentgate.store.bulk import binder, draw_ids, insert_rows
 from consentgate.store.models import (
@@ -63,8 +63,10 @@ def write_revocation(session: Session, item: RevocationIn, policy: LoadedPolicy,
     """Record a revocation in the caller's transaction, with its outbox rows and chain link."""
     _check_lists(item, policy, prefix)
     received_at = utc(item.received_at) or now
-    if received_at > now:
+    if received_at > now + CLOCK_SKEW:
         raise ValidationFailed.field(prefix + "received_at", "is in the future")
+    # A sender's clock a little ahead of ours must not cost the person their opt-out.
+    received_at = min(received_at, now)
     if identity is None:
         identity, contact_point = resolve_for_write(session, item.ref(), policy, now, prefix)
     assert identity.id is not None

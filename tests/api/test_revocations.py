@@ -67,6 +67,13 @@ def test_unknown_channel_and_future_receipt_refused(client, keys, clock, rows) -
                                                   "received_at": "2999-01-01T00:00:00Z"}, headers=keys["writer"])
     assert future.status_code == 422
     assert rows(Revocation) == []
+    # A sender's clock a minute ahead: the opt-out is taken, as received now.
+    ahead = client.post("/v1/revocations", json={"email": "a@b.com", "channels": ["email"],
+                                                 "received_at": (clock.now + timedelta(minutes=1)).isoformat()},
+                        headers=keys["writer"])
+    assert ahead.status_code == 201, ahead.get_json()
+    [revocation] = rows(Revocation)
+    assert revocation.received_at == clock.now == revocation.effective_at
 
 
 def test_suppressions_mark_the_address(client, keys, rows) -> None:  # type: ignore[no-untyped-def]
