@@ -176,11 +176,13 @@ def _blank(session: Session, ids: list[int], cp_ids: list[int], phones: list[str
         reason=case((personal_reason, None), else_=col(Revocation.reason))))
     session.execute(update(Suppression).where(Suppression.identity_id.in_(ids)).values(  # type: ignore[attr-defined]
         note=None, pii_salt=None, erased_at=now))
-    # Opt-outs already delivered downstream keep no address; those still to deliver keep it until
-    # they are (the sender must still learn of the opt-out), then lose it (``propagation``).
+    # Opt-outs already delivered downstream (or cancelled: that sender unsubscribed) keep no
+    # address; those still to deliver keep it until they are (the sender must still learn of the
+    # opt-out), then lose it (``propagation``).
     revocation_ids = select(Revocation.id).where(Revocation.identity_id.in_(ids))  # type: ignore[union-attr]
     for message in session.exec(select(OutboxMessage).where(
-            OutboxMessage.revocation_id.in_(revocation_ids), OutboxMessage.status == "acknowledged")):  # type: ignore[attr-defined]
+            OutboxMessage.revocation_id.in_(revocation_ids),  # type: ignore[attr-defined]
+            col(OutboxMessage.status).in_(("acknowledged", "cancelled")))):
         message.payload = erased_payload(message.payload)
         session.add(message)
     if message_ids:

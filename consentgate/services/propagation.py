@@ -56,11 +56,21 @@ def create_subscription(session: Session, item: SubscriptionIn, now: datetime) -
 
 
 def deactivate_subscription(session: Session, subscription_id: int) -> None:
+    """Stop telling this sender of opt-outs. What it had still to hear is cancelled: it no longer
+    sends on anyone's behalf, retrying it would go on for ever, and a revocation's SLA is then
+    met by the senders still subscribed. A cancelled message of an erased person keeps no address."""
     sub = session.get(Subscription, subscription_id)
     if sub is None:
         raise NotFound(f"no subscription {subscription_id}")
     sub.active = False
     session.add(sub)
+    for message in session.exec(select(OutboxMessage).where(
+            OutboxMessage.subscription_id == subscription_id, OutboxMessage.status == "pending")):
+        message.status = "cancelled"
+        revocation = session.get(Revocation, message.revocation_id)
+        if revocation is not None and revocation.erased_at is not None:
+            message.payload = erased_payload(message.payload)
+        session.add(message)
 
 
 class Poster(Protocol):
@@ -150,6 +160,7 @@ def deliver_due(store: Store, now: datetime, post: Poster, limit: int = 200) -> 
 def sla_status(revocation: Revocation, messages: list[OutboxMessage], policy: LoadedPolicy,
                now: datetime) -> tuple[str, datetime | None]:
     """met | pending | at_risk | missed, and when the last downstream acknowledged."""
+    messages = [m for m in messages if m.status != "cancelled"]   # senders unsubscribed meanwhile
     acked = [m.acknowledged_at for m in messages if m.acknowledged_at is not None]
     done = len(acked) == len(messages)
     propagated = max(acked) if done and acked else (revocation.effective_at if done else None)

@@ -69,6 +69,26 @@ def test_sla_alerts_near_and_past_the_deadline(client, keys, runtime, clock) -> 
         "pending": 0, "at_risk": 0, "missed": 1}
 
 
+def test_an_unsubscribed_sender_is_told_nothing_more_and_holds_up_no_deadline(  # type: ignore[no-untyped-def]
+        client, keys, runtime, clock, rows) -> None:
+    clock.set(NOON_ET)
+    _, gone = (client.post("/v1/subscriptions", json={"name": name, "url": f"https://{name}.example.com/hook"},
+                           headers=keys["admin"]).get_json() for name in ("dialer", "old-crm"))
+    client.post("/v1/revocations", json={"email": "a@corp.com", "channels": ["email"]}, headers=keys["writer"])
+    assert client.delete(f"/v1/subscriptions/{gone['subscription_id']}", headers=keys["admin"]).status_code == 204
+    downstream = Downstream()
+    assert deliver_due(runtime.store, clock.now, downstream).acknowledged == 1
+    assert [url for url, _, _ in downstream.received] == ["https://dialer.example.com/hook"]
+    assert sorted(m.status for m in rows(OutboxMessage)) == ["acknowledged", "cancelled"]
+    assert sla_summary(runtime.store, runtime.policy, clock.now) == {"pending": 0, "at_risk": 0, "missed": 0}
+    clock.set(NOON_ET + timedelta(days=30))
+    assert deliver_due(runtime.store, clock.now, downstream).attempted == 0
+    # Erased, the person's address goes from the cancelled message too.
+    person = client.get("/v1/identities?email=a@corp.com", headers=keys["auditor"]).get_json()["identity_id"]
+    assert client.delete(f"/v1/identities/{person}", headers=keys["admin"]).status_code == 200
+    assert [m.payload["address"]["value"] for m in rows(OutboxMessage)] == [None, None]
+
+
 def test_subscriptions_need_admin_and_a_web_url(client, keys) -> None:  # type: ignore[no-untyped-def]
     assert client.post("/v1/subscriptions", json={"name": "x", "url": "https://x.example.com"},
                        headers=keys["writer"]).status_code == 403
