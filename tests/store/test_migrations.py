@@ -65,17 +65,25 @@ def test_chain_entries_survive_the_rebuild_that_drops_the_hash_index(tmp_path) -
     assert unique == [["table_name", "row_id"]]
 
 
-def test_revocations_chained_before_0009_keep_the_first_chain_scheme(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    older = Store(f"sqlite:///{tmp_path / 'schemes.db'}")
-    upgrade(older, "0008")
+def _with_revocations(tmp_path, revision: str, lifted: list[str | None]) -> Store:  # type: ignore[no-untyped-def]
+    """A SQLite store at ``revision`` with one person and a revocation per ``lifted`` (its lifted_at),
+    written as the release of that revision wrote them."""
+    older = Store(f"sqlite:///{tmp_path / f'at-{revision}.db'}")
+    upgrade(older, revision)
     stamp = "2026-11-27 09:00:00.000000"
     with older.engine.begin() as conn:
         conn.exec_driver_sql("INSERT INTO identity (id, is_test, created_at, updated_at) VALUES (1, 0, ?, ?)",
                              (stamp, stamp))
-        conn.exec_driver_sql(
-            "INSERT INTO revocation (identity_id, scope, channels, purposes, brands, source, reason, received_at, "
-            "effective_at, deadline_at, pii_digest) VALUES (1, 'identity', '[\"sms\"]', '[\"*\"]', '[\"*\"]', "
-            "'api', 'asked on a call', ?, ?, ?, '')", (stamp, stamp, stamp))
+        for lifted_at in lifted:
+            conn.exec_driver_sql(
+                "INSERT INTO revocation (identity_id, scope, channels, purposes, brands, source, reason, received_at, "
+                "effective_at, deadline_at, lifted_at, pii_digest) VALUES (1, 'identity', '[\"sms\"]', '[\"*\"]', "
+                "'[\"*\"]', 'sms_keyword', 'asked on a call', ?, ?, ?, ?, '')", (stamp, stamp, stamp, lifted_at))
+    return older
+
+
+def test_revocations_chained_before_0009_keep_the_first_chain_scheme(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    older = _with_revocations(tmp_path, "0008", [None])
     upgrade(older)
     with older.engine.begin() as conn:
         assert conn.exec_driver_sql("SELECT chain_scheme FROM revocation").scalar_one() == 1
@@ -94,17 +102,7 @@ def test_opt_outs_lifted_before_0010_are_chained_by_the_upgrade(tmp_path) -> Non
     from consentgate.store import chain
     from consentgate.store.models import Revocation
 
-    older = Store(f"sqlite:///{tmp_path / 'lifts.db'}")
-    upgrade(older, "0009")
-    stamp = "2026-11-27 09:00:00.000000"
-    with older.engine.begin() as conn:
-        conn.exec_driver_sql("INSERT INTO identity (id, is_test, created_at, updated_at) VALUES (1, 0, ?, ?)",
-                             (stamp, stamp))
-        for lifted_at in (None, "2026-11-27 10:00:00.000000"):
-            conn.exec_driver_sql(
-                "INSERT INTO revocation (identity_id, scope, channels, purposes, brands, source, received_at, "
-                "effective_at, deadline_at, lifted_at, pii_digest) VALUES (1, 'identity', '[\"sms\"]', '[\"*\"]', "
-                "'[\"*\"]', 'sms_keyword', ?, ?, ?, ?, '')", (stamp, stamp, stamp, lifted_at))
+    older = _with_revocations(tmp_path, "0009", [None, "2026-11-27 10:00:00.000000"])
     with Session(older.engine) as session:
         # Chained as a release before 0010 chained revocations (their own entries, no lift entry).
         table = Revocation.__table__  # type: ignore[attr-defined]
