@@ -141,6 +141,12 @@ def test_suppressions(policy: LoadedPolicy) -> None:
     assert ask(subject(target=EMAIL, suppressions=(bounce,)), policy, channel="email") == {
         ReasonCode.SUPPRESSED_BOUNCE}
     assert ask(subject(consents=(consent(),), suppressions=(bounce,)), policy) == set()
+    complaint = SuppressionFact(id=5, kind="complaint", contact_point_id=11, identity_id=1, created_at=at)
+    assert ask(subject(target=EMAIL, suppressions=(complaint,)), policy, channel="email") == {
+        ReasonCode.SUPPRESSED_COMPLAINT}
+    # The policy's complaint rule spares transactional mail (a receipt still goes out).
+    assert ask(subject(target=EMAIL, suppressions=(complaint,)), policy, channel="email",
+               purpose="transactional") == set()
 
 
 def test_quiet_hours_in_every_zone_of_a_number(policy: LoadedPolicy) -> None:
@@ -308,3 +314,15 @@ def test_caps_are_never_exceeded(policy: LoadedPolicy, _: int, offsets: list[int
     times = sorted(t.at for t in touches)
     for i, start in enumerate(times):
         assert sum(1 for t in times[i:] if t - start < timedelta(days=7)) <= 2
+
+
+def test_a_channel_the_policy_turned_off_is_never_allowed() -> None:
+    from pathlib import Path
+
+    from consentgate.core.policy import parse_policy
+
+    text = (Path(__file__).resolve().parents[2] / "policies" / "default.yaml").read_text()
+    off = parse_policy(text.replace("  voice: {address: phone}", "  voice: {address: phone, enabled: false}"))
+    calls = consent(channel="voice")
+    assert ask(subject(consents=(calls,)), off, channel="voice") == {ReasonCode.CHANNEL_DISABLED}
+    assert ask(subject(consents=(consent(),)), off) == set()   # texts are still on
