@@ -19,6 +19,7 @@ from consentgate.core.business_days import business_days_between
 from consentgate.core.policy import LoadedPolicy
 from consentgate.reports.pgcopy import csv_by_copy
 from consentgate.reports.streaming import csv_tuples
+from consentgate.services.identities import survivor
 from consentgate.services.propagation import sla_status
 from consentgate.services.revocations import REPERMISSION_CLOSED
 from consentgate.store.models import (
@@ -191,9 +192,11 @@ def optouts(session: Session, group_by: GroupBy, *, since: datetime | None = Non
     complained = _window(select(Suppression).join(Identity, Identity.id == Suppression.identity_id)  # type: ignore[arg-type]
                          .where(Suppression.kind == "complaint", _real_people()), Suppression.created_at, since, until)
     for (suppression,) in session.execute(complained):
+        # A merge moves the person's touches to the survivor; the chained suppression keeps its id.
+        owner = survivor(session, suppression.identity_id)
         last = session.execute(select(group).where(
-            Touch.identity_id == suppression.identity_id, Touch.channel == "email", Touch.state == "sent",
-            Touch.at <= suppression.created_at).order_by(col(Touch.at).desc()).limit(1)).first()
+            Touch.identity_id == (owner.id if owner else suppression.identity_id), Touch.channel == "email",
+            Touch.state == "sent", Touch.at <= suppression.created_at).order_by(col(Touch.at).desc()).limit(1)).first()
         if last is not None:
             complaints[last[0]] += 1
     for key in sorted(set(touches) | set(opt_outs) | set(complaints), key=lambda k: (k is None, str(k))):

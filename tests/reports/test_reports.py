@@ -155,6 +155,23 @@ def test_an_opt_out_is_blamed_on_the_touch_it_answers_and_a_closed_repermission_
                                                                       "ask-again": 0}
 
 
+def test_a_complaint_is_blamed_on_the_last_email_even_after_a_merge(client, keys, runtime) -> None:  # type: ignore[no-untyped-def]
+    """A merge moves the absorbed person's touches to the survivor; their complaint, chained under
+    the old id, is still attributed to the email that drew it."""
+    older = client.post("/v1/identities", json={"email": "old@corp.com"}, headers=keys["writer"]).get_json()
+    newer = client.post("/v1/identities", json={"email": "new@corp.com"}, headers=keys["writer"]).get_json()
+    with runtime.store.transaction() as session:
+        at = NOON_ET - timedelta(hours=3)
+        session.add(Touch(identity_id=newer["identity_id"], channel="email", purpose="marketing", campaign="fall",
+                          state="sent", at=at, sent_at=at, created_at=at))
+    client.post("/v1/suppressions", json={"email": "new@corp.com", "kind": "complaint"}, headers=keys["writer"])
+    merged = client.post(f"/v1/identities/{older['identity_id']}/merge",
+                         json={"other_identity_id": newer["identity_id"]}, headers=keys["writer"])
+    assert merged.status_code == 200, merged.get_json()
+    [row] = report(client, keys, "optouts", group_by="campaign")
+    assert (row["group"], row["touches"], row["complaints"]) == ("fall", 1, 1)
+
+
 def test_report_access_and_validation(client, keys) -> None:  # type: ignore[no-untyped-def]
     assert client.get("/v1/reports/consents").status_code == 401
     assert client.get("/v1/reports/consents", headers=keys["sender"]).status_code == 403
