@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Select, String, and_, func, or_, select, type_coerce
+from sqlalchemy import Select, String, and_, func, select, type_coerce
 from sqlmodel import Session, col
 
 from consentgate.core.business_days import business_days_between
@@ -184,8 +184,7 @@ def optouts(session: Session, group_by: GroupBy, *, since: datetime | None = Non
     # A re-permission request closed for want of an answer is not the person opting out.
     opted = _window(select(group, func.count()).select_from(Revocation)
                     .join(Touch, Touch.id == Revocation.attributed_touch_id)  # type: ignore[arg-type]
-                    .join(Identity, real).where(or_(col(Revocation.reason).is_(None),
-                                                    col(Revocation.reason) != REPERMISSION_CLOSED))
+                    .join(Identity, real).where(col(Revocation.reason).is_distinct_from(REPERMISSION_CLOSED))
                     .group_by(group), Revocation.received_at, since, until)
     opt_outs = {key: n for key, n in session.execute(opted)}
     complaints: Counter[Any] = Counter()

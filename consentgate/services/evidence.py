@@ -15,6 +15,7 @@ from sqlmodel import Session, col, select
 from consentgate.core.timefmt import iso_z
 from consentgate.services.directory import identity_view
 from consentgate.services.identities import identity_group
+from consentgate.store.chain import LIFT
 from consentgate.store.models import (
     ChainEntry,
     ConsentEvent,
@@ -66,7 +67,7 @@ def identity_evidence(session: Session, person: Identity, now: Any) -> dict[str,
     messages = {m.id: m for m in session.exec(select(InboundMessage).where(col(InboundMessage.id).in_(message_ids)))}
 
     ledger = {"consent_event": [c.id for c in consents], "revocation": [r.id for r in revocations],
-              "revocation_lift": [r.id for r in revocations if r.lifted_at is not None],
+              LIFT: [r.id for r in revocations if r.lifted_at is not None],
               "suppression": [s.id for s in suppressions], "merge_event": [m.id for m in merges],
               "erasure_event": [e.id for e in erasures]}
     chain = []

@@ -195,7 +195,7 @@ def _opt_in(session: Session, policy: LoadedPolicy, cp: ContactPoint, message: I
         revocation.lifted_at, revocation.lifted_by_message_id = now, message.id
         session.add(revocation)
     session.flush()
-    chain.append_amendments(session, "revocation_lift", lifted, now)
+    chain.append_amendments(session, chain.LIFT, lifted, now)
     for consent in restored:
         event = write_consent(session, ConsentIn(
             phone=cp.value, channel=consent.channel, purpose=consent.purpose, consent_type=consent.consent_type,

@@ -67,10 +67,16 @@ def deactivate_subscription(session: Session, subscription_id: int) -> None:
     for message in session.exec(select(OutboxMessage).where(
             OutboxMessage.subscription_id == subscription_id, OutboxMessage.status == "pending")):
         message.status = "cancelled"
-        revocation = session.get(Revocation, message.revocation_id)
-        if revocation is not None and revocation.erased_at is not None:
-            message.payload = erased_payload(message.payload)
-        session.add(message)
+        _settled(session, message)
+
+
+def _settled(session: Session, message: OutboxMessage) -> None:
+    """A message no longer waiting to be delivered: an erased person's address was kept only so
+    that the opt-out reached the sender, and goes now."""
+    revocation = session.get(Revocation, message.revocation_id)
+    if revocation is not None and revocation.erased_at is not None:
+        message.payload = erased_payload(message.payload)
+    session.add(message)
 
 
 class Poster(Protocol):
@@ -145,10 +151,7 @@ def deliver_due(store: Store, now: datetime, post: Poster, limit: int = 200) -> 
             message.attempts += 1
             if ok:
                 message.status, message.acknowledged_at, message.last_error = "acknowledged", now, None
-                revocation = session.get(Revocation, message.revocation_id)
-                if revocation is not None and revocation.erased_at is not None:
-                    # Sent because the opt-out had to reach the sender; kept no longer than that.
-                    message.payload = erased_payload(message.payload)
+                _settled(session, message)
             else:
                 message.last_error = error or f"HTTP {status}"
                 message.next_attempt_at = now + backoff(message.attempts)

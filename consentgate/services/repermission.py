@@ -18,8 +18,6 @@ from consentgate.services.schemas import RevocationIn
 from consentgate.store.db import Store
 from consentgate.store.models import ConsentEvent, Identity, Revocation, Touch
 
-REASON = REPERMISSION_CLOSED
-
 
 def close_repermission_windows(store: Store, policy: LoadedPolicy, now: datetime) -> int:
     """Suppress the people who did not answer a re-permission request within the policy's window.
@@ -35,14 +33,14 @@ def close_repermission_windows(store: Store, policy: LoadedPolicy, now: datetime
     closed = 0
     with store.transaction() as session:
         due = session.execute(_unanswered(), {"purpose": spec.purpose, "ended": now - spec.window,
-                                              "reason": REASON}).all()
+                                              "reason": REPERMISSION_CLOSED}).all()
         for touch_id, identity_id, channel in due:
             person = session.get(Identity, identity_id)
             if person is None or person.erased_at is not None:
                 continue
             revocation = write_revocation(
                 session, RevocationIn(identity_id=identity_id, channels=[channel], purposes=purposes,
-                                      source="manual", reason=REASON), policy, None, now, identity=person)
+                                      source="manual", reason=REPERMISSION_CLOSED), policy, None, now, identity=person)
             revocation.attributed_touch_id = touch_id
             session.add(revocation)
             closed += 1

@@ -72,7 +72,8 @@ LEDGER_MODELS: dict[str, type[SQLModel]] = {
 # entry of its own (kind, the row's id) over the columns it changed: a START lifting an opt-out.
 # A row changed so without its entry is named by ``verify``, as is a suppression lifted at all
 # (the gate never lifts one).
-AMENDMENTS = {"revocation_lift": ("revocation", ("lifted_at", "lifted_by_message_id"))}
+LIFT = "revocation_lift"
+AMENDMENTS = {LIFT: ("revocation", ("lifted_at", "lifted_by_message_id"))}
 
 
 def _canonical(value: Any) -> Any:
@@ -364,7 +365,7 @@ def _unchained_change(entry: Any, row: dict[str, Any] | None, amended: set[tuple
     if row is None:
         return None
     if entry.table_name == "revocation" and row.get("lifted_at") is not None \
-            and ("revocation_lift", entry.row_id) not in amended:
+            and (LIFT, entry.row_id) not in amended:
         return "the opt-out was lifted without a chained record of it"
     if entry.table_name == "suppression" and row.get("lifted_at") is not None:
         return "the suppression was lifted, which the gate never does"
@@ -400,9 +401,9 @@ def _amended(session: Session, rows: dict[tuple[str, int], Any]) -> set[tuple[st
     if not lifted:
         return set()
     table = ChainEntry.__table__  # type: ignore[attr-defined]
-    query = sa_select(table.c.row_id).where(table.c.table_name == "revocation_lift",
+    query = sa_select(table.c.row_id).where(table.c.table_name == LIFT,
                                             among(table.c.row_id, lifted, session.get_bind().dialect))
-    return {("revocation_lift", row_id) for row_id in session.execute(query).scalars()}
+    return {(LIFT, row_id) for row_id in session.execute(query).scalars()}
 
 
 def _hash_up_to(session: Session, seq: int) -> str:
