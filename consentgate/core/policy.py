@@ -193,6 +193,8 @@ class SmsSpec(Rule):
     wrong_number: list[str] = []
     confirmation_text: str
     help_text: str
+    # Sent once when START lifts an opt-out (CTIA: an opt-in is confirmed); None sends nothing.
+    opt_in_text: str | None = None
     confirmation_source: str | None = None
 
 

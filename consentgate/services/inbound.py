@@ -53,6 +53,7 @@ class Outcome:
     revocation_id: int | None = None
     consent_ids: list[int] = field(default_factory=list)
     replayed: bool = False
+    revoked: bool = False   # this message wrote a new revocation
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,8 @@ def classify_message(sms: InboundSmsIn, policy: LoadedPolicy) -> Classification:
     """The policy's classification, overridden by the provider's own STOP/START/HELP flag."""
     found = classify(sms.text, policy.keyword_rules)
     forced = _PROVIDER_INTENTS.get((sms.provider_opt_out or "").strip().lower())
-    if forced is not None and found.intent not in (Intent.OPT_OUT, forced):
+    # Whatever the provider flagged, words we read as an opt-out stay one (fail closed).
+    if forced is not None and not found.is_opt_out and found.intent != forced:
         return Classification(forced, found.normalised, f"provider:{sms.provider_opt_out}")
     return found
 
@@ -130,11 +132,22 @@ def _handle(session: Session, policy: LoadedPolicy, sms: InboundSmsIn, render: R
             _opt_in(session, policy, cp, message, now, outcome, proof_base)
     if classification.intent == Intent.HELP:
         outcome.reply = policy.policy.sms.help_text
+    if _provider_answered(sms, classification):
+        # The provider sent its own auto-response to this keyword (Twilio's Advanced Opt-Out,
+        # Telnyx's auto-responses); a reply of ours as well would reach the person twice.
+        outcome.reply = None
     status, content_type, body = render(outcome)
     message.response_status, message.response_content_type, message.response_body = status, content_type, body
     message.reply_text, message.revocation_id = outcome.reply, outcome.revocation_id
     session.add(message)
     return StoredResponse(status, content_type, body, outcome)
+
+
+def _provider_answered(sms: InboundSmsIn, classification: Classification) -> bool:
+    flagged = _PROVIDER_INTENTS.get((sms.provider_opt_out or "").strip().lower())
+    if flagged == Intent.OPT_OUT:
+        return classification.is_opt_out
+    return flagged is not None and flagged == classification.intent
 
 
 def _sender(sms: InboundSmsIn, policy: LoadedPolicy) -> Address | None:
@@ -163,6 +176,7 @@ def _opt_out(session: Session, policy: LoadedPolicy, classification: Classificat
         revocation.confirmation_sent_at = now
         session.add(revocation)
         outcome.reply = policy.policy.sms.confirmation_text
+        outcome.revoked = True
         active = revocation
     outcome.revocation_id = active.id
     if classification.intent == Intent.WRONG_NUMBER:
@@ -205,3 +219,5 @@ def _opt_in(session: Session, policy: LoadedPolicy, cp: ContactPoint, message: I
         ), policy, None, now, inbound_message_id=message.id)
         outcome.consent_ids.append(event.id or 0)
     outcome.revocation_id = lifted[-1].id
+    # Once per lift: a second START finds nothing lifted and stays silent, as a second STOP does.
+    outcome.reply = policy.policy.sms.opt_in_text

@@ -45,7 +45,7 @@ def _process(sms: InboundSms, raw: str, render: Callable[[Outcome], tuple[int, s
                                             rt.settings.public_url.rstrip("/"))
     if not stored.outcome.replayed:
         rt.metrics.inbound_sms.labels(provider=sms.provider, intent=stored.outcome.intent).inc()
-        if stored.outcome.reply and stored.outcome.revocation_id:
+        if stored.outcome.revoked:
             rt.metrics.revocations.labels(source="sms").inc()
     return Response(stored.body, status=stored.status, content_type=stored.content_type)
 

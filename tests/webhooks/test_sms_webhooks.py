@@ -96,12 +96,16 @@ def test_wrong_number_also_marks_reassigned(client, keys, rows) -> None:  # type
     assert not allowed(client, keys, purpose="informational")
 
 
-def test_start_restores_exactly_what_stop_took(client, keys, rows) -> None:  # type: ignore[no-untyped-def]
+def test_start_restores_exactly_what_stop_took(client, keys, rows, runtime) -> None:  # type: ignore[no-untyped-def]
     twilio(client, "STOP", "SM-a")
     assert not allowed(client, keys)
     answer = twilio(client, "START", "SM-b")
     assert answer.status_code == 200
+    assert runtime.policy.policy.sms.opt_in_text.split(".")[0] in answer.get_data(as_text=True)
     assert allowed(client, keys) and allowed(client, keys, purpose="informational")
+    # Confirmed once: a second START has nothing to lift and gets an empty answer.
+    again = twilio(client, "START", "SM-c").get_data(as_text=True)
+    assert "<Message" not in again
     restored = [c for c in rows(ConsentEvent) if c.source == "sms_keyword"]
     assert sorted(c.purpose for c in restored) == ["informational", "marketing"]
     assert all(c.inbound_message_id is not None for c in restored)
@@ -153,6 +157,36 @@ def test_help_replies_without_changing_anything(client, keys, rows, runtime) -> 
 def test_twilio_opt_out_type_is_honoured(client, keys) -> None:  # type: ignore[no-untyped-def]
     twilio(client, "arrêtez svp", "SM-o", OptOutType="STOP")
     assert not allowed(client, keys)
+
+
+def test_a_keyword_the_provider_answered_gets_no_second_reply(client, keys, rows, runtime) -> None:  # type: ignore[no-untyped-def]
+    """With Twilio's Advanced Opt-Out the person already has Twilio's answer to STOP, START and
+    HELP: the gate acts on the keyword and answers an empty TwiML. A free-text opt-out Twilio
+    only flagged as HELP still gets the gate's own confirmation."""
+    def said(body: str, sid: str, flag: str) -> str:
+        return twilio(client, body, sid, OptOutType=flag).get_data(as_text=True)
+
+    assert "<Message" not in said("STOP", "SM-p1", "STOP")
+    assert not allowed(client, keys) and len(rows(Revocation)) == 1
+    assert "<Message" not in said("START", "SM-p2", "START")
+    assert allowed(client, keys)
+    assert "<Message" not in said("HELP", "SM-p3", "HELP")
+    assert runtime.policy.policy.sms.confirmation_text.split(".")[0] in said("please stop texting me", "SM-p4", "HELP")
+    assert not allowed(client, keys)
+
+
+def test_the_revocation_metric_counts_opt_outs_only(client, keys) -> None:  # type: ignore[no-untyped-def]
+    def counted() -> float:
+        text = client.get("/metrics").get_data(as_text=True)
+        line = next((x for x in text.splitlines() if x.startswith('consentgate_revocations_total{source="sms"}')), "")
+        return float(line.split()[-1]) if line else 0.0
+
+    before = counted()
+    twilio(client, "STOP", "SM-m1")
+    twilio(client, "START", "SM-m2")        # replies, and names the lifted revocation
+    assert counted() == before + 1
+    twilio(client, "STOP", "SM-m3", OptOutType="STOP")   # a new opt-out, answered by Twilio
+    assert counted() == before + 2
 
 
 def test_ordinary_replies_do_not_revoke(client, keys, rows) -> None:  # type: ignore[no-untyped-def]
