@@ -10,7 +10,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+import holidays
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from consentgate.services.identities import AddressRef
 from consentgate.store.models import MAX_ID
@@ -77,10 +78,17 @@ class AddressIn(Strict):
         return AddressRef(email=self.email, phone=self.phone, identity_id=self.identity_id)
 
 
+# ISO 3166-2:US (states, DC, territories). The state rules are keyed by these codes, so a state
+# given without a country is read as one of them, and a typo is refused rather than matching no rule.
+US_STATES = frozenset(holidays.US.subdivisions)
+
+
 class Attributes(Strict):
     timezone: str | None = Field(None, max_length=64, description="IANA time zone, e.g. America/Chicago")
-    state: str | None = Field(None, max_length=2, description="two-letter state or region code")
+    # Before ``state``: the state's validator reads it.
     country: str | None = Field(None, max_length=2, description="ISO 3166-1 alpha-2")
+    state: str | None = Field(None, max_length=3, description="the region's ISO 3166-2 code without the country "
+                              "(FL, ON, NSW); without `country`, a US state")
     name: str | None = Field(None, max_length=300)
 
     @field_validator("timezone")
@@ -94,13 +102,24 @@ class Attributes(Strict):
             raise ValueError(f"{value!r} is not an IANA time zone (e.g. America/New_York)") from None
         return value
 
-    @field_validator("state", "country")
+    @field_validator("country")
     @classmethod
-    def _code(cls, value: str | None) -> str | None:
+    def _country(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        if len(value) != 2 or not value.isalpha():
+        if len(value) != 2 or not value.isascii() or not value.isalpha():
             raise ValueError("a two-letter code is required")
+        return value.upper()
+
+    @field_validator("state")
+    @classmethod
+    def _state(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        if not 1 <= len(value) <= 3 or not value.isascii() or not value.isalnum():
+            raise ValueError("one to three letters or digits are required (ISO 3166-2, without the country)")
+        if info.data.get("country") in (None, "US") and value.upper() not in US_STATES:
+            raise ValueError(f"{value!r} is not a US state or territory (give `country` for a region elsewhere)")
         return value.upper()
 
 

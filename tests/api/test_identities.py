@@ -75,11 +75,24 @@ def test_find_by_address(client, keys) -> None:  # type: ignore[no-untyped-def]
     assert client.get("/v1/identities?email=nobody@me.org", headers=keys["auditor"]).status_code == 404
 
 
+def test_a_region_outside_the_us_is_kept_with_its_country(client, keys) -> None:  # type: ignore[no-untyped-def]
+    made = _post(client, keys, {"email": "kim@example.com.au",
+                                "attributes": {"country": "au", "state": "nsw", "timezone": "Australia/Sydney"}})
+    assert made.status_code == 201, made.get_json()
+    view = client.get(f"/v1/identities/{made.get_json()['identity_id']}", headers=keys["auditor"]).get_json()
+    assert view["attributes"] | {"name": None} == {"timezone": "Australia/Sydney", "state": "NSW", "country": "AU",
+                                                  "name": None}
+
+
 @pytest.mark.parametrize("body, field", [
     ({"phone": "555"}, "phone"),
     ({"email": "not-an-email"}, "email"),
     ({}, "email"),
     ({"email": "x@y.com", "attributes": {"timezone": "Mars/Base"}}, "attributes.timezone"),
+    # Without a country a state is a US one: a typo would match none of the state rules.
+    ({"email": "x@y.com", "attributes": {"state": "FK"}}, "attributes.state"),
+    ({"email": "x@y.com", "attributes": {"state": "NSW", "country": "US"}}, "attributes.state"),
+    ({"email": "x@y.com", "attributes": {"state": "N-W", "country": "AU"}}, "attributes.state"),
     ({"email": "x@y.com", "last_touch_channel": "pigeon"}, "last_touch_channel"),
 ])
 def test_bad_input_names_the_field_and_writes_nothing(client, keys, rows, body, field) -> None:  # type: ignore[no-untyped-def]
