@@ -52,7 +52,7 @@ def verify() -> Response:
 @bp.post("/v1/decisions/<int:decision_id>/replay")
 @require("auditor")
 @documented("Re-run a logged decision on the ledger as it stood then, under the policy version it used",
-            tags=["audit"])
+            tags=["audit"], responses={200: None, 409: None})
 def replay(decision_id: int) -> Response:
     rt = runtime()
     with rt.store.transaction(write=False) as session:

@@ -19,7 +19,7 @@ bp = Blueprint("consents_api", __name__)
 @bp.post("/v1/consents")
 @require("writer")
 @documented("Record a consent event with its provenance (Idempotency-Key honoured)", tags=["consents"],
-            body=ConsentIn, responses={201: None, 409: None})
+            body=ConsentIn, responses={201: None, 404: None, 409: None})
 def record() -> tuple[Response, int]:
     rt = runtime()
     item = parse_body(ConsentIn)

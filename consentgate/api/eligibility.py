@@ -61,7 +61,7 @@ def eligibility_batch() -> Response:
 @bp.post("/v1/touches")
 @require("sender")
 @documented("Report a touch (from a reservation, or directly): it counts towards fatigue caps from now on",
-            tags=["eligibility"], body=TouchIn, responses={201: None})
+            tags=["eligibility"], body=TouchIn, responses={201: None, 404: None, 409: None})
 def touch() -> tuple[Response, int]:
     rt = runtime()
     item = parse_body(TouchIn)
@@ -72,7 +72,7 @@ def touch() -> tuple[Response, int]:
 
 @bp.delete("/v1/reservations/<int:reservation_id>")
 @require("sender")
-@documented("Give a reserved slot back", tags=["eligibility"], responses={204: None})
+@documented("Give a reserved slot back", tags=["eligibility"], responses={204: None, 409: None})
 def release(reservation_id: int) -> tuple[str, int]:
     rt = runtime()
     with rt.store.transaction() as session:

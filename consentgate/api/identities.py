@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, jsonify
 from pydantic import Field
 
 from consentgate.api.auth import current_actor, require
@@ -23,6 +23,11 @@ from consentgate.services.merge import manual_merge
 from consentgate.services.schemas import IdentityIn, MergeIn, Request
 
 bp = Blueprint("identities_api", __name__)
+
+
+class FindQuery(Request):
+    email: str | None = Field(None, max_length=320, description="any common spelling of the email")
+    phone: str | None = Field(None, max_length=40, description="any common format of the number")
 
 
 @bp.post("/v1/identities")
@@ -54,11 +59,13 @@ def read(identity_id: int) -> Response:
 
 @bp.get("/v1/identities")
 @require("writer", "auditor")
-@documented("Find a person by email or phone", tags=["identities"])
+@documented("Find a person by email or phone (exactly one)", tags=["identities"], query=FindQuery,
+            responses={200: None, 404: None})
 def find() -> Response:
     rt = runtime()
     spec = rt.policy.policy.identity
-    email, phone = request.args.get("email"), request.args.get("phone")
+    query = parse_query(FindQuery)
+    email, phone = query.email, query.phone
     if (email is None) == (phone is None):
         raise ValidationFailed.field("email", "give exactly one of email or phone")
     address = (Address("email", normalise_email(email, casefold_local=spec.casefold_email_local_part))
@@ -73,7 +80,8 @@ def find() -> Response:
 
 @bp.post("/v1/identities/<int:identity_id>/merge")
 @require("writer")
-@documented("Merge another identity into this one (the older survives)", tags=["identities"], body=MergeIn)
+@documented("Merge another identity into this one (the older survives)", tags=["identities"], body=MergeIn,
+            responses={200: None, 409: None})
 def merge(identity_id: int) -> Response:
     rt = runtime()
     item = parse_body(MergeIn)

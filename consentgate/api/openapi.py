@@ -117,7 +117,7 @@ def build_spec(app: Flask) -> dict[str, Any]:
         if contract.body is not None:
             op["requestBody"] = {"required": True, "content": {"application/json": {
                 "schema": refs[(contract.body, "validation")]}}}
-        op["responses"] = _responses(contract, refs)
+        op["responses"] = _responses(contract, refs, any(s.get("type") == "integer" for _, s in args))
         if contract.auth:
             op["security"] = [{"bearer": []}]
         paths.setdefault(path, {})[method] = op
@@ -131,18 +131,30 @@ def build_spec(app: Flask) -> dict[str, Any]:
     }
 
 
-def _responses(contract: Contract, refs: dict[Any, Any]) -> dict[str, Any]:
+_PROBLEMS = {400: "Malformed request", 403: "Forbidden", 404: "No such resource", 409: "Conflict with the "
+             "resource's state", 422: "Validation failed"}
+
+
+def _responses(contract: Contract, refs: dict[Any, Any], row_ids: bool) -> dict[str, Any]:
+    """``row_ids``: the path names rows by id, and an unknown id is a 404."""
+    problem = {"content": {"application/problem+json": {
+        "schema": {"$ref": "#/components/schemas/Problem"}}}}
     out: dict[str, Any] = {}
     for status, model in contract.responses.items():
-        if model is None:
+        if status >= 400:
+            # An error answers a problem document, unless the contract names another media type
+            # (the unsubscribe page answers a bad link with a page a person can read).
+            described = {"description": _PROBLEMS.get(status, "Error")}
+            out[str(status)] = described | ({"content": {model: {}}} if isinstance(model, str) else problem)
+        elif model is None:
             out[str(status)] = {"description": "No content" if status == 204 else "OK"}
         elif isinstance(model, str):
             out[str(status)] = {"description": "OK", "content": {model: {}}}
         else:
             out[str(status)] = {"description": "OK", "content": {contract.content_type: {
                 "schema": refs[(model, "validation")]}}}
-    problem = {"content": {"application/problem+json": {
-        "schema": {"$ref": "#/components/schemas/Problem"}}}}
+    if row_ids:
+        out.setdefault("404", {"description": _PROBLEMS[404], **problem})
     if contract.body is not None or contract.query is not None:
         out.setdefault("400", {"description": "Malformed request", **problem})
         out.setdefault("422", {"description": "Validation failed", **problem})

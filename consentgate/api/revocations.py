@@ -21,7 +21,7 @@ bp = Blueprint("revocations_api", __name__)
 @bp.post("/v1/revocations")
 @require("writer")
 @documented("Record an opt-out: effective at once, with its legal deadline", tags=["revocations"],
-            body=RevocationIn, responses={201: None})
+            body=RevocationIn, responses={201: None, 404: None})
 def revoke() -> tuple[Response, int]:
     rt = runtime()
     item = parse_body(RevocationIn)
@@ -34,7 +34,7 @@ def revoke() -> tuple[Response, int]:
 @bp.post("/v1/suppressions")
 @require("writer")
 @documented("Record a suppression: bounce, complaint, national DNC, reassigned number, legal hold, litigator",
-            tags=["revocations"], body=SuppressionIn, responses={201: None})
+            tags=["revocations"], body=SuppressionIn, responses={201: None, 404: None})
 def suppress() -> tuple[Response, int]:
     rt = runtime()
     item = parse_body(SuppressionIn)

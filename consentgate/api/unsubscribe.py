@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from html import escape
+from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 from pydantic import Field
@@ -55,9 +56,13 @@ def make_link() -> Response:
     return jsonify({"url": link.url, "headers": link.headers})
 
 
+# A link that is not ours, or expired, answers a page a person can read (``_unusable``).
+_PAGE_ANSWERS: dict[int, Any] = {200: None, 400: "text/html", 404: None}
+
+
 @bp.get("/v1/unsubscribe/<path:token>")
 @documented("The unsubscribe confirmation page (a GET never unsubscribes: mail scanners follow links)",
-            tags=["unsubscribe"], content_type="text/html", auth=False)
+            tags=["unsubscribe"], content_type="text/html", auth=False, responses=_PAGE_ANSWERS)
 def confirm_page(token: str) -> Response:
     rt = runtime()
     try:
@@ -75,7 +80,7 @@ def confirm_page(token: str) -> Response:
 
 @bp.post("/v1/unsubscribe/<path:token>")
 @documented("Unsubscribe at once (RFC 8058 one-click: body List-Unsubscribe=One-Click)",
-            tags=["unsubscribe"], content_type="text/html", auth=False)
+            tags=["unsubscribe"], content_type="text/html", auth=False, responses=_PAGE_ANSWERS)
 def one_click(token: str) -> Response:
     rt = runtime()
     now = rt.clock()

@@ -57,9 +57,14 @@ def _public_url_of_request() -> str:
     return f"{base}{request.path}" + (f"?{query}" if query else "")
 
 
+# A webhook without a matching signature is a 403; a signed one that is not an inbound message we
+# can read is a 400 (not JSON) or 422 (a field missing or wrong).
+_SIGNED: dict[int, Any] = {200: None, 400: None, 403: None, 422: None}
+
+
 @bp.post("/v1/webhooks/sms/twilio")
 @documented("Twilio inbound SMS (form-encoded, X-Twilio-Signature); answers TwiML", tags=["webhooks"],
-            content_type="text/xml", auth=False)
+            content_type="text/xml", auth=False, responses=_SIGNED)
 def twilio() -> Response:
     rt = runtime()
     token = _secret(rt.settings.twilio_auth_token)
@@ -73,7 +78,7 @@ def twilio() -> Response:
 
 @bp.post("/v1/webhooks/sms/telnyx")
 @documented("Telnyx message.received event (Ed25519 signature over timestamp|body)", tags=["webhooks"],
-            auth=False)
+            auth=False, responses=_SIGNED)
 def telnyx() -> Response:
     rt = runtime()
     key = rt.settings.telnyx_public_key
@@ -92,7 +97,7 @@ def telnyx() -> Response:
 
 @bp.post("/v1/webhooks/sms/generic")
 @documented("Generic signed inbound SMS {from, to, text, message_id, received_at?}", tags=["webhooks"],
-            auth=False)
+            auth=False, responses=_SIGNED)
 def generic() -> Response:
     rt = runtime()
     secret = _secret(rt.settings.webhook_secret)

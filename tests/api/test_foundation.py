@@ -209,3 +209,33 @@ def test_a_batch_pauses_the_garbage_collector_and_always_restores_it(  # type: i
         assert not gc.isenabled()            # left as the caller had it
     finally:
         gc.enable()
+
+
+def test_every_error_the_api_answers_is_in_its_openapi_document(client, keys) -> None:  # type: ignore[no-untyped-def]
+    """A client generated from /openapi.json knows each status it can get, and its media type."""
+    spec = client.get("/openapi.json").get_json()["paths"]
+    consent = {"identity_id": 999, "channel": "email", "purpose": "marketing", "consent_type": "express",
+               "captured_at": "2026-01-01T00:00:00Z", "source": "web"}
+    asked = [
+        ("get", "/v1/identities/{identity_id}", "/v1/identities/999", None, "writer", {}),
+        ("get", "/v1/identities", "/v1/identities", None, "writer", {}),
+        ("get", "/v1/identities", "/v1/identities?email=nobody@example.com", None, "writer", {}),
+        ("post", "/v1/consents", "/v1/consents", consent, "writer", {}),
+        ("post", "/v1/consents", "/v1/consents", {**consent, "email": "a@example.com", "identity_id": None},
+         "writer", {"Idempotency-Key": "k1"}),
+        ("post", "/v1/consents", "/v1/consents", {**consent, "email": "b@example.com", "identity_id": None},
+         "writer", {"Idempotency-Key": "k1"}),
+        ("post", "/v1/touches", "/v1/touches", {"reservation_id": 999}, "sender", {}),
+        ("delete", "/v1/reservations/{reservation_id}", "/v1/reservations/999", None, "sender", {}),
+        ("post", "/v1/webhooks/sms/generic", "/v1/webhooks/sms/generic", {"from": "+13055550100"}, None, {}),
+        ("get", "/v1/unsubscribe/{token}", "/v1/unsubscribe/not-a-token", None, None, {}),
+    ]
+    seen = set()
+    for method, path, url, body, role, headers in asked:
+        answer = getattr(client, method)(url, json=body, headers={**(keys[role] if role else {}), **headers})
+        documented = spec[path][method]["responses"]
+        assert str(answer.status_code) in documented, (method, url, answer.status_code, sorted(documented))
+        assert answer.mimetype in documented[str(answer.status_code)].get("content", {answer.mimetype: None}), \
+            (method, url, answer.mimetype)
+        seen.add(answer.status_code)
+    assert {400, 403, 404, 409, 422} <= seen
