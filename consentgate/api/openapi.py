@@ -18,6 +18,7 @@ from pydantic.json_schema import models_json_schema
 from swagger_ui_bundle import swagger_ui_path
 from werkzeug.routing import IntegerConverter
 
+from consentgate.api.context import runtime
 from consentgate.store.models import MAX_ID
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -181,8 +182,35 @@ DOCS_INIT = """window.ui = SwaggerUIBundle({url: "/openapi.json", dom_id: "#swag
 def openapi_json() -> Response:
     spec = current_app.extensions.get("consentgate_openapi")
     if spec is None:
-        spec = current_app.extensions["consentgate_openapi"] = build_spec(current_app)
+        policy = runtime().policy.policy
+        words = {"channel": list(policy.channels), "purpose": list(policy.purposes),
+                 "consent_type": list(policy.consent_types)}
+        spec = current_app.extensions["consentgate_openapi"] = with_vocabulary(build_spec(current_app), words)
     return jsonify(spec)
+
+
+# Request fields whose values the policy names, and the word list each takes (a list field also
+# takes "*", every one).
+_VOCABULARY_FIELDS = {"channel": "channel", "last_touch_channel": "channel", "purpose": "purpose",
+                      "consent_type": "consent_type", "channels": "channel", "purposes": "purpose"}
+
+
+def with_vocabulary(spec: dict[str, Any], words: dict[str, list[str]]) -> dict[str, Any]:
+    """``spec`` with the policy's channels, purposes and consent types as the enums of the request
+    fields that must be one of them, so a client generated from it knows the words this service
+    accepts (they change with the policy, not with the code)."""
+    for schema in spec["components"]["schemas"].values():
+        for name, prop in schema.get("properties", {}).items():
+            kind = _VOCABULARY_FIELDS.get(name)
+            if kind is None:
+                continue
+            if prop.get("type") == "array":
+                prop["items"]["enum"] = [*words[kind], "*"]
+                continue
+            for branch in prop.get("anyOf", [prop]):
+                if branch.get("type") == "string":
+                    branch["enum"] = list(words[kind])
+    return spec
 
 
 @bp.get("/docs")

@@ -239,3 +239,13 @@ def test_every_error_the_api_answers_is_in_its_openapi_document(client, keys) ->
             (method, url, answer.mimetype)
         seen.add(answer.status_code)
     assert {400, 403, 404, 409, 422} <= seen
+
+
+def test_the_openapi_document_names_the_policys_words(client, runtime) -> None:  # type: ignore[no-untyped-def]
+    schemas = client.get("/openapi.json").get_json()["components"]["schemas"]
+    policy = runtime.policy.policy
+    assert schemas["EligibilityIn"]["properties"]["channel"]["enum"] == list(policy.channels)
+    assert schemas["ConsentIn"]["properties"]["consent_type"]["enum"] == list(policy.consent_types)
+    assert schemas["RevocationIn"]["properties"]["purposes"]["items"]["enum"] == [*policy.purposes, "*"]
+    touch_channel = schemas["TouchIn"]["properties"]["channel"]["anyOf"]
+    assert {"type": "null"} in touch_channel and any(b.get("enum") == list(policy.channels) for b in touch_channel)
