@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import JSON, Connection, bindparam, func, literal_column, or_, text
+from sqlalchemy import JSON, Connection, bindparam, false, func, literal_column, or_, text
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
@@ -276,8 +276,9 @@ def _facts_query(dialect: str, target: bool, account: bool, as_of: bool, exclude
     if account:
         scope = or_(scope, (Revocation.scope == "account") & (Revocation.account_domain == bindparam("domain")))
     revocations = rows(Revocation, scope)
-    tombstones = rows(Tombstone, col(Tombstone.address_hash).in_([bindparam(f"hashes_{n}") for n in range(hashes)]),
-                      col(Tombstone.lifted_at).is_(None))
+    # An erased person has no address left to hash: SQL has no empty IN list, so nothing matches.
+    hashed = col(Tombstone.address_hash).in_([bindparam(f"hashes_{n}") for n in range(hashes)]) if hashes else false()
+    tombstones = rows(Tombstone, hashed, col(Tombstone.lifted_at).is_(None))
     suppressions = rows(Suppression, col(Suppression.identity_id).in_(group))
     dnc = rows(DncNumber, DncNumber.phone == bindparam("phone"))
     touches = rows(Touch, col(Touch.identity_id).in_(group), Touch.at >= bindparam("since"))

@@ -185,6 +185,20 @@ def test_erasure_needs_admin_and_an_existing_person(client, keys, person) -> Non
     assert view["erased"] is True and all(cp["value"] is None for cp in view["contact_points"])
 
 
+def test_checks_by_the_id_of_an_erased_person_are_denied(client, keys, person) -> None:  # type: ignore[no-untyped-def]
+    """An erased person has no address left: a check naming their id is a denial, not an error."""
+    client.delete(f"/v1/identities/{person}", headers=keys["admin"])
+    item = {"identity_id": person, "channel": "sms", "purpose": "marketing"}
+    for body in (item, {**item, "reserve": True}):
+        answer = client.post("/v1/eligibility", json=body, headers=keys["sender"])
+        assert answer.status_code == 200, answer.get_json()
+        assert answer.get_json()["allowed"] is False and answer.get_json()["reasons"]
+    batch = client.post("/v1/eligibility/batch", json={"items": [item, {**item, "reserve": True}]},
+                        headers=keys["sender"])
+    assert batch.status_code == 200, batch.get_json()
+    assert [d["allowed"] for d in batch.get_json()["decisions"]] == [False, False]
+
+
 def test_reports_and_evidence_show_erased_records_as_erased(client, keys, person) -> None:  # type: ignore[no-untyped-def]
     client.delete(f"/v1/identities/{person}", headers=keys["admin"])
     consents = client.get("/v1/reports/consents", headers=keys["auditor"]).get_json()
