@@ -29,6 +29,8 @@ class Settings(BaseSettings):
 
     env: Literal["development", "production", "test"] = "development"
     database_url: str = "sqlite:///consentgate.db"
+    # A read replica (a hot standby) the four reports read from; unset: the database itself.
+    reports_database_url: str | None = None
     policy: str = DEFAULT_POLICY
     public_url: str = "http://localhost:8000"
     secret_key: SecretStr | None = None

@@ -67,6 +67,14 @@ class Runtime:
     policy: LoadedPolicy
     metrics: Metrics = field(default_factory=Metrics)
     clock: Callable[[], datetime] = utc_now
+    # Where the reports read (``CONSENTGATE_REPORTS_DATABASE_URL``); None: ``store``.
+    replica: Store | None = None
+
+    @property
+    def report_store(self) -> Store:
+        """The store the reports stream from: a replica when one is configured, so an auditor's
+        export of millions of rows does not compete with the gate for the primary."""
+        return self.replica if self.replica is not None else self.store
 
     @property
     def secret_key(self) -> str:
@@ -83,4 +91,6 @@ def build_runtime(settings: Settings, *, migrate: bool | None = None) -> Runtime
         upgrade(store)
     policy = load_policy(settings.policy_path)
     log.info("policy %s loaded from %s (version %s)", policy.policy.name, policy.source, policy.version)
-    return Runtime(settings=settings, store=store, policy=policy)
+    # A replica is never migrated from here: it follows the primary's schema by replication.
+    replica = Store(settings.reports_database_url) if settings.reports_database_url else None
+    return Runtime(settings=settings, store=store, policy=policy, replica=replica)

@@ -81,7 +81,7 @@ def consent_report() -> Response:
     q = parse_query(ConsentQuery)
     filters = q.model_dump(exclude={"format"})
     return _respond("consents", q.format, queries.CONSENT_COLUMNS, lambda s: queries.consents(s, **filters),
-                    runtime().store, csv_body=lambda s: queries.consents_csv(s, **filters))
+                    runtime().report_store, csv_body=lambda s: queries.consents_csv(s, **filters))
 
 
 @bp.get("/v1/reports/revocations")
@@ -93,7 +93,7 @@ def revocation_report() -> Response:
     rt = runtime()
     now: datetime = rt.clock()
     return _respond("revocations", q.format, queries.REVOCATION_COLUMNS, lambda s: queries.revocations(
-        s, rt.policy, now, since=q.since, until=q.until, sla=q.sla_status), rt.store)
+        s, rt.policy, now, since=q.since, until=q.until, sla=q.sla_status), rt.report_store)
 
 
 @bp.get("/v1/reports/decisions")
@@ -103,7 +103,7 @@ def revocation_report() -> Response:
 def decision_report() -> Response:
     q = parse_query(DecisionQuery)
     return _respond("decisions", q.format, queries.DECISION_COLUMNS, lambda s: queries.decisions(
-        s, since=q.since, until=q.until, allowed=q.allowed, code=q.code), runtime().store)
+        s, since=q.since, until=q.until, allowed=q.allowed, code=q.code), runtime().report_store)
 
 
 @bp.get("/v1/reports/optouts")
@@ -112,4 +112,4 @@ def decision_report() -> Response:
 def optout_report() -> Response:
     q = parse_query(OptoutQuery)
     return _respond("optouts", q.format, queries.OPTOUT_COLUMNS, lambda s: queries.optouts(
-        s, q.group_by, since=q.since, until=q.until), runtime().store)
+        s, q.group_by, since=q.since, until=q.until), runtime().report_store)
