@@ -11,10 +11,16 @@ from consentgate.api.openapi import documented
 from consentgate.services.directory import require_identity
 from consentgate.services.evidence import identity_evidence
 from consentgate.services.replay import replay_decision
-from consentgate.services.schemas import Request
+from consentgate.services.schemas import Instant, Request, utc
 from consentgate.services.verification import verify_stretch
 
 bp = Blueprint("audit_api", __name__)
+
+
+class EvidenceQuery(Request):
+    since: Instant | None = Field(None, description="only the touches and decisions from this instant on (the "
+                                  "ledger rows are always whole)")
+    until: Instant | None = Field(None, description="only the touches and decisions before this instant")
 
 
 # About 5-15 s of checking here: a stretch stays well inside a worker's timeout.
@@ -62,12 +68,13 @@ def replay(decision_id: int) -> Response:
 @bp.get("/v1/identities/<int:identity_id>/evidence")
 @require("auditor")
 @documented("Everything behind a person's decisions in one JSON document, with the chain entries covering it",
-            tags=["audit"])
+            tags=["audit"], query=EvidenceQuery)
 def evidence(identity_id: int) -> Response:
     rt = runtime()
+    query = parse_query(EvidenceQuery)
     with rt.store.transaction(write=False) as session:
         person = require_identity(session, identity_id)
-        body = identity_evidence(session, person, rt.clock())
+        body = identity_evidence(session, person, rt.clock(), since=utc(query.since), until=utc(query.until))
     response = jsonify(body)
     response.headers["Content-Disposition"] = f'attachment; filename="evidence-identity-{identity_id}.json"'
     return response

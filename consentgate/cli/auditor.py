@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import click
 
@@ -10,6 +11,15 @@ from consentgate.services.directory import require_identity
 from consentgate.services.evidence import identity_evidence
 from consentgate.services.replay import replay_decision
 from consentgate.store.models import MAX_ID
+
+# A day, or an instant with or without an offset (Z or +HH:MM).
+_INSTANTS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"]
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def register(cli: click.Group) -> None:
@@ -34,12 +44,17 @@ def replay(decision_id: int) -> None:
 @click.command()
 @click.argument("identity_id", type=click.IntRange(1, MAX_ID))
 @click.option("--output", "-o", type=click.File("w"), default="-", help="file to write (default: stdout)")
-def evidence(identity_id: int, output: click.utils.LazyFile) -> None:
+@click.option("--since", type=click.DateTime(_INSTANTS), default=None,
+              help="only the touches and decisions from then on (UTC unless an offset is given)")
+@click.option("--until", type=click.DateTime(_INSTANTS), default=None,
+              help="only the touches and decisions before then")
+def evidence(identity_id: int, output: click.utils.LazyFile, since: datetime | None, until: datetime | None) -> None:
     """Write the evidence bundle of a person: every ledger row behind their decisions, with chain links."""
     from consentgate.cli.base import open_runtime
 
     rt = open_runtime()
     with rt.store.transaction(write=False) as session:
-        bundle = identity_evidence(session, require_identity(session, identity_id), rt.clock())
+        bundle = identity_evidence(session, require_identity(session, identity_id), rt.clock(),
+                                   since=_utc(since), until=_utc(until))
     json.dump(bundle, output, indent=2, default=str)
     output.write("\n")

@@ -4,10 +4,15 @@ Counsel gets one document per person: the identity, every contact point, consent
 its proof reference), revocation (with the raw inbound message), suppression, merge, touch and
 decision, and the hash-chain entries that cover the ledger rows, so the bundle can be checked
 against ``/v1/audit/verify`` months later. Erased values appear as null with ``erased: true``.
+
+Touches and decisions, one per send or check and so by far the most numerous (a person checked
+daily for years), can be limited to a window around what is disputed; the ledger rows, which
+decide what every decision could rely on, are always whole.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlmodel import Session, col, select
@@ -33,6 +38,14 @@ from consentgate.store.models import (
 BUNDLE_VERSION = "consentgate-evidence/1"
 
 
+def _window(query: Any, column: Any, since: datetime | None, until: datetime | None) -> Any:
+    if since is not None:
+        query = query.where(column >= since)
+    if until is not None:
+        query = query.where(column < until)
+    return query
+
+
 def _row(obj: Any, drop: tuple[str, ...] = ("pii_salt",)) -> dict[str, Any]:
     out = {}
     for column in obj.__table__.columns:
@@ -45,7 +58,10 @@ def _row(obj: Any, drop: tuple[str, ...] = ("pii_salt",)) -> dict[str, Any]:
     return out
 
 
-def identity_evidence(session: Session, person: Identity, now: Any) -> dict[str, Any]:
+def identity_evidence(session: Session, person: Identity, now: Any, since: datetime | None = None,
+                      until: datetime | None = None) -> dict[str, Any]:
+    """``since``/``until``: only the touches (by ``at``) and decisions (by ``decided_at``) in
+    ``[since, until)``."""
     assert person.id is not None
     ids = identity_group(session, person.id)
     identities = list(session.exec(select(Identity).where(col(Identity.id).in_(ids))))
@@ -59,9 +75,10 @@ def identity_evidence(session: Session, person: Identity, now: Any) -> dict[str,
     merges = list(session.exec(select(MergeEvent).where(
         col(MergeEvent.survivor_id).in_(ids) | col(MergeEvent.absorbed_id).in_(ids)).order_by(col(MergeEvent.id))))
     erasures = list(session.exec(select(ErasureEvent).where(col(ErasureEvent.identity_id).in_(ids))))
-    touches = list(session.exec(select(Touch).where(col(Touch.identity_id).in_(ids)).order_by(col(Touch.id))))
-    decisions = list(session.exec(select(DecisionRecord).where(col(DecisionRecord.identity_id).in_(ids))
-                                  .order_by(col(DecisionRecord.id))))
+    touches = list(session.exec(_window(select(Touch).where(col(Touch.identity_id).in_(ids)), Touch.at, since, until)
+                                .order_by(col(Touch.id))))
+    decisions = list(session.exec(_window(select(DecisionRecord).where(col(DecisionRecord.identity_id).in_(ids)),
+                                          DecisionRecord.decided_at, since, until).order_by(col(DecisionRecord.id))))
     message_ids = {r.inbound_message_id for r in revocations if r.inbound_message_id} | {
         c.inbound_message_id for c in consents if c.inbound_message_id}
     messages = {m.id: m for m in session.exec(select(InboundMessage).where(col(InboundMessage.id).in_(message_ids)))}
@@ -90,6 +107,7 @@ def identity_evidence(session: Session, person: Identity, now: Any) -> dict[str,
     return {
         "bundle": BUNDLE_VERSION,
         "generated_at": iso_z(now),
+        "window": {"since": iso_z(since), "until": iso_z(until)},
         "identity": identity_view(session, person, now),
         "identities": [_row(i) for i in identities],
         "contact_points": [_row(cp) for cp in cps],

@@ -54,6 +54,47 @@ def test_evidence_bundle_covers_everything_with_chain_links(client, keys, clock)
     assert "pii_salt" not in body["consent_events"][0]
 
 
+def test_an_evidence_window_limits_touches_and_decisions_never_the_ledger(  # type: ignore[no-untyped-def]
+        client, keys, clock, store, tmp_path, monkeypatch) -> None:
+    answer = _setup(client, keys, clock)   # day 0: consent, a reserved check
+    for day in (1, 2, 3):
+        clock.set(NOON_ET + timedelta(days=day))
+        checked = client.post("/v1/eligibility", json={"phone": PHONE, "channel": "sms", "purpose": "marketing",
+                                                       "reserve": True}, headers=keys["sender"]).get_json()
+        assert checked["allowed"] is True, checked
+    clock.set(NOON_ET + timedelta(days=3, hours=1))
+    client.post("/v1/revocations", json={"phone": PHONE, "channels": ["sms"]}, headers=keys["writer"])
+    since, until = NOON_ET + timedelta(days=1), NOON_ET + timedelta(days=3)
+    path = f"/v1/identities/{answer['identity_id']}/evidence"
+    whole = client.get(path, headers=keys["auditor"]).get_json()
+    window = client.get(path, query_string={"since": since.isoformat(), "until": until.isoformat()},
+                        headers=keys["auditor"]).get_json()
+    assert len(whole["decisions"]) == len(whole["touches"]) == 4
+    assert [d["decided_at"] for d in window["decisions"]] == [
+        (NOON_ET + timedelta(days=day)).isoformat().replace("+00:00", "Z") for day in (1, 2)]
+    assert len(window["touches"]) == 2
+    for part in ("consent_events", "revocations", "chain"):
+        assert window[part] == whole[part]
+    assert window["window"] == {"since": since.isoformat().replace("+00:00", "Z"),
+                                "until": until.isoformat().replace("+00:00", "Z")}
+    bad = client.get(path, query_string={"since": "last tuesday"}, headers=keys["auditor"])
+    assert bad.status_code == 422 and [e["field"] for e in bad.get_json()["errors"]] == ["since"]
+
+    from click.testing import CliRunner
+
+    from consentgate.cli import cli
+
+    monkeypatch.setenv("CONSENTGATE_DATABASE_URL", store.url)
+    monkeypatch.setenv("CONSENTGATE_SECRET_FILE", str(tmp_path / "secret"))
+    out = tmp_path / "bundle.json"
+    result = CliRunner().invoke(cli, ["evidence", str(answer["identity_id"]), "-o", str(out),
+                                      "--since", "2026-11-26T17:00:00Z", "--until", "2026-11-28"])
+    assert result.exit_code == 0, result.output
+    import json
+
+    assert len(json.loads(out.read_text())["decisions"]) == 2
+
+
 def test_replay_names_a_policy_change(client, keys, clock, runtime, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from pathlib import Path
 
