@@ -191,10 +191,11 @@ class SmsSpec(Rule):
     keywords: KeywordFamilies
     free_text_opt_out: list[str] = []
     wrong_number: list[str] = []
-    confirmation_text: str
-    help_text: str
+    # An opt-out must be confirmed (47 CFR 64.1200(a)(12)) and HELP answered: neither may be empty.
+    confirmation_text: str = Field(min_length=1)
+    help_text: str = Field(min_length=1)
     # Sent once when START lifts an opt-out (CTIA: an opt-in is confirmed); None sends nothing.
-    opt_in_text: str | None = None
+    opt_in_text: str | None = Field(None, min_length=1)
     confirmation_source: str | None = None
 
 

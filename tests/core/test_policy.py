@@ -89,6 +89,14 @@ def test_overlapping_keyword_families_are_refused() -> None:
         _parse(data)
 
 
+@pytest.mark.parametrize("text", ["confirmation_text", "help_text", "opt_in_text"])
+def test_an_empty_reply_text_is_refused(text: str) -> None:
+    data = _default()
+    data["sms"][text] = ""
+    with pytest.raises(PolicyError, match=rf"sms\.{text}: "):
+        _parse(data)
+
+
 def test_window_that_ends_before_it_starts_is_refused() -> None:
     data = _default()
     data["quiet_hours"]["states"]["FL"]["end"] = "07:00"
