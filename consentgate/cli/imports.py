@@ -17,6 +17,7 @@ from typing import IO, Any
 import click
 
 from consentgate.errors import ConsentgateError
+from consentgate.services.bulk_consents import MISALIGNED
 from consentgate.services.imports import (
     Rejected,
     import_consents,
@@ -70,7 +71,7 @@ def _report(read: int, imported: int, rejected: list[Rejected], errors: Path | N
 
 def _write_rejects(path: Path, rejected: list[Rejected]) -> None:
     """line, field, message, then the row's own columns, so a fixed copy can be imported again."""
-    columns = list(dict.fromkeys(k for r in rejected for k in r.row))
+    columns = list(dict.fromkeys(k for r in rejected for k in r.row if k != MISALIGNED))
     with path.open("w", newline="", encoding="utf-8") as out:
         writer = csv.writer(out)
         writer.writerow(["line", "field", "message", *columns])

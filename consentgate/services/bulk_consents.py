@@ -108,15 +108,36 @@ class BlockOutcome:
     written: list[tuple[int, int]] = field(default_factory=list)
 
 
+# Set in a record whose cells do not line up with the header (``record``).
+MISALIGNED = "\x00misaligned"
+
+
+def record(header: list[str], values: list[str]) -> dict[str, str]:
+    """{column: cell} for one record. One with more or fewer cells than the header has its values
+    under the wrong columns (an unquoted comma in a cell shifts every cell after it): it carries
+    ``MISALIGNED`` and is rejected (``aligned``), never read as it falls."""
+    row = dict(zip(header, values, strict=False))
+    if len(values) != len(header):
+        row[MISALIGNED] = (f"{len(values)} cells where the header has {len(header)} columns (an unquoted comma "
+                           "or quote?): the row was not read")
+    return row
+
+
+def aligned(row: dict[str, str]) -> dict[str, str]:
+    """``row``, refused with a reason if its cells do not line up with the header."""
+    if MISALIGNED in row:
+        raise ValidationFailed.field("", row[MISALIGNED])
+    return row
+
+
 def block_rows(block: Block, header: list[str]) -> Iterator[tuple[int, dict[str, str]]]:
-    """(line, {column: cell}) for each record, as DictReader gives them: blank lines skipped,
-    cells past the header dropped."""
+    """(line, {column: cell}) for each record (``record``), blank lines skipped."""
     reader = csv.reader(io.StringIO(block.text, newline=""))
     first = block.first_line
     line = first
     for values in reader:
         if values:
-            yield line, dict(zip(header, values, strict=False))
+            yield line, record(header, values)
         line = first + reader.line_num
 
 
@@ -155,6 +176,7 @@ def plan_block(block: Block, header: list[str], policy: LoadedPolicy, now: datet
 def plan_row(line: int, row: dict[str, str], planning: _Planning) -> Plan | None:
     """Validate and normalise one row; None when it needs the one-row path."""
     policy, now = planning.policy, planning.now
+    aligned(row)
     if row.get("identity_id"):
         return None
     consent = {k: v for k, v in row.items() if v and k not in IDENTITY_ONLY}

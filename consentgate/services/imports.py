@@ -33,7 +33,9 @@ from consentgate.services.bulk_consents import (
     BlockOutcome,
     BlockPlan,
     Plan,
+    aligned,
     block_rows,
+    record,
     write_in_order,
     write_plans,
 )
@@ -96,6 +98,10 @@ def _reader(lines: Iterator[str], known: tuple[str, ...], required: tuple[str, .
     if not header:
         raise ImportFileError("the file is empty: a header row is required")
     reader.fieldnames = header
+    twice = sorted({c for c in header if header.count(c) > 1})
+    if twice:
+        # Which of the two cells is the email? Neither is guessed.
+        raise ImportFileError(f"the header names {', '.join(twice)} more than once")
     missing = [c for c in required if c not in header]
     if missing:
         raise ImportFileError(f"the header lacks the column(s) {', '.join(missing)}")
@@ -107,7 +113,8 @@ def _reader(lines: Iterator[str], known: tuple[str, ...], required: tuple[str, .
     return reader
 
 
-def _cells(row: dict[str, str | None], columns: Iterable[str]) -> dict[str, str]:
+def _cells(row: dict[str, str], columns: Iterable[str]) -> dict[str, str]:
+    aligned(row)
     return {c: (row.get(c) or "").strip() for c in columns if (row.get(c) or "").strip()}
 
 
@@ -129,9 +136,9 @@ def _stopped(line: int, reason: str) -> ImportFileError:
 
 
 def _chunks(reader: csv.DictReader[str], size: int) -> Iterator[list[tuple[int, dict[str, str]]]]:
-    """Rows as (line, {column: cell}), as DictReader gives them (blank lines skipped, cells past
-    the header dropped), read by the plain reader underneath: a third of the cost per row. A row's
-    line is the one it starts on (a quoted cell may span several)."""
+    """Rows as (line, {column: cell}) (``record``; blank lines skipped), read by the plain reader
+    under DictReader: a third of the cost per row. A row's line is the one it starts on (a quoted
+    cell may span several)."""
     chunk: list[tuple[int, dict[str, str]]] = []
     header, cells = list(reader.fieldnames or []), reader.reader
     with _readable(reader):
@@ -140,7 +147,7 @@ def _chunks(reader: csv.DictReader[str], size: int) -> Iterator[list[tuple[int, 
             line, start = start, cells.line_num + 1
             if not values:
                 continue
-            chunk.append((line, dict(zip(header, values, strict=False))))
+            chunk.append((line, record(header, values)))
             if len(chunk) >= size:
                 yield chunk
                 chunk = []

@@ -78,6 +78,36 @@ def test_unusable_files_exit_1(env) -> None:  # type: ignore[no-untyped-def]
     assert result.exit_code == 1 and "purpose" in result.output
 
 
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_a_row_whose_cells_do_not_line_up_with_the_header_is_rejected(env, rows, dry_run) -> None:  # type: ignore[no-untyped-def]
+    """An unquoted comma in a cell shifts every cell after it: the row is not read as it falls."""
+    csv_file = env / "shifted.csv"
+    csv_file.write_text("email,channel,purpose,consent_type,captured_at,source,consent_text\n"
+                        f"a@corp.com,email,marketing,express,{WHEN},web,Yes, send me offers\n"
+                        f"b@corp.com,email,marketing,express,{WHEN},web\n"
+                        f"c@corp.com,email,marketing,express,{WHEN},web,\"Yes, send me offers\"\n")
+    result = run("import", "consents", *(["--dry-run"] if dry_run else []), str(csv_file))
+    assert result.exit_code == 2, result.output
+    assert "line 2: 8 cells where the header has 7 columns" in result.stderr
+    assert "line 3: 6 cells where the header has 7 columns" in result.stderr
+    assert "3 rows read, 1 " in result.stdout
+    if not dry_run:
+        assert [c.consent_text for c in rows(ConsentEvent)] == ["Yes, send me offers"]
+    shifted = env / "shifted-suppressions.csv"
+    shifted.write_text("email,phone,kind\nx@corp.com,,bounce,hard\ny@corp.com,,bounce\n")
+    result = run("import", "suppressions", *(["--dry-run"] if dry_run else []), str(shifted))
+    assert result.exit_code == 2 and "line 2: 4 cells where the header has 3 columns" in result.stderr
+
+
+def test_a_header_naming_a_column_twice_is_refused(env, rows) -> None:  # type: ignore[no-untyped-def]
+    csv_file = env / "twice.csv"
+    csv_file.write_text(f"email,email,channel,purpose,consent_type,captured_at,source\n"
+                        f"a@corp.com,b@corp.com,email,marketing,express,{WHEN},web\n")
+    result = run("import", "consents", str(csv_file))
+    assert result.exit_code == 1 and "email more than once" in result.output
+    assert rows(ConsentEvent) == []
+
+
 def test_suppressions(env, rows) -> None:  # type: ignore[no-untyped-def]
     csv_file = env / "s.csv"
     csv_file.write_text("email,phone,kind,since,note\nx@corp.com,,bounce,,hard bounce\n"
