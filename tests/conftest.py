@@ -12,6 +12,7 @@ import base64
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -57,17 +58,18 @@ def db_kind(request: pytest.FixtureRequest) -> str:
     return str(request.config.getoption("--db"))
 
 
-@pytest.fixture(scope="session")
-def database_url(db_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A fresh, migrated database for this test run."""
+@contextmanager
+def _migrated_database(db_kind: str, directory: Path, prefix: str) -> Iterator[str]:
+    """A new database migrated to head (a SQLite file in ``directory``, or a PostgreSQL database
+    created from the admin URL), dropped afterwards."""
     if db_kind == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('store') / 'consentgate.db'}"
+        url = f"sqlite:///{directory / f'{prefix}.db'}"
         upgrade(Store(url))
         yield url
         dispose_all()
         return
     admin_url = os.environ.get("CONSENTGATE_TEST_PG_URL", DEFAULT_PG_ADMIN)
-    name = f"consentgate_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
@@ -80,6 +82,20 @@ def database_url(db_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def database_url(db_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A fresh, migrated database for this test run."""
+    with _migrated_database(db_kind, tmp_path_factory.mktemp("store"), "consentgate_test") as url:
+        yield url
+
+
+@pytest.fixture
+def second_database_url(db_kind: str, tmp_path: Path) -> Iterator[str]:
+    """Another database of the same schema, for this test only (a replica, say)."""
+    with _migrated_database(db_kind, tmp_path, "consentgate_second") as url:
+        yield url
 
 
 def _clean(store: Store) -> None:

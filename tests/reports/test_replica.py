@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import uuid
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from consentgate.app import create_app
 from consentgate.config import load_settings
 from consentgate.runtime import Runtime, build_runtime
 from consentgate.store.db import Store
-from consentgate.store.migrate import upgrade
 
 NOON_ET = datetime(2026, 11, 25, 17, 0, tzinfo=UTC)
 CONSENT = {"channel": "email", "purpose": "marketing", "consent_type": "double_opt_in",
@@ -25,27 +18,9 @@ CONSENT = {"channel": "email", "purpose": "marketing", "consent_type": "double_o
 
 
 @pytest.fixture
-def replica_url(db_kind: str, tmp_path: Path) -> Iterator[str]:
-    """A second database of the same schema, standing in for a replica that has not caught up."""
-    if db_kind == "sqlite":
-        url = f"sqlite:///{tmp_path / 'replica.db'}"
-        upgrade(Store(url))
-        yield url
-        return
-    admin_url = os.environ.get("CONSENTGATE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-    name = f"consentgate_replica_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    try:
-        upgrade(Store(url))
-        yield url
-    finally:
-        Store(url).engine.dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+def replica_url(second_database_url: str) -> str:
+    """Stands in for a replica that has not caught up."""
+    return second_database_url
 
 
 def test_reports_read_the_replica_and_everything_else_the_primary(  # type: ignore[no-untyped-def]
