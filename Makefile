@@ -25,11 +25,12 @@ lint: install
 	$(BIN)/ruff check consentgate tests bench
 	$(BIN)/lint-imports
 
+# One test process per core (pytest-xdist): each has a database of its own.
 test-sqlite: install
-	$(BIN)/pytest --db sqlite
+	$(BIN)/pytest -n auto --db sqlite
 
 test-postgresql: install
-	CONSENTGATE_TEST_PG_URL=$(PG_ADMIN_URL) $(BIN)/pytest --db postgresql
+	CONSENTGATE_TEST_PG_URL=$(PG_ADMIN_URL) $(BIN)/pytest -n auto --db postgresql
 
 ## Speed figures on SQLite and on the PostgreSQL server of PG_ADMIN_URL (in databases of their own).
 bench: install
