@@ -132,8 +132,8 @@ def build_spec(app: Flask) -> dict[str, Any]:
     }
 
 
-_PROBLEMS = {400: "Malformed request", 403: "Forbidden", 404: "No such resource", 409: "Conflict with the "
-             "resource's state", 422: "Validation failed"}
+_PROBLEMS = {400: "Malformed request", 403: "Forbidden", 404: "No such resource",
+             409: "Conflict with the resource's state", 422: "Validation failed"}
 
 
 def _responses(contract: Contract, refs: dict[Any, Any], row_ids: bool) -> dict[str, Any]:
@@ -157,8 +157,8 @@ def _responses(contract: Contract, refs: dict[Any, Any], row_ids: bool) -> dict[
     if row_ids:
         out.setdefault("404", {"description": _PROBLEMS[404], **problem})
     if contract.body is not None or contract.query is not None:
-        out.setdefault("400", {"description": "Malformed request", **problem})
-        out.setdefault("422", {"description": "Validation failed", **problem})
+        out.setdefault("400", {"description": _PROBLEMS[400], **problem})
+        out.setdefault("422", {"description": _PROBLEMS[422], **problem})
     if contract.auth:
         out.setdefault("401", {"description": "Missing or unknown API key", **problem})
         out.setdefault("403", {"description": "Key without the role", **problem})

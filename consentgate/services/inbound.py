@@ -70,7 +70,7 @@ Render = Callable[[Outcome], tuple[int, str, str]]
 def classify_message(sms: InboundSmsIn, policy: LoadedPolicy) -> Classification:
     """The policy's classification, overridden by the provider's own STOP/START/HELP flag."""
     found = classify(sms.text, policy.keyword_rules)
-    forced = _PROVIDER_INTENTS.get((sms.provider_opt_out or "").strip().lower())
+    forced = _flagged(sms)
     # Whatever the provider flagged, words we read as an opt-out stay one (fail closed).
     if forced is not None and not found.is_opt_out and found.intent != forced:
         return Classification(forced, found.normalised, f"provider:{sms.provider_opt_out}")
@@ -143,8 +143,13 @@ def _handle(session: Session, policy: LoadedPolicy, sms: InboundSmsIn, render: R
     return StoredResponse(status, content_type, body, outcome)
 
 
+def _flagged(sms: InboundSmsIn) -> Intent | None:
+    """The carrier keyword the provider says it handled itself, if any."""
+    return _PROVIDER_INTENTS.get((sms.provider_opt_out or "").strip().lower())
+
+
 def _provider_answered(sms: InboundSmsIn, classification: Classification) -> bool:
-    flagged = _PROVIDER_INTENTS.get((sms.provider_opt_out or "").strip().lower())
+    flagged = _flagged(sms)
     if flagged == Intent.OPT_OUT:
         return classification.is_opt_out
     return flagged is not None and flagged == classification.intent

@@ -118,9 +118,10 @@ class Attributes(Strict):
             return None
         if not 1 <= len(value) <= 3 or not value.isascii() or not value.isalnum():
             raise ValueError("one to three letters or digits are required (ISO 3166-2, without the country)")
-        if info.data.get("country") in (None, "US") and value.upper() not in US_STATES:
+        code = value.upper()
+        if info.data.get("country") in (None, "US") and code not in US_STATES:
             raise ValueError(f"{value!r} is not a US state or territory (give `country` for a region elsewhere)")
-        return value.upper()
+        return code
 
 
 class IdentityIn(Strict):
