@@ -201,7 +201,9 @@ def check(store: Store, item: EligibilityIn, policy: LoadedPolicy, secret: str, 
         decision = decide(subject, _request(item, at), policy)
         row = _record_row(item, identity, named, at, decision, policy, actor, now, secret)
         values = _log_values(_log_binders(driver.dialect), row, {})
-        found = driver.first(compiled(_log_statement, driver.dialect), dict(zip(_LOG_COLUMNS, values, strict=True)))
+        with store.decision_log_turn():
+            found = driver.first(compiled(_log_statement, driver.dialect),
+                                 dict(zip(_LOG_COLUMNS, values, strict=True)))
     assert found is not None
     row["id"] = found[0]
     return row, decision

@@ -13,7 +13,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,8 @@ from sqlmodel import Session
 from consentgate.errors import ConfigError
 from consentgate.store.driver import Driver, DriverPool
 from consentgate.store.types import json_text, json_value
+from consentgate.store.writers import close_all as close_writer_queues
+from consentgate.store.writers import queue_for
 
 # What a store that cannot answer raises (unreachable, restarted, locked past the busy timeout),
 # through SQLAlchemy or straight from the drivers the gate's hot path uses.
@@ -186,6 +188,7 @@ def dispose_all() -> None:
         for engine in _engines.values():
             engine.dispose()
         _engines.clear()
+    close_writer_queues()
 
 
 class Store:
@@ -210,6 +213,8 @@ class Store:
         self._log_engine = self.engine if synced_decisions else self.engine.execution_options(
             sqlite_synchronous="NORMAL", synchronous_commit="off")
         self._drivers = get_driver_pool(self.url, synced_decisions)
+        self._writers = (queue_for(str(self.engine.url.database)) if self.is_sqlite and self.seen_by_other_processes
+                         else None)
         # Policy versions this process has already stored here (see services.policies).
         self.stored_policy_versions: set[str] = set()
 
@@ -230,13 +235,19 @@ class Store:
         (a batch of plain checks), committed as a plain single check's row is (see above).
         """
         engine = (self._log_engine if only_decisions else self.engine) if write else self._read_engine
-        with Session(engine, expire_on_commit=False) as session:
+        with self.decision_log_turn() if only_decisions else nullcontext(), \
+                Session(engine, expire_on_commit=False) as session:
             try:
                 yield session
                 session.commit()
             except BaseException:
                 session.rollback()
                 raise
+
+    def decision_log_turn(self) -> AbstractContextManager[None]:
+        """Hold while writing decision log rows: on a SQLite file, the writers of decision logs
+        take turns (``store.writers``); elsewhere, nothing to wait for."""
+        return self._writers.turn() if self._writers is not None else nullcontext()
 
     @contextmanager
     def bulk_transaction(self) -> Iterator[Session]:
