@@ -62,8 +62,8 @@ def _standing_reasons(subject: Subject, request: EligibilityRequest, policy: Loa
         return [Reason(ReasonCode.CHANNEL_DISABLED, f"channel {request.channel!r} is not enabled by the policy")]
     if subject.identity is None:
         return [Reason(ReasonCode.UNKNOWN_IDENTITY, "no identity has this address: nobody to have consented")]
-    if subject.target is None:
-        return [Reason(ReasonCode.NO_CONSENT, f"the identity has no {channel.address} address for {request.channel}")]
+    if subject.target is None and channel.kind is not None:
+        return [Reason(ReasonCode.NO_CONSENT, f"the identity has no {channel.kind} address for {request.channel}")]
     reasons = [_revocation_reason(r, subject) for r in _revocations_in_force(subject, request, policy)]
     reasons += _suppression_reasons(subject, request, policy)
     return reasons
@@ -123,13 +123,14 @@ def _revocation_reason(revocation: RevocationFact, subject: Subject) -> Reason:
 
 
 def _suppression_reasons(subject: Subject, request: EligibilityRequest, policy: LoadedPolicy) -> list[Reason]:
-    assert subject.target is not None
     out = []
     for suppression in subject.suppressions:
         rule = policy.policy.suppressions.get(suppression.kind)
         if rule is None or not _in_force(suppression.lifted_at, suppression.created_at, request.at):
             continue
-        if suppression.kind not in IDENTITY_WIDE_SUPPRESSIONS and suppression.contact_point_id != subject.target.id:
+        # An address's suppression stops that address; a channel without one is stopped only
+        # by those that stop the whole person.
+        if suppression.kind not in IDENTITY_WIDE_SUPPRESSIONS and suppression.contact_point_id != _target_id(subject):
             continue
         if not (matches(rule.channels, request.channel) and matches(rule.purposes, request.purpose)):
             continue
@@ -166,11 +167,18 @@ def _has_consent_of(subject: Subject, request: EligibilityRequest, policy: Loade
     return False
 
 
+def _target_id(subject: Subject) -> int | None:
+    """The contact point a send goes to; None for a channel that reaches the person (the only
+    case ``decide`` goes on without a target)."""
+    return subject.target.id if subject.target is not None else None
+
+
 def _candidates(subject: Subject, request: EligibilityRequest) -> list[ConsentFact]:
-    """Consents on the target address for this channel and purpose that cover the brand."""
-    assert subject.target is not None
+    """Consents on the target address (none: the person's own) for this channel and purpose
+    that cover the brand."""
+    target = _target_id(subject)
     events = [c for c in subject.consents
-              if c.contact_point_id == subject.target.id and c.channel == request.channel
+              if c.contact_point_id == target and c.channel == request.channel
               and c.purpose == request.purpose and c.recorded_at <= request.at
               and (c.brand is None or c.brand == request.brand)]
     return list(current_consents(events).values())
@@ -195,7 +203,7 @@ def _valid(subject: Subject, request: EligibilityRequest, policy: LoadedPolicy) 
 
 def _consent(subject: Subject, request: EligibilityRequest,
              policy: LoadedPolicy) -> tuple[ConsentFact | None, list[Reason]]:
-    if subject.identity is None or subject.target is None or request.channel not in policy.channels:
+    if _undecidable(subject, request, policy):
         return None, []
     valid = sorted(_valid(subject, request, policy), key=lambda c: (policy.rank(c.consent_type), c.captured_at),
                    reverse=True)
@@ -230,6 +238,13 @@ def _consent(subject: Subject, request: EligibilityRequest,
     return None, reasons
 
 
+def _undecidable(subject: Subject, request: EligibilityRequest, policy: LoadedPolicy) -> bool:
+    """Nothing further to weigh: ``_standing_reasons`` has denied already (nobody, no such
+    channel, no address for a channel that needs one)."""
+    channel = policy.channels.get(request.channel)
+    return subject.identity is None or channel is None or (subject.target is None and channel.kind is not None)
+
+
 Place = tuple[tuple[Window, ...], frozenset[str]]
 
 
@@ -247,7 +262,7 @@ def _timed_reasons(subject: Subject, request: EligibilityRequest, policy: Loaded
     ``describe=False`` leaves the calling-window messages empty: searching for the next allowed
     instant needs only which rules still deny and until when.
     """
-    if subject.identity is None or subject.target is None or request.channel not in policy.channels:
+    if _undecidable(subject, request, policy):
         return []
     at_request = replace(request, at=at) if at != request.at else request
     windows, states = place

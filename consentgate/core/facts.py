@@ -45,7 +45,7 @@ class IdentityFact:
 @dataclass(frozen=True, slots=True)
 class ConsentFact:
     id: int
-    contact_point_id: int
+    contact_point_id: int | None   # None: a channel that reaches the person (policy ``address: none``)
     channel: str
     purpose: str
     consent_type: str

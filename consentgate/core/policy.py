@@ -71,9 +71,19 @@ class Rule(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+# A channel with no address of its own (postal mail, LinkedIn): it reaches the person, so its
+# consents, opt-outs and touches are the person's, not one of their contact points'.
+NO_ADDRESS = "none"
+
+
 class ChannelSpec(Rule):
-    address: Literal["phone", "email"]
+    address: Literal["phone", "email", "none"]
     enabled: bool = True
+
+    @property
+    def kind(self) -> str | None:
+        """The kind of contact point the channel sends to; None for a channel that reaches the person."""
+        return None if self.address == NO_ADDRESS else self.address
 
 
 class ConsentTypeSpec(Rule):

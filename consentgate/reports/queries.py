@@ -100,7 +100,8 @@ def _consent_statement(session: Session, *, since: datetime | None = None, until
     fields = [(_iso_text(table[name], dialect) if name in _INSTANTS else columns.get(name, table.get(name))).label(name)
               for name in CONSENT_COLUMNS]
     statement = (select(*fields)
-                 .join(ContactPoint, ContactPoint.id == table.contact_point_id)  # type: ignore[arg-type]
+                 # Outer: a consent to a channel without an address (postal) names no contact point.
+                 .outerjoin(ContactPoint, ContactPoint.id == table.contact_point_id)  # type: ignore[arg-type]
                  .join(Identity, Identity.id == table.identity_id)  # type: ignore[arg-type]
                  .where(_real_people()).order_by(table.id))
     statement = _window(statement, table.recorded_at, since, until)

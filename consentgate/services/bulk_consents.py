@@ -177,7 +177,7 @@ def plan_row(line: int, row: dict[str, str], planning: _Planning) -> Plan | None
     """Validate and normalise one row; None when it needs the one-row path."""
     policy, now = planning.policy, planning.now
     aligned(row)
-    if row.get("identity_id"):
+    if row.get("identity_id") or _reaches_person(policy, row.get("channel")):
         return None
     consent = {k: v for k, v in row.items() if v and k not in IDENTITY_ONLY}
     # What the row says of the person is checked first, as POST /v1/identities would check it.
@@ -205,14 +205,21 @@ def plan_row(line: int, row: dict[str, str], planning: _Planning) -> Plan | None
                                               for k in _PERSON_ATTRIBUTES), domain)
     channel = policy.channels.get(consent.get("channel", ""))
     if channel is not None and len(addresses) == 2:
-        consent.pop("phone" if channel.address == "email" else "email")
+        consent.pop("phone" if channel.kind == "email" else "email")
     item = ConsentIn.model_validate(consent)
     check_consent(item, policy, now)
-    kind = policy.channels[item.channel].address
+    kind = policy.channels[item.channel].kind
     target = next((a for a in addresses if a.kind == kind), None)
-    if target is None:
-        raise ValidationFailed.field(kind, f"a {item.channel} consent needs a {kind} address")
+    if kind is None or target is None:
+        raise ValidationFailed.field(kind or "channel", f"a {item.channel} consent needs a {kind} address")
     return plan_consent(line, item, target, tuple(addresses), planning, person=person)
+
+
+def _reaches_person(policy: LoadedPolicy, channel: str | None) -> bool:
+    """A channel without an address (``address: none``): its consents name no contact point, and
+    go the one-at-a-time way (``write_consent``), which knows that."""
+    spec = policy.channels.get((channel or "").strip())
+    return spec is not None and spec.kind is None
 
 
 def plan_consent(line: int, item: ConsentIn, target: Address, addresses: tuple[Address, ...], planning: _Planning,
@@ -413,9 +420,9 @@ def write_consent_batch(store: Store, items: Sequence[Any], policy: LoadedPolicy
     def check_one(index: int, prefix: str, item: ConsentIn) -> tuple[ConsentIn, Plan | int]:
         check_consent(item, policy, now, prefix)
         target = normalise_ref(item.ref(), policy, prefix)
-        if not isinstance(target, Address):
+        if not isinstance(target, Address) or _reaches_person(policy, item.channel):
             return item, index
-        if target.kind != policy.channels[item.channel].address:
+        if target.kind != policy.channels[item.channel].kind:
             raise wrong_address(prefix, target.kind, item.channel)
         return item, plan_consent(index, item, target, (target,), planning, api_key_id)
 

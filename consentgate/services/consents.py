@@ -77,17 +77,19 @@ def write_consent(session: Session, item: ConsentIn, policy: LoadedPolicy, actor
     """Append one consent event in the caller's transaction (validated first, then written)."""
     check_consent(item, policy, now, prefix)
     identity, cp = resolve_for_write(session, item.ref(), policy, now, prefix)
-    if cp is None:
-        kind = policy.channels[item.channel].address
+    kind = policy.channels[item.channel].kind
+    if kind is None:
+        cp = None   # a channel that reaches the person: an address named only finds them
+    elif cp is None:
         cp = contact_point_for_channel(session, identity, kind)
         if cp is None:
             raise ValidationFailed.field(prefix + "identity_id",
                                          f"identity {identity.id} has no {kind} address for {item.channel}")
-    elif cp.kind != policy.channels[item.channel].address:
+    elif cp.kind != kind:
         raise wrong_address(prefix, cp.kind, item.channel)
-    assert identity.id is not None and cp.id is not None
+    assert identity.id is not None and (cp is None or cp.id is not None)
     event = ConsentEvent(
-        identity_id=identity.id, contact_point_id=cp.id, channel=item.channel, purpose=item.purpose,
+        identity_id=identity.id, contact_point_id=cp.id if cp else None, channel=item.channel, purpose=item.purpose,
         consent_type=item.consent_type, captured_at=utc(item.captured_at), recorded_at=now,
         source=item.source, proof_uri=item.proof_uri,
         proof_sha256=item.proof_sha256.lower() if item.proof_sha256 else None, brand=item.brand,
@@ -95,7 +97,7 @@ def write_consent(session: Session, item: ConsentIn, policy: LoadedPolicy, actor
         expires_at=utc(item.expires_at), api_key_id=actor.key_id if actor else None,
         inbound_message_id=inbound_message_id,
     )
-    chain.seal("consent_event", event, cp.value)
+    chain.seal("consent_event", event, cp.value if cp else None)
     session.add(event)
     session.flush()
     chain.append(session, "consent_event", [event], now)

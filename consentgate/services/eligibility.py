@@ -107,20 +107,35 @@ def _send_instant(item: EligibilityIn, now: datetime) -> datetime:
 
 def _target(driver: Driver, item: AddressIn, channel: str, policy: LoadedPolicy,
             prefix: str) -> tuple[Person | None, Any | None, dict[str, Any]]:
-    """The person and the address a request names, as rows; unknown addresses give (None, None)."""
-    wanted_kind = policy.channels[channel].address
+    """The person and the address a request names, as rows; unknown addresses give (None, None).
+
+    A channel that reaches the person (``address: none``) has no address to send to: any
+    address the request names only finds the person."""
+    wanted_kind = policy.channels[channel].kind
     target = normalise_ref(item.ref(), policy, prefix)
     if isinstance(target, Address):
-        if target.kind != wanted_kind:
-            raise ValidationFailed.field(prefix + target.kind, f"{channel} goes to a {wanted_kind} address")
+        _check_kind(target, channel, wanted_kind, prefix)
         person = read_person(driver, kind=target.kind, value=target.value)
         named: dict[str, Any] = {"address": {"kind": target.kind, "value": target.value}}
-        return (person, person.address(target.kind, target.value), named) if person else (None, None, named)
+        return (person, _address(person, wanted_kind, target), named) if person else (None, None, named)
     person = read_person(driver, identity_id=target)
     named = {"identity_id": target}
     if person is None:
         return None, None, named
-    return person, person.address(wanted_kind), named
+    return person, _address(person, wanted_kind), named
+
+
+def _check_kind(target: Address, channel: str, wanted_kind: str | None, prefix: str) -> None:
+    if wanted_kind is not None and target.kind != wanted_kind:
+        raise ValidationFailed.field(prefix + target.kind, f"{channel} goes to a {wanted_kind} address")
+
+
+def _address(person: Person, kind: str | None, named: Address | None = None) -> Any | None:
+    """The contact point a send of ``kind`` goes to: the one named, else the person's first of the
+    kind; None for a channel that reaches the person."""
+    if kind is None:
+        return None
+    return person.address(kind, named.value if named is not None else None)
 
 
 # A merge landing between reading the person and reading their facts sends the gate back to
@@ -305,9 +320,8 @@ def _decide_items(store: Store, items: Sequence[Any], first: int, policy: Loaded
         _check_channel(item, policy, prefix)
         _check_at(item, now, prefix)
         target = normalise_ref(item.ref(), policy, prefix)
-        kind = policy.channels[item.channel].address
-        if isinstance(target, Address) and target.kind != kind:
-            raise ValidationFailed.field(prefix + target.kind, f"{item.channel} goes to a {kind} address")
+        if isinstance(target, Address):
+            _check_kind(target, item.channel, policy.channels[item.channel].kind, prefix)
         return item, target
 
     good, bad = check_items(items, EligibilityIn, check_one, first)
@@ -441,14 +455,15 @@ def _bulk_facts(session: Session, bulk: list[tuple[int, EligibilityIn, Any]], po
     wanted: list[tuple[Any, Any]] = []
     named: list[dict[str, Any]] = []
     for _, item, target in bulk:
+        kind = policy.channels[item.channel].kind
         if isinstance(target, Address):
             cp = found.get(target)
-            wanted.append((people.get(cp.identity_id), cp) if cp is not None else (None, None))
+            wanted.append((people.get(cp.identity_id), cp if kind is not None else None) if cp is not None
+                          else (None, None))
             named.append({"address": {"kind": target.kind, "value": target.value}})
         else:
             person = by_id.get(target)
-            kind = policy.channels[item.channel].address
-            wanted.append((person.identity, person.address(kind)) if person else (None, None))
+            wanted.append((person.identity, _address(person, kind)) if person else (None, None))
             named.append({"identity_id": target})
     return wanted, named, load_subjects(session, policy, secret, wanted, ats)
 
@@ -511,6 +526,8 @@ def record_touch(session: Session, item: TouchIn, policy: LoadedPolicy, actor: A
         _check_channel(item, policy, "")
         identity, cp = resolve_for_write(session, item.ref(), policy, now)
         assert identity.id is not None
+        if policy.channels[item.channel].kind is None:
+            cp = None   # a channel that reaches the person: the address only found them
         touch = Touch(identity_id=identity.id, contact_point_id=cp.id if cp else None,
                       account_domain=identity.account_domain, channel=item.channel, purpose=item.purpose,
                       program=item.program, segment=item.segment, campaign=item.campaign, brand=item.brand,

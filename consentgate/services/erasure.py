@@ -125,7 +125,9 @@ def _tombstones(session: Session, policy: LoadedPolicy, secret: str, ids: list[i
     for revocation in revocations:
         # An identity-wide revocation covers every address of the person, as the gate applies it;
         # a tombstone is kept for each address a channel of the revocation reaches.
-        kinds = {spec.address for name, spec in policy.channels.items() if matches(revocation.channels, name)}
+        # A channel without an address (postal) reaches the person: every address of theirs keeps it.
+        kinds = {kind for name, spec in policy.channels.items() if matches(revocation.channels, name)
+                 for kind in ((spec.kind,) if spec.kind else {cp.kind for cp in by_cp.values()})}
         for cp in (cp for cp in by_cp.values() if cp.kind in kinds):
             out.append(Tombstone(
                 address_hash=tombstone_hash(secret, cp.kind, cp.value or ""), kind=cp.kind,

@@ -280,7 +280,7 @@ def _write_consent_row(session: Session, row: dict[str, str], policy: LoadedPoli
             company_domain=cells.get("company_domain"),
             attributes=Attributes(**attributes) if attributes else None), policy, None, now)
     consent = {k: v for k, v in cells.items() if k in CONSENT_COLUMNS}
-    channel_kind = policy.channels[consent["channel"]].address if consent.get("channel") in policy.channels \
+    channel_kind = policy.channels[consent["channel"]].kind if consent.get("channel") in policy.channels \
         else None
     # A row may name both addresses; the consent belongs to the one its channel uses.
     if channel_kind and "email" in consent and "phone" in consent:

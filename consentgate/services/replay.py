@@ -37,14 +37,15 @@ def replay_decision(session: Session, secret: str, decision_id: int,
     if isinstance(address, dict) and address.get("erased"):
         raise Conflict(f"decision {decision_id} was about a person since erased: the address is gone")
     identity, target = None, None
+    kind = policy.channels[record.channel].kind if record.channel in policy.channels else None
     if isinstance(address, dict) and address.get("value"):
         found = find_by_address(session, Address(address["kind"], address["value"]))
         if found is not None:
-            identity, target = found
+            identity, target = found[0], found[1] if kind is not None else None
     elif request.get("identity_id"):
         identity = survivor(session, int(request["identity_id"]))
-        if identity is not None:
-            target = contact_point_for_channel(session, identity, policy.channels[record.channel].address)
+        if identity is not None and kind is not None:
+            target = contact_point_for_channel(session, identity, kind)
     if identity is not None and (identity.created_at > record.decided_at):
         identity, target = None, None     # the person was not known yet when the gate decided
     subject = load_subject(Driver.of(session.connection()), policy, secret, identity=identity, target=target, at=at,

@@ -102,7 +102,8 @@ class ConsentEvent(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     identity_id: int = Field(foreign_key="identity.id", index=True)
-    contact_point_id: int = Field(foreign_key="contact_point.id")
+    # None for a channel that reaches the person rather than an address (``address: none``).
+    contact_point_id: int | None = Field(default=None, foreign_key="contact_point.id")
     channel: str = Field(max_length=32)
     purpose: str = Field(max_length=32)
     consent_type: str = Field(max_length=32)

@@ -82,8 +82,8 @@ def group_ids(session: Session, identity_id: int) -> list[int]:
 # The columns each fact needs, per table.
 _FACT_COLUMNS: dict[Any, tuple[str, ...]] = {
     ContactPoint: ("id", "identity_id", "kind", "value", "status"),
-    ConsentEvent: ("id", "contact_point_id", "channel", "purpose", "consent_type", "captured_at", "source",
-                   "recorded_at", "proof_uri", "brand", "expires_at"),
+    ConsentEvent: ("id", "identity_id", "contact_point_id", "channel", "purpose", "consent_type", "captured_at",
+                   "source", "recorded_at", "proof_uri", "brand", "expires_at"),
     Revocation: ("id", "identity_id", "scope", "channels", "purposes", "brands", "received_at", "effective_at",
                  "source", "account_domain", "contact_point_id", "lifted_at"),
     Suppression: ("id", "kind", "contact_point_id", "identity_id", "created_at", "since", "lifted_at"),
@@ -509,6 +509,8 @@ def _batch_query(dialect: str, shape: str) -> Any:
         return rows(ContactPoint, ContactPoint.kind == bindparam("kind"), among(ContactPoint.value, "values"))
     if shape == "consents":
         return rows(ConsentEvent, among(ConsentEvent.contact_point_id, "targets"))
+    if shape == "person_consents":
+        return rows(ConsentEvent, among(ConsentEvent.identity_id, "ids"), col(ConsentEvent.contact_point_id).is_(None))
     if shape in ("revocations", "account_revocations"):
         scope = among(Revocation.identity_id, "ids")
         if shape == "account_revocations":
@@ -604,6 +606,11 @@ def load_subjects(session: Session, policy: LoadedPolicy, secret: str,
     consents: dict[int, list[Any]] = {}
     for row in _fetch(driver, ConsentEvent, "consents", targets=listed(targets, name)):
         consents.setdefault(row.contact_point_id, []).append(consent_fact(row))
+    # Consents to channels that reach the person (no address), for the requests that have no target.
+    person_consents: dict[int, list[Any]] = {}
+    if any(i is not None and t is None for i, t in wanted):
+        for row in _fetch(driver, ConsentEvent, "person_consents", ids=all_ids):
+            person_consents.setdefault(owner[row.identity_id], []).append(consent_fact(row))
     domains = {p.account_domain for p in people.values() if p.account_domain}
     revocations: dict[int, list[RevocationFact]] = {}
     by_domain: dict[str, list[RevocationFact]] = {}
@@ -658,7 +665,7 @@ def load_subjects(session: Session, policy: LoadedPolicy, secret: str,
             identity=identity_fact(identity, groups.get(pid, ())),
             target=contact_point_fact(target) if target is not None else None,
             contact_points=tuple(contact_point_fact(cp) for cp in cps.get(pid, []) if cp.value is not None),
-            consents=tuple(consents.get(target.id, [])) if target is not None and target.id is not None else (),
+            consents=tuple(consents.get(target.id, []) if target is not None else person_consents.get(pid, [])),
             revocations=tuple(own_revocations + tombstones.get(pid, [])),
             suppressions=tuple(own_suppressions),
             touches=tuple(touches.get(pid, [])),

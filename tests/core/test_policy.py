@@ -25,7 +25,9 @@ def _parse(data: dict) -> None:
 def test_default_policy_loads_with_the_documented_rules() -> None:
     loaded = load_policy(DEFAULT)
     p = loaded.policy
-    assert set(p.channels) == {"sms", "voice", "email"}
+    assert set(p.channels) == {"sms", "voice", "email", "postal", "linkedin"}
+    assert p.channels["postal"].kind is None and p.channels["sms"].kind == "phone"
+    assert loaded.requirement("postal", "marketing").minimum == "none"
     assert loaded.requirement("sms", "marketing").minimum == "express_written"
     assert loaded.requirement("voice", "marketing").minimum == "express_written"
     assert loaded.requirement("sms", "informational").minimum == "express"
@@ -42,7 +44,8 @@ def test_every_regulatory_rule_cites_its_source() -> None:
     p = load_policy(DEFAULT).policy
     assert p.quiet_hours.federal.source == "47 CFR 64.1200(c)(1)"
     assert all(w.source for w in p.quiet_hours.states.values())
-    assert all(r.source for r in p.consent_requirements if r.minimum != "uncertain")
+    # A rule no regulation asks for says why it is there instead.
+    assert all(r.source or r.description for r in p.consent_requirements if r.minimum != "uncertain")
     assert all(d.source for d in p.revocation.deadlines.values())
     assert p.sms.keywords.source
 
