@@ -12,6 +12,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import time, timedelta
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -306,6 +307,11 @@ class LoadedPolicy:
     @property
     def purposes(self) -> list[str]:
         return self.policy.purposes
+
+    @cached_property
+    def person_channels(self) -> frozenset[str]:
+        """The channels that reach the person rather than an address (``address: none``)."""
+        return frozenset(name for name, spec in self.channels.items() if spec.kind is None)
 
 
 def canonical_json(policy: Policy) -> str:

@@ -218,8 +218,7 @@ def plan_row(line: int, row: dict[str, str], planning: _Planning) -> Plan | None
 def _reaches_person(policy: LoadedPolicy, channel: str | None) -> bool:
     """A channel without an address (``address: none``): its consents name no contact point, and
     go the one-at-a-time way (``write_consent``), which knows that."""
-    spec = policy.channels.get((channel or "").strip())
-    return spec is not None and spec.kind is None
+    return bool(channel) and channel.strip() in policy.person_channels  # type: ignore[union-attr]
 
 
 def plan_consent(line: int, item: ConsentIn, target: Address, addresses: tuple[Address, ...], planning: _Planning,
