@@ -16,7 +16,8 @@ NOW = datetime(2026, 11, 25, 17, tzinfo=UTC)    # noon in New York: inside every
 EMAILS = ["pat@corp.com", "lee@corp.com", "kim@other.org"]
 PHONES = ["+12125550100", "+12125550101"]
 ADDRESSES = [("email", e) for e in EMAILS] + [("phone", p) for p in PHONES]
-CHANNELS = {"email": ["email"], "phone": ["sms", "voice"]}
+# Postal mail reaches the person: asked by either address, stopped by an opt-out through either.
+CHANNELS = {"email": ["email", "postal"], "phone": ["sms", "voice", "postal"]}
 Address = tuple[str, str]
 
 
@@ -52,7 +53,7 @@ def test_a_revoked_person_or_company_is_never_allowed(client, start_over) -> Non
                                            "captured_at": (NOW - timedelta(days=30)).isoformat(), "source": "crm",
                                            "proof_uri": "https://proof.example.com/1"})
 
-        @rule(a=st.sampled_from(ADDRESSES), channels=st.sampled_from([["*"], ["sms"], ["email"], ["voice"]]),
+        @rule(a=st.sampled_from(ADDRESSES), channels=st.sampled_from([["*"], ["sms"], ["email"], ["voice"], ["postal"]]),
               account=st.booleans())
         def revoke(self, a: Address, channels: list[str], account: bool) -> None:
             body: dict[str, Any] = {a[0]: a[1], "channels": channels, "purposes": ["*"]}

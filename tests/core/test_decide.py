@@ -28,7 +28,7 @@ EMAIL = ContactPointFact(id=11, identity_id=1, kind="email", value="pat@corp.com
 PERSON = IdentityFact(id=1, account_domain="corp.com")
 
 
-def consent(channel: str = "sms", purpose: str = "marketing", kind: str = "express_written", cp: int = 10,
+def consent(channel: str = "sms", purpose: str = "marketing", kind: str = "express_written", cp: int | None = 10,
             captured: datetime = NOON_NY - timedelta(days=30), cid: int = 1, **extra: object) -> ConsentFact:
     return ConsentFact(id=cid, contact_point_id=cp, channel=channel, purpose=purpose, consent_type=kind,
                        captured_at=captured, source="web_form", recorded_at=captured,
@@ -205,7 +205,7 @@ def test_segment_cadence(policy: LoadedPolicy) -> None:
 # -- invariants ---------------------------------------------------------------------------------------------------
 
 instants = st.datetimes(min_value=datetime(2026, 1, 1), max_value=datetime(2027, 12, 31), timezones=st.just(UTC))
-channels = st.sampled_from(["sms", "voice", "email"])
+channels = st.sampled_from(["sms", "voice", "email", "postal", "linkedin"])
 purposes = st.sampled_from(["marketing", "informational", "transactional", "repermission"])
 
 
@@ -214,8 +214,9 @@ def subjects(draw: st.DrawFn) -> Subject:
     at = draw(instants)
     kinds = st.sampled_from(["express_written", "express", "implied_ebr", "double_opt_in", "uncertain"])
     consents = tuple(
-        consent(channel=draw(channels), purpose=draw(purposes), kind=draw(kinds), cp=draw(st.sampled_from([10, 11])),
-                captured=at - timedelta(days=draw(st.integers(1, 400))), cid=i)
+        consent(channel=draw(channels), purpose=draw(purposes), kind=draw(kinds),
+                cp=draw(st.sampled_from([10, 11, None])), captured=at - timedelta(days=draw(st.integers(1, 400))),
+                cid=i)
         for i in range(draw(st.integers(0, 6))))
     touches = tuple(touch(at - timedelta(hours=draw(st.integers(0, 24 * 20))), i, channel=draw(channels),
                           purpose=draw(purposes), program=draw(st.sampled_from([None, "reactivation"])),
@@ -226,7 +227,7 @@ def subjects(draw: st.DrawFn) -> Subject:
     person = IdentityFact(id=1, account_domain="corp.com", timezone=draw(st.sampled_from(
         [None, "America/New_York", "America/Denver", "Pacific/Honolulu"])), state=draw(st.sampled_from(
         [None, "FL", "AL", "RI", "TX"])))
-    target = draw(st.sampled_from([PHONE, EMAIL]))
+    target = draw(st.sampled_from([PHONE, EMAIL, None]))   # None: a channel that reaches the person
     return Subject(identity=person, target=target, contact_points=(PHONE, EMAIL), consents=consents,
                    touches=touches)
 
@@ -236,7 +237,12 @@ def _request(draw_at: datetime, channel: str, purpose: str, segment: str | None 
 
 
 def _for(s: Subject, channel: str) -> str:
-    return "email" if s.target is EMAIL else ("sms" if channel == "email" else channel)
+    """A channel that goes where the subject's target is (no target: postal or LinkedIn)."""
+    if s.target is None:
+        return channel if channel in ("postal", "linkedin") else "postal"
+    if s.target is EMAIL:
+        return "email"
+    return channel if channel in ("sms", "voice") else "sms"
 
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
