@@ -53,8 +53,8 @@ def test_a_revoked_person_or_company_is_never_allowed(client, start_over) -> Non
                                            "captured_at": (NOW - timedelta(days=30)).isoformat(), "source": "crm",
                                            "proof_uri": "https://proof.example.com/1"})
 
-        @rule(a=st.sampled_from(ADDRESSES), channels=st.sampled_from([["*"], ["sms"], ["email"], ["voice"], ["postal"]]),
-              account=st.booleans())
+        @rule(a=st.sampled_from(ADDRESSES),
+              channels=st.sampled_from([["*"], ["sms"], ["email"], ["voice"], ["postal"]]), account=st.booleans())
         def revoke(self, a: Address, channels: list[str], account: bool) -> None:
             body: dict[str, Any] = {a[0]: a[1], "channels": channels, "purposes": ["*"]}
             if account:

@@ -86,6 +86,11 @@ def test_postal_consent_is_the_persons_whichever_way_they_are_named(client, keys
     shown = client.get(f"/v1/identities/{person}", headers=keys["writer"]).get_json()
     [current] = [c for c in shown["consents"] if c["channel"] == "postal"]
     assert current["contact_point"] is None and current["consent_id"] == made["consent_id"]
+    timeline = client.get(f"/v1/identities/{person}/timeline", headers=keys["auditor"]).get_json()
+    assert made["consent_id"] in [e.get("consent_id") for e in timeline["events"]]
+    evidence = client.get(f"/v1/identities/{person}/evidence", headers=keys["auditor"])
+    assert evidence.status_code == 200
+    assert [c["id"] for c in evidence.get_json()["consent_events"]] == [made["consent_id"]]
 
 
 def test_consent_by_identity_id_and_opt_out_of_post_only(client, keys, person) -> None:  # type: ignore[no-untyped-def]
@@ -184,6 +189,7 @@ def test_a_postal_opt_out_outlives_the_erasure_of_the_person(client, keys, perso
                 headers=keys["writer"])
     erased = client.delete(f"/v1/identities/{person}?law=CCPA%201798.105", headers=keys["admin"])
     assert erased.status_code == 200, erased.get_json()
+    assert client.get("/v1/audit/verify", headers=keys["auditor"]).get_json()["ok"] is True
     again = client.post("/v1/identities", json={"phone": PHONE}, headers=keys["writer"])
     assert again.status_code == 201
     postal_consent(client, keys, phone=PHONE)   # a CRM re-import: not the person's own proven opt-in
