@@ -7,7 +7,7 @@ from datetime import datetime
 
 from consentgate.core.facts import ConsentFact
 
-ConsentKey = tuple[int, str, str, str | None]   # contact point, channel, purpose, brand
+ConsentKey = tuple[int | None, str, str, str | None]   # contact point (None: the person), channel, purpose, brand
 
 
 def _order(event: ConsentFact) -> tuple[datetime, datetime, int]:
