@@ -80,7 +80,8 @@ def classify_message(sms: InboundSmsIn, policy: LoadedPolicy) -> Classification:
 def handle_inbound(store: Store, policy: LoadedPolicy, sms: InboundSmsIn, render: Render,
                    now: datetime, proof_base: str) -> StoredResponse:
     """Record and act on one inbound SMS; a replayed message id answers as the first time."""
-    sms = replace(sms, message_id=_storable(sms.message_id), text=_storable(sms.text), raw=_storable(sms.raw))
+    sms = replace(sms, message_id=_storable(sms.message_id), from_number=_storable(sms.from_number),
+                  to_number=_storable(sms.to_number), text=_storable(sms.text), raw=_storable(sms.raw))
     try:
         with store.transaction() as session:
             return _handle(session, policy, sms, render, now, proof_base)

@@ -243,6 +243,16 @@ def test_a_stop_carrying_nul_is_recorded_and_honoured(client, keys, rows) -> Non
     assert "\x00" not in message.raw and message.text == "STOP\ufffd"
 
 
+def test_a_stop_from_a_number_carrying_nul_is_recorded_and_honoured(client, keys, rows) -> None:  # type: ignore[no-untyped-def]
+    # Found by signing arbitrary messages: on PostgreSQL the number was stored as sent, and the
+    # provider got a 500 for a STOP.
+    answer = twilio(client, "STOP", "SM-nul-from", phone=PHONE + "\x00")
+    assert answer.status_code == 200
+    assert not allowed(client, keys)
+    [message] = rows(InboundMessage)
+    assert message.from_number == PHONE + "\ufffd"
+
+
 def test_erasure_blanks_every_sms_the_person_sent(client, keys, rows) -> None:  # type: ignore[no-untyped-def]
     """STOP and START are linked to what they caused; HELP and words the gate did not act on are
     found by the person's number. Someone else's texts stay."""
