@@ -13,15 +13,20 @@ def parse_duration(text: str | int | float | timedelta) -> timedelta:
     """Parse ``'7d'``-style text (a bare number is seconds); raise ValueError on anything else."""
     if isinstance(text, timedelta):
         return text
-    if isinstance(text, bool):
+    # Pydantic turns only ValueError into a policy error naming the field: anything else raised
+    # here (a list given, a number too large for a timedelta) would stop the server with a traceback.
+    if isinstance(text, bool) or not isinstance(text, int | float | str):
         raise ValueError("a duration like '24h' or '7d' is required")
-    if isinstance(text, int | float):
-        return timedelta(seconds=text)
-    match = _PATTERN.match(text)
-    if not match:
-        raise ValueError(f"{text!r} is not a duration like '15m', '24h' or '7d'")
-    amount, unit = float(match.group(1)), match.group(2)
-    return timedelta(**{_UNITS[unit]: amount})
+    try:
+        if isinstance(text, int | float):
+            return timedelta(seconds=text)
+        match = _PATTERN.match(text)
+        if not match:
+            raise ValueError(f"{text!r} is not a duration like '15m', '24h' or '7d'")
+        amount, unit = float(match.group(1)), match.group(2)
+        return timedelta(**{_UNITS[unit]: amount})
+    except OverflowError:
+        raise ValueError(f"{text!r} is longer than any duration can be") from None
 
 
 def format_duration(value: timedelta) -> str:

@@ -39,10 +39,17 @@ NO_CONSENT_NEEDED = "none"
 SUPPRESSION_KINDS = ("bounce", "complaint", "dnc_national", "reassigned", "legal_hold", "litigator")
 
 
+# Longer than any window or pause a policy means, and short enough that an instant the API
+# accepts (years 1900-2999) plus or minus it stays a date Python can hold.
+LONGEST_DURATION = timedelta(days=36525)
+
+
 def _positive_duration(value: Any) -> timedelta:
     duration = parse_duration(value)
     if duration < timedelta(0):
         raise ValueError(f"{value!r} is negative: a window or pause must be zero or longer")
+    if duration > LONGEST_DURATION:
+        raise ValueError(f"{value!r} is longer than a hundred years")
     return duration
 
 
@@ -58,6 +65,8 @@ def _clock(value: Any) -> time:
         return value
     if isinstance(value, int) and not isinstance(value, bool):
         # YAML reads an unquoted 08:00 as sexagesimal minutes (480); take it as meant.
+        if not 0 <= value < 24 * 60:
+            raise ValueError(f"{value!r} is not a time of day like '08:00'")
         return time(value // 60, value % 60)
     try:
         return time.fromisoformat(str(value))
