@@ -175,9 +175,16 @@ class SuppressionRule(Rule):
     source: str | None = None
 
 
+# Upper bounds on counts of days and years: far beyond what any law or business asks, and low
+# enough that the dates worked out from them stay in the calendar (a deadline is counted day by
+# day; a revocation whose deadline overflowed would fail to be written at all).
+MOST_BUSINESS_DAYS = 365
+MOST_YEARS = 100
+
+
 class DeadlineSpec(Rule):
-    business_days: int = Field(ge=1)
-    target_hours: int | None = Field(None, ge=1)
+    business_days: int = Field(ge=1, le=MOST_BUSINESS_DAYS)
+    target_hours: int | None = Field(None, ge=1, le=24 * MOST_BUSINESS_DAYS)
     source: str | None = None
 
 
@@ -188,9 +195,9 @@ class CalendarSpec(Rule):
 
 class RevocationSpec(Rule):
     calendar: CalendarSpec = CalendarSpec()
-    at_risk_business_days: int = Field(2, ge=0)
+    at_risk_business_days: int = Field(2, ge=0, le=MOST_BUSINESS_DAYS)
     deadlines: dict[str, DeadlineSpec] = {}
-    default_business_days: int = Field(10, ge=1)
+    default_business_days: int = Field(10, ge=1, le=MOST_BUSINESS_DAYS)
 
 
 class ScopeSpec(Rule):
@@ -221,7 +228,7 @@ class SmsSpec(Rule):
 
 class EmailUnsubscribeSpec(Rule):
     purposes: list[str] = ["marketing"]
-    token_max_age_days: int = Field(60, ge=30)
+    token_max_age_days: int = Field(60, ge=30, le=366 * MOST_YEARS)
     source: str | None = None
 
 
@@ -230,10 +237,10 @@ class ReservationSpec(Rule):
 
 
 class RetentionSpec(Rule):
-    tombstone_years: int = Field(5, ge=1)
+    tombstone_years: int = Field(5, ge=1, le=MOST_YEARS)
     # The decision log is the evidence a sender checked before a touch, needed as long as the
     # touch can be sued over (TCPA: 4 years, 28 U.S.C. 1658), and by far the fastest-growing table.
-    decision_log_years: int = Field(5, ge=1)
+    decision_log_years: int = Field(5, ge=1, le=MOST_YEARS)
     source: str | None = None
 
 

@@ -84,6 +84,10 @@ def test_a_duration_that_is_not_one_is_a_value_error(value: Any) -> None:
     (("fatigue_caps", 1, "window"), "10000000d", "window"),     # decided, it overflowed the calendar
     (("reservations", "ttl"), [15], "ttl"),
     (("quiet_hours", "federal", "start"), 10**30, "start"),     # YAML's sexagesimal minutes, out of a day
+    (("revocation", "deadlines", "sms", "business_days"), 10**7, "business_days"),   # every opt-out failed
+    (("revocation", "default_business_days"), 10**7, "default_business_days"),
+    (("retention", "tombstone_years"), 10**5, "tombstone_years"),
+    (("email_unsubscribe", "token_max_age_days"), 10**9, "token_max_age_days"),
 ])
 def test_refused_at_load_naming_the_place(place: tuple[Any, ...], value: Any, named: str) -> None:
     document = copy.deepcopy(DEFAULT)
