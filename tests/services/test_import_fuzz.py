@@ -1,4 +1,4 @@
-"""Arbitrary CSV files: an import either takes the file (each bad row rejected with its line) or
+"""Arbitrary CSV and registry files: an import either takes the file (each bad row rejected with its line) or
 stops with a file error; it never fails with anything else, and what it says it imported is there."""
 
 from __future__ import annotations
@@ -10,7 +10,13 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from sqlmodel import func, select
 
-from consentgate.services.imports import CONSENT_REQUIRED, ImportFileError, import_consents, import_suppressions
+from consentgate.services.imports import (
+    CONSENT_REQUIRED,
+    ImportFileError,
+    import_consents,
+    import_dnc,
+    import_suppressions,
+)
 from consentgate.store.models import ConsentEvent, Suppression
 
 NOW = datetime(2026, 11, 25, 17, 0, tzinfo=UTC)
@@ -97,3 +103,16 @@ def test_any_suppression_file(store, policy, rows: list[tuple[str, str, str]]) -
         return
     event("some rows imported" if result.imported else "no row imported")
     assert _count(store, Suppression) == before + result.imported
+
+
+@given(lines=st.lists(st.one_of(st.sampled_from(["2125550100", "212,5550101", "(212) 555-0102", "", "   ", "12",
+                                                 "2125550100\x00", "area,number", "212,555,0100", "+12125550103"]),
+                                st.text(max_size=20)), max_size=15))
+@FUZZ
+def test_any_registry_file(store, policy, lines: list[str]) -> None:  # type: ignore[no-untyped-def]
+    try:
+        result = import_dnc(store, policy, io.StringIO("\n".join(lines) + "\n"), NOW, NOW.date())
+    except ImportFileError:
+        return
+    event("some numbers loaded" if result.loaded else "no number loaded")
+    assert result.loaded + len(result.rejected) <= result.read
