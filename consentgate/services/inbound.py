@@ -68,11 +68,15 @@ Render = Callable[[Outcome], tuple[int, str, str]]
 
 
 def classify_message(sms: InboundSmsIn, policy: LoadedPolicy) -> Classification:
-    """The policy's classification, overridden by the provider's own STOP/START/HELP flag."""
+    """The policy's classification, overridden by the provider's own STOP or HELP flag.
+
+    Fail closed both ways: words the policy reads as an opt-out stay one whatever the provider
+    flagged, and a provider's START flag on words the policy does not read as an opt-in lifts
+    nothing (the provider's keyword lists can differ from the policy's; the policy decides what
+    undoes an opt-out)."""
     found = classify(sms.text, policy.keyword_rules)
     forced = _flagged(sms)
-    # Whatever the provider flagged, words we read as an opt-out stay one (fail closed).
-    if forced is not None and not found.is_opt_out and found.intent != forced:
+    if forced is not None and forced != Intent.OPT_IN and not found.is_opt_out and found.intent != forced:
         return Classification(forced, found.normalised, f"provider:{sms.provider_opt_out}")
     return found
 

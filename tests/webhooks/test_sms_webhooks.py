@@ -243,6 +243,17 @@ def test_a_stop_carrying_nul_is_recorded_and_honoured(client, keys, rows) -> Non
     assert "\x00" not in message.raw and message.text == "STOP\ufffd"
 
 
+def test_a_provider_start_flag_on_words_the_policy_does_not_read_as_opt_in_lifts_nothing(client, keys, rows) -> None:  # type: ignore[no-untyped-def]
+    # Found by sending random sequences of texts: a HELP that Twilio flagged START (its opt-in
+    # keywords can be configured apart from the policy's) undid the person's STOP.
+    twilio(client, "STOP", "SM-flag-1")
+    assert twilio(client, "HELP", "SM-flag-2", OptOutType="START").status_code == 200
+    assert not allowed(client, keys)
+    assert len(rows(Revocation)) == 1 and rows(Revocation)[0].lifted_at is None
+    twilio(client, "START", "SM-flag-3", OptOutType="START")   # the policy's own word does
+    assert allowed(client, keys)
+
+
 def test_a_stop_from_a_number_carrying_nul_is_recorded_and_honoured(client, keys, rows) -> None:  # type: ignore[no-untyped-def]
     # Found by signing arbitrary messages: on PostgreSQL the number was stored as sent, and the
     # provider got a 500 for a STOP.
