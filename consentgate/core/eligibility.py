@@ -100,12 +100,16 @@ def _revocations_in_force(subject: Subject, request: EligibilityRequest,
 
 def _overridden(revocation: RevocationFact, subject: Subject, request: EligibilityRequest,
                 policy: LoadedPolicy) -> bool:
-    """The person opted in again, after this revocation, on this address and channel, with proof."""
+    """The person opted in again, after this revocation, on this address and channel, with proof.
+
+    Any such statement counts, not only the latest: a CRM record of consent written after it
+    does not take the person's opt-in back (and never undoes an opt-out itself). One voided by
+    a later reassignment of the number was someone else's."""
     if revocation.scope == "account":
         return False
-    for consent in _candidates(subject, request):
+    for consent in _statements(subject, request):
         if (consent.captured_at > revocation.received_at and (consent.proof_uri or consent.source == "sms_keyword")
-                and not is_expired(consent, request.at)):
+                and not is_expired(consent, request.at) and not _void(consent, subject, policy, request.at)):
             return True
     return False
 
@@ -173,15 +177,20 @@ def _target_id(subject: Subject) -> int | None:
     return subject.target.id if subject.target is not None else None
 
 
-def _candidates(subject: Subject, request: EligibilityRequest) -> list[ConsentFact]:
-    """Consents on the target address (none: the person's own) for this channel and purpose
-    that cover the brand."""
+def _statements(subject: Subject, request: EligibilityRequest) -> list[ConsentFact]:
+    """Every consent event on the target address (none: the person's own) for this channel and
+    purpose that covers the brand, recorded by the time of the send."""
     target = _target_id(subject)
-    events = [c for c in subject.consents
-              if c.contact_point_id == target and c.channel == request.channel
-              and c.purpose == request.purpose and c.recorded_at <= request.at
-              and (c.brand is None or c.brand == request.brand)]
-    return list(current_consents(events).values())
+    return [c for c in subject.consents
+            if c.contact_point_id == target and c.channel == request.channel
+            and c.purpose == request.purpose and c.recorded_at <= request.at
+            and (c.brand is None or c.brand == request.brand)]
+
+
+def _candidates(subject: Subject, request: EligibilityRequest) -> list[ConsentFact]:
+    """The current consents among ``_statements``: the latest per contact point, channel,
+    purpose and brand."""
+    return list(current_consents(_statements(subject, request)).values())
 
 
 def _void(consent: ConsentFact, subject: Subject, policy: LoadedPolicy, at: datetime) -> bool:

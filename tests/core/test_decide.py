@@ -123,6 +123,23 @@ def test_only_a_later_proven_opt_in_undoes_a_revocation(policy: LoadedPolicy) ->
     assert ask(subject(consents=(old,), revocations=(tomb,)), policy) == {ReasonCode.DNC_INTERNAL}
 
 
+def test_a_later_crm_record_does_not_take_a_proven_opt_in_back(policy: LoadedPolicy) -> None:
+    # Found by random sequences of opt-outs and consents: only the latest statement was looked
+    # at, so a CRM sync after the person's proven opt-in brought their old opt-out back.
+    stop = revocation(channels=("email",), received=NOON_NY - timedelta(days=5))
+    opted_in = consent(channel="email", kind="double_opt_in", cp=11, captured=NOON_NY - timedelta(days=3), cid=2)
+    crm = replace(opted_in, id=3, proof_uri=None, consent_type="implied_ebr", source="crm_import",
+                  captured_at=NOON_NY - timedelta(days=1), recorded_at=NOON_NY - timedelta(days=1))
+    assert ask(subject(target=EMAIL, consents=(opted_in, crm), revocations=(stop,)), policy, channel="email") == set()
+    # An opt-in made before the number changed hands was the previous owner's: it undoes nothing.
+    sms_stop = revocation(received=NOON_NY - timedelta(days=5))
+    sms_opt_in = consent(captured=NOON_NY - timedelta(days=3), cid=4)
+    handed_over = SuppressionFact(id=9, kind="reassigned", contact_point_id=10, identity_id=1,
+                                  created_at=NOON_NY - timedelta(days=2), since=NOON_NY - timedelta(days=2))
+    assert ReasonCode.REVOKED in ask(subject(consents=(sms_opt_in,), revocations=(sms_stop,),
+                                             suppressions=(handed_over,)), policy)
+
+
 def test_suppressions(policy: LoadedPolicy) -> None:
     at = NOON_NY - timedelta(days=3)
     dnc = SuppressionFact(id=1, kind="dnc_national", contact_point_id=10, identity_id=1, created_at=at)
