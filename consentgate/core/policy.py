@@ -466,3 +466,15 @@ def _keyword_rules(p: Policy) -> KeywordRules:
 def matches(values: list[str] | tuple[str, ...], wanted: str) -> bool:
     """True when a policy list (which may hold ``*``) covers ``wanted``."""
     return WILDCARD in values or wanted in values
+
+
+def brand_key(brand: str | None) -> str | None:
+    """A brand as brands are compared: "Acme", "ACME" and " acme " are one brand. Brand names
+    come from every system a company runs, and an opt-out from "Acme" must stop "acme" too."""
+    return brand.strip().casefold() if brand is not None else None
+
+
+def brand_in(brands: list[str] | tuple[str, ...], brand: str) -> bool:
+    """``matches`` for brands: a list (which may hold ``*``) covers ``brand`` in any spelling."""
+    key = brand_key(brand)
+    return WILDCARD in brands or any(brand_key(b) == key for b in brands)

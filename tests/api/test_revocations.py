@@ -101,3 +101,17 @@ def test_chain_verifies_and_catches_tampering(client, keys, runtime) -> None:  #
         session.add(row)
     broken = client.get("/v1/audit/verify", headers=keys["auditor"]).get_json()
     assert broken["ok"] is False and broken["first_broken"]["table"] == "revocation"
+
+
+def test_an_opt_out_from_a_brand_holds_in_any_spelling(client, keys) -> None:  # type: ignore[no-untyped-def]
+    # The CRM writes "Acme", the sending platform asks for "acme ": one brand.
+    email = "brandy@corp.com"
+    client.post("/v1/identities", json={"email": email}, headers=keys["writer"])
+    made = client.post("/v1/revocations", json={"email": email, "channels": ["email"], "brands": ["Acme"],
+                                                "source": "manual"}, headers=keys["writer"])
+    assert made.status_code == 201, made.get_json()
+    asks = [{"email": email, "channel": "email", "purpose": "marketing", "brand": brand}
+            for brand in ("Acme", "acme ", "ACME", "Globex")]
+    singles = [client.post("/v1/eligibility", json=ask, headers=keys["sender"]).get_json()["allowed"] for ask in asks]
+    batch = client.post("/v1/eligibility/batch", json={"items": asks}, headers=keys["sender"]).get_json()
+    assert singles == [d["allowed"] for d in batch["decisions"]] == [False, False, False, True]

@@ -36,9 +36,10 @@ def consent(channel: str = "sms", purpose: str = "marketing", kind: str = "expre
 
 
 def revocation(channels: tuple[str, ...] = ("sms",), purposes: tuple[str, ...] = ("*",), rid: int = 1,
-               received: datetime = NOON_NY - timedelta(days=1), **extra: object) -> RevocationFact:
+               received: datetime = NOON_NY - timedelta(days=1), brands: tuple[str, ...] = ("*",),
+               **extra: object) -> RevocationFact:
     return RevocationFact(id=rid, identity_id=1, scope="identity", channels=channels, purposes=purposes,
-                          brands=("*",), received_at=received, effective_at=received, source="sms_keyword",
+                          brands=brands, received_at=received, effective_at=received, source="sms_keyword",
                           **extra)  # type: ignore[arg-type]
 
 
@@ -121,6 +122,20 @@ def test_only_a_later_proven_opt_in_undoes_a_revocation(policy: LoadedPolicy) ->
     assert ReasonCode.REVOKED in ask(subject(consents=(old, unproven), revocations=(stop,)), policy)
     tomb = revocation(tombstone=True)
     assert ask(subject(consents=(old,), revocations=(tomb,)), policy) == {ReasonCode.DNC_INTERNAL}
+
+
+def test_brands_compare_in_any_spelling(policy: LoadedPolicy) -> None:
+    # Brand names come from every system a company runs: an opt-out from "Acme" stops "acme".
+    stop = revocation(brands=("Acme",))
+    for spelling in ("Acme", "acme", " ACME "):
+        assert ask(subject(consents=(consent(),), revocations=(stop,)), policy, brand=spelling) == {ReasonCode.REVOKED}
+    assert ask(subject(consents=(consent(),), revocations=(stop,)), policy, brand="Globex") == set()
+    # A consent given to "ACME" is a consent to "Acme"; the latest statement wins across spellings.
+    branded = consent(brand="ACME", cid=2)
+    assert ask(subject(consents=(branded,)), policy, brand="acme") == set()
+    weaker = replace(branded, id=3, brand="acme", consent_type="express", proof_uri=None,
+                     captured_at=branded.captured_at + timedelta(days=1))
+    assert ask(subject(consents=(branded, weaker)), policy, brand="Acme") == {ReasonCode.CONSENT_INSUFFICIENT}
 
 
 def test_a_later_crm_record_does_not_take_a_proven_opt_in_back(policy: LoadedPolicy) -> None:
