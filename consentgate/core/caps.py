@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from consentgate.core.facts import EligibilityRequest, TouchFact
-from consentgate.core.policy import FatigueCap, LoadedPolicy, SegmentCadence, matches
+from consentgate.core.policy import FatigueCap, LoadedPolicy, SegmentCadence, label_in, label_key, matches
 from consentgate.core.reasons import ReasonCode
 
 
@@ -34,12 +34,12 @@ def _cap_applies(cap: FatigueCap, request: EligibilityRequest, states: frozenset
     if cap.states is not None and not states & set(cap.states):
         return False
     return (matches(cap.channels, request.channel) and matches(cap.purposes, request.purpose)
-            and matches(cap.programs, request.program or "") and matches(cap.segments, request.segment or ""))
+            and label_in(cap.programs, request.program or "") and label_in(cap.segments, request.segment or ""))
 
 
 def _cap_counts(cap: FatigueCap, touch: TouchFact) -> bool:
     return (matches(cap.channels, touch.channel) and matches(cap.purposes, touch.purpose)
-            and matches(cap.programs, touch.program or "") and matches(cap.segments, touch.segment or ""))
+            and label_in(cap.programs, touch.program or "") and label_in(cap.segments, touch.segment or ""))
 
 
 def cap_limits(policy: LoadedPolicy, request: EligibilityRequest, touches: Iterable[TouchFact],
@@ -95,20 +95,22 @@ def cadence_windows(cadence: SegmentCadence) -> list[tuple[int, timedelta]]:
 
 def cadence_limit(policy: LoadedPolicy, request: EligibilityRequest, touches: Iterable[TouchFact]) -> Limit | None:
     """The segment's playbook (e.g. no-show: 2 touches in 72 h, one more at day 7, then a pause)."""
-    if request.segment is None or request.segment not in policy.policy.segment_cadences:
+    found = policy.cadence(request.segment)
+    if found is None:
         return None
-    at = request.at
-    times = sorted(t.at for t in touches if t.segment == request.segment and counts(t, at))
+    name, cadence = found
+    at, wanted = request.at, label_key(request.segment)
+    times = sorted(t.at for t in touches if label_key(t.segment) == wanted and counts(t, at))
     frees: datetime | None = None
-    for most, window in cadence_windows(policy.policy.segment_cadences[request.segment]):
+    for most, window in cadence_windows(cadence):
         inside = [t for t in times if t > at - window]
         if len(inside) >= most:
             leaves = inside[len(inside) - most] + window
             frees = leaves if frees is None else max(frees, leaves)
     if frees is None:
         return None
-    return Limit(ReasonCode.SEGMENT_CADENCE, f"segment {request.segment}: the cadence allows no touch now", frees,
-                 {"segment": request.segment, "touches_counted": len(times)})
+    return Limit(ReasonCode.SEGMENT_CADENCE, f"segment {name}: the cadence allows no touch now", frees,
+                 {"segment": name, "touches_counted": len(times)})
 
 
 def repermission_touches(policy: LoadedPolicy, touches: Iterable[TouchFact], at: datetime) -> int:

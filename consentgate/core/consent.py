@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from consentgate.core.facts import ConsentFact
-from consentgate.core.policy import brand_key
+from consentgate.core.policy import label_key
 
 ConsentKey = tuple[int | None, str, str, str | None]   # contact point (None: the person), channel, purpose, brand
 
@@ -20,7 +20,7 @@ def current_consents(events: Iterable[ConsentFact]) -> dict[ConsentKey, ConsentF
     """The latest event per (contact point, channel, purpose, brand), expired or not."""
     latest: dict[ConsentKey, ConsentFact] = {}
     for event in events:
-        key = (event.contact_point_id, event.channel, event.purpose, brand_key(event.brand))
+        key = (event.contact_point_id, event.channel, event.purpose, label_key(event.brand))
         held = latest.get(key)
         if held is None or _order(event) > _order(held):
             latest[key] = event

@@ -33,7 +33,7 @@ from consentgate.core.facts import (
     Subject,
     SuppressionFact,
 )
-from consentgate.core.policy import NO_CONSENT_NEEDED, LoadedPolicy, brand_in, brand_key, matches
+from consentgate.core.policy import NO_CONSENT_NEEDED, LoadedPolicy, label_in, label_key, matches
 from consentgate.core.quiet_hours import Window, applicable_windows, recipient_states, windows_at
 from consentgate.core.reasons import TIME_BOUND, ReasonCode
 
@@ -71,7 +71,7 @@ def _standing_reasons(subject: Subject, request: EligibilityRequest, policy: Loa
 
 def _applies(brands: tuple[str, ...], wanted: str | None) -> bool:
     # A revocation naming specific brands stops a send that names no brand: it may be any brand.
-    return wanted is None or brand_in(brands, wanted)
+    return wanted is None or label_in(brands, wanted)
 
 
 def _in_force(lifted_at: datetime | None, since: datetime, at: datetime) -> bool:
@@ -184,7 +184,7 @@ def _statements(subject: Subject, request: EligibilityRequest) -> list[ConsentFa
     return [c for c in subject.consents
             if c.contact_point_id == target and c.channel == request.channel
             and c.purpose == request.purpose and c.recorded_at <= request.at
-            and (c.brand is None or brand_key(c.brand) == brand_key(request.brand))]
+            and (c.brand is None or label_key(c.brand) == label_key(request.brand))]
 
 
 def _candidates(subject: Subject, request: EligibilityRequest) -> list[ConsentFact]:

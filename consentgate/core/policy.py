@@ -324,6 +324,14 @@ class LoadedPolicy:
     def purposes(self) -> list[str]:
         return self.policy.purposes
 
+    def cadence(self, segment: str | None) -> tuple[str, SegmentCadence] | None:
+        """The segment's cadence and its name in the policy, whatever the spelling asked for."""
+        return self._cadences.get(label_key(segment)) if segment is not None else None
+
+    @cached_property
+    def _cadences(self) -> dict[str | None, tuple[str, SegmentCadence]]:
+        return {label_key(name): (name, spec) for name, spec in self.policy.segment_cadences.items()}
+
     @cached_property
     def person_channels(self) -> frozenset[str]:
         """The channels that reach the person rather than an address (``address: none``)."""
@@ -468,13 +476,16 @@ def matches(values: list[str] | tuple[str, ...], wanted: str) -> bool:
     return WILDCARD in values or wanted in values
 
 
-def brand_key(brand: str | None) -> str | None:
-    """A brand as brands are compared: "Acme", "ACME" and " acme " are one brand. Brand names
-    come from every system a company runs, and an opt-out from "Acme" must stop "acme" too."""
-    return brand.strip().casefold() if brand is not None else None
+def label_key(label: str | None) -> str | None:
+    """A free-form name (brand, program, segment) as such names are compared: "Acme", "ACME" and
+    " acme " are one. They come from every system a company runs: an opt-out from "Acme" must
+    stop "acme", and a cap on "reactivation" must count a "Reactivation" touch."""
+    return label.strip().casefold() if label is not None else None
 
 
-def brand_in(brands: list[str] | tuple[str, ...], brand: str) -> bool:
-    """``matches`` for brands: a list (which may hold ``*``) covers ``brand`` in any spelling."""
-    key = brand_key(brand)
-    return WILDCARD in brands or any(brand_key(b) == key for b in brands)
+def label_in(labels: list[str] | tuple[str, ...], label: str) -> bool:
+    """``matches`` for free-form names: a list (which may hold ``*``) covers ``label`` in any spelling."""
+    if WILDCARD in labels or label in labels:
+        return True
+    key = label_key(label)
+    return any(label_key(known) == key for known in labels)

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlmodel import select
 
-from consentgate.core.policy import LoadedPolicy, brand_in, matches
+from consentgate.core.policy import LoadedPolicy, label_in, matches
 from consentgate.core.receipts import (
     ConsentRecord,
     Controller,
@@ -48,7 +48,7 @@ def consent_receipt(store: Store, policy: LoadedPolicy, secret: str, consent_id:
     withdrawn = next((r for r in sorted(revocations, key=lambda r: r.received_at)
                       if r.lifted_at is None and matches(r.channels, event.channel)
                       and matches(r.purposes, event.purpose)
-                      and (brand_in(r.brands, event.brand) if event.brand else "*" in r.brands)), None)
+                      and (label_in(r.brands, event.brand) if event.brand else "*" in r.brands)), None)
     state = "active"
     if withdrawn is not None:
         state = "withdrawn"

@@ -234,6 +234,24 @@ def test_segment_cadence(policy: LoadedPolicy) -> None:
     assert decision.next_allowed_at == first + timedelta(days=7)
 
 
+def test_programs_and_segments_compare_in_any_spelling(policy: LoadedPolicy) -> None:
+    # A sender writing "Reactivation" or "No_Show " is held to the same caps and cadences.
+    base = subject(target=EMAIL)
+    first = NOON_NY - timedelta(days=1)
+    two = (touch(first, 1, channel="email", program="Reactivation"),
+           touch(first + timedelta(hours=1), 2, channel="sms", program="reactivation "))
+    capped = decide(replace(base, touches=two), EligibilityRequest("email", "marketing", NOON_NY,
+                                                                   program="REACTIVATION"), policy)
+    assert capped.codes == {ReasonCode.FATIGUE_CAP}
+    shown = (touch(first, 1, channel="email", segment="no_show"),
+             touch(first + timedelta(hours=1), 2, channel="email", segment="No_Show"))
+    paced = decide(replace(base, touches=shown), EligibilityRequest("email", "marketing", NOON_NY,
+                                                                    segment="NO_SHOW "), policy)
+    assert paced.codes == {ReasonCode.SEGMENT_CADENCE}
+    assert paced.next_allowed_at == first + timedelta(days=7)
+    assert paced.reasons[0].data["segment"] == "no_show"
+
+
 # -- invariants ---------------------------------------------------------------------------------------------------
 
 instants = st.datetimes(min_value=datetime(2026, 1, 1), max_value=datetime(2027, 12, 31), timezones=st.just(UTC))
