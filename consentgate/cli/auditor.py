@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 
 import click
 
+from consentgate.core.timefmt import as_utc
 from consentgate.services.directory import require_identity
 from consentgate.services.evidence import identity_evidence
 from consentgate.services.replay import replay_decision
@@ -14,12 +15,6 @@ from consentgate.store.models import MAX_ID
 
 # A day, or an instant with or without an offset (Z or +HH:MM).
 _INSTANTS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"]
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def register(cli: click.Group) -> None:
@@ -55,6 +50,6 @@ def evidence(identity_id: int, output: click.utils.LazyFile, since: datetime | N
     rt = open_runtime()
     with rt.store.transaction(write=False) as session:
         bundle = identity_evidence(session, require_identity(session, identity_id), rt.clock(),
-                                   since=_utc(since), until=_utc(until))
+                                   since=as_utc(since) if since else None, until=as_utc(until) if until else None)
     json.dump(bundle, output, indent=2, default=str)
     output.write("\n")

@@ -20,8 +20,7 @@ def current_consents(events: Iterable[ConsentFact]) -> dict[ConsentKey, ConsentF
     """The latest event per (contact point, channel, purpose, brand), expired or not."""
     latest: dict[ConsentKey, ConsentFact] = {}
     for event in events:
-        key = (event.contact_point_id, event.channel, event.purpose,
-               None if event.brand is None else label_key(event.brand))
+        key = (event.contact_point_id, event.channel, event.purpose, label_key(event.brand))
         held = latest.get(key)
         if held is None or _order(event) > _order(held):
             latest[key] = event

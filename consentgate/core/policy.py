@@ -487,7 +487,7 @@ def label_in(labels: list[str] | tuple[str, ...], label: str) -> bool:
     """``matches`` for free-form names: a list (which may hold ``*``) covers ``label`` in any spelling."""
     if WILDCARD in labels or label in labels:
         return True
-    # Decisions run this for every cap and touch: names spelled as the policy spells them (and
-    # none at all) are settled above and here without case-folding the whole list.
-    key = label.strip().casefold()
-    return bool(key) and any(known.strip().casefold() == key for known in labels)
+    # Decisions run this for every cap and touch: names spelled as the policy spells them are
+    # settled above, and no name at all here, without case-folding the whole list.
+    key = label_key(label)
+    return bool(key) and any(label_key(known) == key for known in labels)

@@ -6,6 +6,12 @@ from datetime import UTC, datetime
 from functools import lru_cache
 
 
+def as_utc(value: datetime) -> datetime:
+    """``value`` in UTC; a naive datetime (SQLite's text, a command-line day) is taken as UTC,
+    never as the host's local time."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 def iso_z(value: datetime | None) -> str | None:
     if value is None:
         return None

@@ -27,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 
 from itsdangerous import BadData, URLSafeSerializer
 
+from consentgate.core.timefmt import as_utc
 from consentgate.errors import BadRequest, ConfigError
 
 # Changing the payload layout means a new salt: old tokens then fail cleanly as "invalid".
@@ -60,7 +61,7 @@ class InvalidUnsubscribeToken(BadRequest):
 def make_unsubscribe_token(secret: str, email: str, brand: str | None, purpose: str | None,
                            issued_at: datetime) -> str:
     """A signed token for one recipient's unsubscribe link."""
-    payload = [email, brand, purpose, int(_utc(issued_at).timestamp())]
+    payload = [email, brand, purpose, int(as_utc(issued_at).timestamp())]
     token = _serializer(secret).dumps(payload)
     assert isinstance(token, str)  # URLSafeSerializer with a JSON serialiser answers text
     return token
@@ -73,7 +74,7 @@ def read_unsubscribe_token(secret: str, token: str, now: datetime, max_age_days:
     except (BadData, UnicodeError, ValueError):
         raise _invalid() from None
     claim = _claim(payload)
-    if _utc(now) - claim.issued_at > timedelta(days=max_age_days):
+    if as_utc(now) - claim.issued_at > timedelta(days=max_age_days):
         raise InvalidUnsubscribeToken(
             "expired", f"This unsubscribe link has expired (links work for {max_age_days} days); "
                        "use the link in a more recent email.")
@@ -110,8 +111,3 @@ def _optional_str(value: object) -> bool:
 
 def _invalid() -> InvalidUnsubscribeToken:
     return InvalidUnsubscribeToken("invalid", "This unsubscribe link is not valid.")
-
-
-def _utc(value: datetime) -> datetime:
-    # A naive datetime is taken as UTC, never as the host's local time.
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

@@ -42,7 +42,13 @@ def consent_receipt(store: Store, policy: LoadedPolicy, secret: str, consent_id:
         event = session.get(ConsentEvent, consent_id)
         if event is None:
             raise NotFound(f"no consent {consent_id}")
-        cp = session.get(ContactPoint, event.contact_point_id) if event.contact_point_id is not None else None
+        principal: str | None
+        if event.contact_point_id is None:
+            # A consent to a channel without an address (postal) is the person's: they are its principal.
+            principal_kind, principal = "identity", str(event.identity_id)
+        else:
+            cp = session.get(ContactPoint, event.contact_point_id)
+            principal_kind, principal = (cp.kind, cp.value) if cp else ("unknown", None)
         revocations = list(session.exec(select(Revocation).where(
             Revocation.identity_id == event.identity_id, Revocation.received_at > event.captured_at)))
     withdrawn = next((r for r in sorted(revocations, key=lambda r: r.received_at)
@@ -56,9 +62,7 @@ def consent_receipt(store: Store, policy: LoadedPolicy, secret: str, consent_id:
         state = "expired"
     record = ConsentRecord(
         consent_id=event.id or 0, identity_id=event.identity_id,
-        # A consent to a channel without an address (postal) is the person's: they are its principal.
-        address_kind=cp.kind if cp else "unknown" if event.contact_point_id is not None else "identity",
-        address=cp.value if cp else None if event.contact_point_id is not None else str(event.identity_id),
+        address_kind=principal_kind, address=principal,
         channel=event.channel, purpose=event.purpose, consent_type=event.consent_type,
         captured_at=event.captured_at, recorded_at=event.recorded_at, source=event.source,
         state=state, proof_uri=event.proof_uri, proof_sha256=event.proof_sha256, brand=event.brand,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import namedtuple
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from sqlalchemy import JSON, Connection, bindparam, false, func, literal_column, or_, text
@@ -18,6 +18,7 @@ from sqlmodel import Session, col, select
 
 from consentgate.core.facts import RevocationFact, Subject, SuppressionFact, TouchFact
 from consentgate.core.policy import LoadedPolicy
+from consentgate.core.timefmt import as_utc
 from consentgate.core.tombstones import tombstone_hash
 from consentgate.errors import Unavailable
 from consentgate.store.bulk import among, among_named, bind, listed
@@ -117,8 +118,7 @@ def _json_rows(dialect: str, model: Any) -> Any:
 def _instant(value: str | None) -> datetime | None:
     if value is None:
         return None
-    parsed = datetime.fromisoformat(value)
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    return as_utc(datetime.fromisoformat(value))
 
 
 _INSTANT_COLUMNS = {model: tuple(name for name in names if isinstance(_t(model).c[name].type, UTCDateTime))
@@ -565,7 +565,7 @@ def _instant_of(value: Any) -> datetime | None:
     """A time as the driver gives it (SQLite: naive UTC text; psycopg: an aware datetime) in UTC."""
     if value is None or isinstance(value, str):
         return _instant(value)
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return as_utc(value)
 
 
 _JSON_COLUMNS = {model: tuple(name for name in names if isinstance(_t(model).c[name].type, JSON))
