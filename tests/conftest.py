@@ -162,6 +162,18 @@ def runtime(store: Store, policy: LoadedPolicy, clock: Clock, tmp_path: Path) ->
 
 
 @pytest.fixture
+def cli_env(runtime: Runtime, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """Point the command line at the test store, with the runtime's secret key and a policy file
+    (the default one unless given)."""
+    def point(policy: Path = ROOT / "policies" / "default.yaml") -> None:
+        monkeypatch.setenv("CONSENTGATE_DATABASE_URL", runtime.store.url)
+        monkeypatch.setenv("CONSENTGATE_SECRET_KEY", runtime.secret_key)
+        monkeypatch.setenv("CONSENTGATE_POLICY", str(policy))
+
+    return point
+
+
+@pytest.fixture
 def app(runtime: Runtime):  # type: ignore[no-untyped-def]
     from consentgate.app import create_app
 

@@ -64,7 +64,7 @@ def _text_values(store) -> list[str]:  # type: ignore[no-untyped-def]
 
 
 def test_erased_opt_out_stays_denied_and_nothing_personal_remains(client, keys, person, runtime, store, rows, clock,
-                                                                  tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+                                                                  tmp_path, cli_env) -> None:  # type: ignore[no-untyped-def]
     assert client.get("/v1/audit/verify", headers=keys["auditor"]).get_json()["ok"] is True
     erased = client.delete(f"/v1/identities/{person}?law=CCPA%201798.105&reason=consumer%20request",
                            headers=keys["admin"])
@@ -86,9 +86,7 @@ def test_erased_opt_out_stays_denied_and_nothing_personal_remains(client, keys, 
     assert again.status_code == 201
     assert _allowed(client, keys, "sms", phone="305.555.0177")[0] is False
     assert _allowed(client, keys, "email", email=EMAIL)[0] is False
-    monkeypatch.setenv("CONSENTGATE_DATABASE_URL", store.url)
-    monkeypatch.setenv("CONSENTGATE_SECRET_KEY", runtime.secret_key)
-    monkeypatch.setenv("CONSENTGATE_POLICY", str(ROOT / "policies" / "default.yaml"))
+    cli_env()
     csv_file = tmp_path / "crm.csv"
     csv_file.write_text("phone,email,channel,purpose,consent_type,captured_at,source\n"
                         f"1-305-555-0177,Erin.Erased@Corp.com,email,marketing,implied_ebr,"
@@ -248,7 +246,7 @@ def test_decisions_made_before_anyone_had_the_address_lose_it_on_erasure(  # typ
 
 
 def test_older_decisions_about_unknown_addresses_are_found_once_hashed(  # type: ignore[no-untyped-def]
-        client, keys, clock, rows, runtime, store, monkeypatch) -> None:
+        client, keys, clock, rows, runtime, store, cli_env) -> None:
     """Decisions logged before migration 0006 have no address hash; `consentgate db
     hash-decisions` gives them one (once, in small steps), and erasure then finds them."""
     from consentgate.services.erasure import hash_unknown_decisions
@@ -262,9 +260,7 @@ def test_older_decisions_about_unknown_addresses_are_found_once_hashed(  # type:
                 headers=keys["sender"])   # names no address: nothing to hash
     with store.engine.begin() as conn:   # as logged before 0006
         conn.execute(text("UPDATE decision SET address_hash = NULL"))
-    monkeypatch.setenv("CONSENTGATE_DATABASE_URL", store.url)
-    monkeypatch.setenv("CONSENTGATE_SECRET_KEY", runtime.secret_key)
-    monkeypatch.setenv("CONSENTGATE_POLICY", str(ROOT / "policies" / "default.yaml"))
+    cli_env()
     result = CliRunner().invoke(cli, ["db", "hash-decisions"])
     assert result.exit_code == 0, result.output
     assert "7 decisions" in result.output

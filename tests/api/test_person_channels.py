@@ -151,7 +151,7 @@ def test_batch_answers_as_single_checks(client, keys, person) -> None:  # type: 
 
 
 def test_batches_imports_reports_and_the_chain_keep_postal_consents(client, keys, person, rows, runtime, tmp_path,  # type: ignore[no-untyped-def]
-                                                                    monkeypatch, clock) -> None:
+                                                                    cli_env, clock) -> None:
     item = {"channel": "postal", "purpose": "marketing", "consent_type": "express", "source": "reply_card",
             "captured_at": (NOON_ET - timedelta(days=1)).isoformat()}
     batch = client.post("/v1/consents/batch", json={"items": [{**item, "email": EMAIL},
@@ -161,9 +161,7 @@ def test_batches_imports_reports_and_the_chain_keep_postal_consents(client, keys
 
     policy_file = tmp_path / "policy.yaml"
     policy_file.write_text(_policy_text())
-    monkeypatch.setenv("CONSENTGATE_DATABASE_URL", runtime.store.url)
-    monkeypatch.setenv("CONSENTGATE_SECRET_KEY", runtime.secret_key)
-    monkeypatch.setenv("CONSENTGATE_POLICY", str(policy_file))
+    cli_env(policy_file)
     csv_file = tmp_path / "mail.csv"
     csv_file.write_text("email,phone,channel,purpose,consent_type,captured_at,source\n"
                         f"new.reader@corp.com,,postal,marketing,express,{item['captured_at']},mail_house\n"

@@ -17,10 +17,8 @@ WHEN = (datetime.now(UTC) - timedelta(days=3)).isoformat()
 
 
 @pytest.fixture
-def env(runtime, tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
-    monkeypatch.setenv("CONSENTGATE_DATABASE_URL", runtime.store.url)
-    monkeypatch.setenv("CONSENTGATE_SECRET_KEY", runtime.secret_key)
-    monkeypatch.setenv("CONSENTGATE_POLICY", str(ROOT / "policies" / "default.yaml"))
+def env(cli_env, tmp_path):  # type: ignore[no-untyped-def]
+    cli_env()
     return tmp_path
 
 
