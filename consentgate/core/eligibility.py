@@ -16,10 +16,10 @@ Two readings the law leaves to us, chosen to protect the person:
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import UTC, datetime
 from functools import lru_cache
 from types import MappingProxyType
+from zoneinfo import ZoneInfo
 
 from consentgate.core.caps import Limit, cadence_limit, cap_limits, repermission_touches
 from consentgate.core.consent import current_consents, is_expired
@@ -34,7 +34,7 @@ from consentgate.core.facts import (
     SuppressionFact,
 )
 from consentgate.core.policy import NO_CONSENT_NEEDED, LoadedPolicy, label_in, label_key, matches
-from consentgate.core.quiet_hours import Window, applicable_windows, recipient_states, windows_at
+from consentgate.core.quiet_hours import Window, applicable_windows, recipient_states, steady_minute, windows_at
 from consentgate.core.reasons import TIME_BOUND, ReasonCode
 
 _MAX_SETTLE_STEPS = 64
@@ -273,7 +273,8 @@ def _timed_reasons(subject: Subject, request: EligibilityRequest, policy: Loaded
     """
     if _undecidable(subject, request, policy):
         return []
-    at_request = replace(request, at=at) if at != request.at else request
+    at_request = request if at == request.at else EligibilityRequest(
+        request.channel, request.purpose, at, request.program, request.segment, request.campaign, request.brand)
     windows, states = place
     out = list(_window_limits(windows, at, describe))
     out += cap_limits(policy, at_request, subject.touches, subject.account_touches, states)
@@ -286,10 +287,29 @@ def _timed_reasons(subject: Subject, request: EligibilityRequest, policy: Loaded
 _WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
-@lru_cache(maxsize=4096)
 def _window_limits(windows: tuple[Window, ...], at: datetime, describe: bool) -> tuple[Limit, ...]:
-    """The calling windows closed at ``at``, as limits. Cached like ``windows_at``: people placed
-    alike share them, and formatting the messages costs more than deciding."""
+    """The calling windows closed at ``at``, as limits.
+
+    Whether a window is open changes only at whole minutes (nearly always: ``steady_minute``),
+    so the limits are worked out once per minute and placement and cached: every check has an
+    instant of its own, and working them out costs more than the rest of the decision. Only the
+    recipient's exact local time is the instant's own.
+    """
+    if not windows:
+        return ()
+    minute = at.astimezone(UTC).replace(second=0, microsecond=0)
+    if minute == at or not steady_minute(windows, minute):
+        return _limits_at(windows, at, describe)
+    limits = _limits_at(windows, minute, describe)
+    if not describe:
+        return limits
+    return tuple(Limit(limit.code, limit.message, limit.next_allowed_at, MappingProxyType(
+        {**limit.data, "local_time": at.astimezone(ZoneInfo(limit.data["zone"])).isoformat()})) for limit in limits)
+
+
+@lru_cache(maxsize=4096)
+def _limits_at(windows: tuple[Window, ...], at: datetime, describe: bool) -> tuple[Limit, ...]:
+    """The calling windows closed at ``at``, as limits (formatting the messages costs more than deciding)."""
     closed, opens = windows_at(windows, at)
     if not describe:
         return tuple(Limit(c.window.code, "", opens) for c in closed)

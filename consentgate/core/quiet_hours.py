@@ -98,6 +98,29 @@ def _open_at(spec: WindowSpec, local: datetime) -> bool:
     return _day_allowed(spec, local.date()) and spec.start <= local.time().replace(tzinfo=None) < spec.end
 
 
+_REST_OF_MINUTE = timedelta(seconds=59, microseconds=999_999)
+
+
+@lru_cache(maxsize=1024)
+def steady_minute(windows: tuple[Window, ...], minute: datetime) -> bool:
+    """Whether each window stays open, or stays closed, through the minute that starts at ``minute``.
+
+    It does when the windows' bounds are whole minutes and no zone changes its offset within the
+    minute to one that is not a whole number of minutes: true of every zone since the 1970s, not
+    of the local mean times many kept before (Amsterdam was 19 min 32 s ahead of UTC until 1937).
+    """
+    if any(w.spec.start.second or w.spec.start.microsecond or w.spec.end.second or w.spec.end.microsecond
+           for w in windows):
+        return False
+    for zone in {zone for window in windows for zone in window.zones}:
+        tz = ZoneInfo(zone)
+        offset = minute.astimezone(tz).utcoffset()
+        if offset is None or offset.seconds % 60 or offset.microseconds \
+                or (minute + _REST_OF_MINUTE).astimezone(tz).utcoffset() != offset:
+            return False
+    return True
+
+
 @lru_cache(maxsize=4096)
 def windows_at(windows: tuple[Window, ...], at: datetime) -> tuple[tuple[Closed, ...], datetime | None]:
     """The windows closed at ``at``, and when all of them are next open (``at`` when none is
