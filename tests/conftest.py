@@ -107,6 +107,8 @@ def _clean(store: Store) -> None:
         else:
             quoted = ", ".join(f'"{n}"' for n in tables)
             conn.execute(text(f"TRUNCATE {quoted} RESTART IDENTITY CASCADE"))
+    # The store remembers which policy versions it has written; they are gone now.
+    store.stored_policy_versions.clear()
 
 
 @pytest.fixture

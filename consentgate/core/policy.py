@@ -300,6 +300,9 @@ class LoadedPolicy:
     version: str
     source: str
     canonical: str
+    # The version as hashed before the canonical content kept the consent types' ranking: a
+    # decision logged under it was made under this policy when it matches.
+    legacy_version: str = field(repr=False)
     keyword_rules: KeywordRules = field(repr=False)
     _ranks: dict[str, int] = field(repr=False)
     _requirements: dict[tuple[str, str], ConsentRequirement] = field(repr=False)
@@ -338,9 +341,32 @@ class LoadedPolicy:
         return frozenset(name for name, spec in self.channels.items() if spec.kind is None)
 
 
+# The consent types rank from strongest to weakest in the order the policy lists them; sorted
+# keys would lose that order, so the canonical content also keeps it as a list under this key.
+RANKING_KEY = "consent_type_ranking"
+
+
 def canonical_json(policy: Policy) -> str:
-    """The canonical content a policy version is the hash of: sorted keys, no whitespace."""
+    """The canonical content a policy version is the hash of: sorted keys, no whitespace, and the
+    consent types' ranking (``RANKING_KEY``)."""
+    return json.dumps({**policy.model_dump(mode="json"), RANKING_KEY: list(policy.consent_types)},
+                      sort_keys=True, separators=(",", ":"))
+
+
+def legacy_canonical_json(policy: Policy) -> str:
+    """The canonical content as versions were hashed before the ranking was kept (sorted keys only)."""
     return json.dumps(policy.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+
+
+def from_canonical(canonical: str) -> Policy | None:
+    """The policy a canonical content describes; None when it was stored without the consent
+    types' ranking (``legacy_canonical_json``), which it then cannot tell."""
+    data = json.loads(canonical)
+    ranking = data.pop(RANKING_KEY, None)
+    if ranking is None:
+        return None
+    data["consent_types"] = {name: data["consent_types"][name] for name in ranking}
+    return Policy.model_validate(data)
 
 
 def build(policy: Policy, source: str = "<memory>") -> LoadedPolicy:
@@ -361,6 +387,7 @@ def build(policy: Policy, source: str = "<memory>") -> LoadedPolicy:
         version=hashlib.sha256(canonical.encode()).hexdigest(),
         source=source,
         canonical=canonical,
+        legacy_version=hashlib.sha256(legacy_canonical_json(policy).encode()).hexdigest(),
         keyword_rules=_keyword_rules(policy),
         _ranks=ranks,
         _requirements=requirements,
@@ -459,6 +486,13 @@ def _reference_problems(p: Policy) -> Iterable[tuple[str, str]]:
     yield from check("email_unsubscribe.purposes", p.email_unsubscribe.purposes, purposes, "purpose")
     for word in keyword_sets_overlap(_keyword_rules(p)):
         yield "sms.keywords", f"keyword {word!r} is in two families: families must not overlap"
+    # Segments compare trimmed and case-folded: two cadences one segment would match are ambiguous.
+    cadences: dict[str | None, str] = {}
+    for name in p.segment_cadences:
+        if label_key(name) in cadences:
+            yield (f"segment_cadences.{name}",
+                   f"the same segment as {cadences[label_key(name)]!r} (case and spaces aside)")
+        cadences[label_key(name)] = name
 
 
 def _keyword_rules(p: Policy) -> KeywordRules:

@@ -137,15 +137,17 @@ def resolve_for_write(
 
 
 def contact_point_for_channel(
-    session: Session, identity: Identity, channel_address_kind: str,
+    session: Session, identity: Identity, channel_address_kind: str, as_of: datetime | None = None,
 ) -> ContactPoint | None:
-    """The person's first active address of a kind (used when a request names only the identity)."""
-    return session.exec(
-        select(ContactPoint)
-        .where(ContactPoint.identity_id == identity.id, ContactPoint.kind == channel_address_kind,
-               ContactPoint.value.is_not(None))  # type: ignore[union-attr]
-        .order_by(ContactPoint.id)
-    ).first()
+    """The person's first active address of a kind (used when a request names only the identity);
+    ``as_of``: among the addresses the person had then."""
+    query = (select(ContactPoint)
+             .where(ContactPoint.identity_id == identity.id, ContactPoint.kind == channel_address_kind,
+                    ContactPoint.value.is_not(None))  # type: ignore[union-attr]
+             .order_by(ContactPoint.id))
+    if as_of is not None:
+        query = query.where(ContactPoint.created_at <= as_of)
+    return session.exec(query).first()
 
 
 

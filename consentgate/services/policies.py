@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 
 from sqlalchemy import Connection
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
-from consentgate.core.policy import LoadedPolicy, Policy, build
-from consentgate.errors import NotFound
+from consentgate.core.policy import LoadedPolicy, build, from_canonical
+from consentgate.errors import Conflict, NotFound
 from consentgate.store.db import Store
 from consentgate.store.models import PolicyVersion
 
@@ -33,8 +32,21 @@ def remember_policy(conn: Connection, policy: LoadedPolicy, now: datetime, store
         store.stored_policy_versions.add(policy.version)
 
 
-def policy_at_version(session: Session, version: str) -> LoadedPolicy:
+def policy_at_version(session: Session, version: str, served: LoadedPolicy | None = None) -> LoadedPolicy:
+    """The policy a decision was made under, as stored when it was first served.
+
+    Versions stored before the canonical content kept the consent types' ranking cannot tell it;
+    such a version is the ``served`` policy when that policy hashes to it the old way, and
+    otherwise cannot be rebuilt faithfully (409): ranked alphabetically, "express" would meet a
+    requirement of "express_written".
+    """
     row = session.get(PolicyVersion, version)
     if row is None:
         raise NotFound(f"policy version {version} was never stored")
-    return build(Policy.model_validate(json.loads(row.canonical)), f"policy_version {version[:12]}")
+    policy = from_canonical(row.canonical)
+    if policy is not None:
+        return build(policy, f"policy_version {version[:12]}")
+    if served is not None and served.legacy_version == version:
+        return served
+    raise Conflict(f"policy version {version[:12]} was stored without the ranking of its consent types, and the "
+                   "policy served now is another: the decision cannot be replayed under the rules it was made by")

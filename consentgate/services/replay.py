@@ -30,7 +30,7 @@ def replay_decision(session: Session, secret: str, decision_id: int,
     record = session.get(DecisionRecord, decision_id)
     if record is None:
         raise NotFound(f"no decision {decision_id}")
-    policy = policy_at_version(session, record.policy_version)
+    policy = policy_at_version(session, record.policy_version, current)
     request = dict(record.request or {})
     at = _instant(request.get("at")) or record.decided_at
     address = request.get("address")
@@ -40,12 +40,13 @@ def replay_decision(session: Session, secret: str, decision_id: int,
     kind = policy.channels[record.channel].kind if record.channel in policy.channels else None
     if isinstance(address, dict) and address.get("value"):
         found = find_by_address(session, Address(address["kind"], address["value"]))
-        if found is not None:
+        # An address given to someone after the decision was nobody's when the gate decided.
+        if found is not None and found[1].created_at <= record.decided_at:
             identity, target = found[0], found[1] if kind is not None else None
     elif request.get("identity_id"):
         identity = survivor(session, int(request["identity_id"]))
         if identity is not None and kind is not None:
-            target = contact_point_for_channel(session, identity, kind)
+            target = contact_point_for_channel(session, identity, kind, as_of=record.decided_at)
     if identity is not None and (identity.created_at > record.decided_at):
         identity, target = None, None     # the person was not known yet when the gate decided
     subject = load_subject(Driver.of(session.connection()), policy, secret, identity=identity, target=target, at=at,
@@ -62,7 +63,7 @@ def replay_decision(session: Session, secret: str, decision_id: int,
         today_codes = sorted({str(r.code) for r in today.reasons})
         under_current = {
             "policy_version": current.version,
-            "policy_changed": current.version != record.policy_version,
+            "policy_changed": record.policy_version not in (current.version, current.legacy_version),
             "allowed": today.allowed, "codes": today_codes,
             "same": today.allowed == record.allowed and today_codes == original_codes,
         }

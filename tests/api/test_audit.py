@@ -306,3 +306,72 @@ def test_walking_the_chain_a_stretch_at_a_time_checks_what_one_request_checks(  
         assert refused.content_type == "application/problem+json"
         assert field in refused.get_data(as_text=True), query
     assert client.get("/v1/audit/verify?limit=10", headers=keys["sender"]).status_code == 403
+
+
+def test_replay_ranks_consent_types_as_the_policy_did(client, keys, clock) -> None:  # type: ignore[no-untyped-def]
+    # Stored policies once lost the order of their consent types (sorted keys): replayed, an
+    # express consent then met the express_written requirement that had denied the text.
+    clock.set(NOON_ET)
+    client.post("/v1/consents", json={"phone": PHONE, "channel": "sms", "purpose": "marketing",
+                                      "consent_type": "express", "source": "web_form",
+                                      "captured_at": (NOON_ET - timedelta(days=2)).isoformat()}, headers=keys["writer"])
+    answer = client.post("/v1/eligibility", json={"phone": PHONE, "channel": "sms", "purpose": "marketing"},
+                         headers=keys["sender"]).get_json()
+    assert [r["code"] for r in answer["reasons"]] == ["CONSENT_INSUFFICIENT"]
+    body = client.post(f"/v1/decisions/{answer['decision_id']}/replay", headers=keys["auditor"]).get_json()
+    assert body["same"] is True and body["replayed"]["codes"] == ["CONSENT_INSUFFICIENT"]
+
+
+def test_a_version_stored_without_its_ranking_replays_only_as_the_policy_served(  # type: ignore[no-untyped-def]
+        client, keys, clock, runtime, store, monkeypatch) -> None:
+    from pathlib import Path
+
+    from sqlalchemy import update
+
+    from consentgate.core.policy import legacy_canonical_json, parse_policy
+    from consentgate.store.models import DecisionRecord, PolicyVersion
+
+    answer = _setup(client, keys, clock)
+    # A decision logged by an earlier release, under the served policy's version as then hashed.
+    legacy = runtime.policy.legacy_version
+    with store.transaction() as session:
+        session.add(PolicyVersion(version=legacy, name="default", canonical=legacy_canonical_json(
+            runtime.policy.policy), first_served_at=NOON_ET))
+        session.flush()
+        session.execute(update(DecisionRecord).where(DecisionRecord.id == answer["decision_id"])
+                        .values(policy_version=legacy))
+    body = client.post(f"/v1/decisions/{answer['decision_id']}/replay", headers=keys["auditor"]).get_json()
+    assert body["same"] is True and body["policy_version"] == legacy
+    assert body["under_current_policy"]["policy_changed"] is False
+    # Served another policy, the gate cannot tell how that version ranked its consent types.
+    text = (Path(__file__).resolve().parents[2] / "policies" / "default.yaml").read_text()
+    monkeypatch.setattr(runtime, "policy", parse_policy(text.replace("ttl: 15m", "ttl: 20m")))
+    refused = client.post(f"/v1/decisions/{answer['decision_id']}/replay", headers=keys["auditor"])
+    assert refused.status_code == 409 and "ranking" in refused.get_json()["detail"]
+
+
+def test_replay_of_an_unknown_address_stays_unknown_after_someone_gets_it(client, keys, clock) -> None:  # type: ignore[no-untyped-def]
+    clock.set(NOON_ET)
+    client.post("/v1/revocations", json={"phone": PHONE, "channels": ["*"], "source": "manual"},
+                headers=keys["writer"])
+    asked = client.post("/v1/eligibility", json={"email": "later@corp.com", "channel": "email",
+                                                 "purpose": "marketing"}, headers=keys["sender"]).get_json()
+    assert [r["code"] for r in asked["reasons"]] == ["UNKNOWN_IDENTITY"]
+    # An hour later the address is given to the person who had opted out of everything.
+    clock.set(NOON_ET + timedelta(hours=1))
+    client.post("/v1/identities", json={"phone": PHONE, "email": "later@corp.com"}, headers=keys["writer"])
+    body = client.post(f"/v1/decisions/{asked['decision_id']}/replay", headers=keys["auditor"]).get_json()
+    assert body["same"] is True and body["replayed"]["codes"] == ["UNKNOWN_IDENTITY"]
+
+
+def test_replay_by_id_sends_to_the_address_the_person_had_then(client, keys, clock) -> None:  # type: ignore[no-untyped-def]
+    clock.set(NOON_ET)
+    person = client.post("/v1/identities", json={"email": "nophone@corp.com"},
+                         headers=keys["writer"]).get_json()["identity_id"]
+    asked = client.post("/v1/eligibility", json={"identity_id": person, "channel": "sms", "purpose": "transactional"},
+                        headers=keys["sender"]).get_json()
+    assert asked["allowed"] is False
+    clock.set(NOON_ET + timedelta(hours=1))
+    client.post("/v1/identities", json={"email": "nophone@corp.com", "phone": PHONE}, headers=keys["writer"])
+    body = client.post(f"/v1/decisions/{asked['decision_id']}/replay", headers=keys["auditor"]).get_json()
+    assert body["same"] is True and body["replayed"]["codes"] == body["original"]["codes"]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from consentgate.core.policy import load_policy, parse_policy
+from consentgate.core.policy import build, from_canonical, legacy_canonical_json, load_policy, parse_policy
 from consentgate.errors import PolicyError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,11 +52,35 @@ def test_every_regulatory_rule_cites_its_source() -> None:
 
 def test_version_is_the_hash_of_the_content_not_the_formatting() -> None:
     text = DEFAULT.read_text()
-    reformatted = yaml.safe_dump(yaml.safe_load(text), sort_keys=True)
+    reformatted = yaml.safe_dump(yaml.safe_load(text), sort_keys=False, default_flow_style=True, width=60)
     assert parse_policy(text).version == parse_policy(reformatted).version
     changed = _default()
     changed["reservations"]["ttl"] = "20m"
     assert parse_policy(yaml.safe_dump(changed)).version != parse_policy(text).version
+
+
+def test_the_order_of_the_consent_types_is_content_and_survives_storage() -> None:
+    # Consent types rank from strongest to weakest as listed: listed in another order, "express"
+    # would meet a requirement of "express_written". Stored canonical content once sorted them.
+    written = parse_policy(DEFAULT.read_text())
+    alphabetical = parse_policy(yaml.safe_dump(_default(), sort_keys=True))
+    assert list(alphabetical.policy.consent_types) != list(written.policy.consent_types)
+    assert alphabetical.version != written.version
+    assert alphabetical.rank("express") > alphabetical.rank("express_written")
+    assert written.rank("express_written") > written.rank("express")
+    stored = from_canonical(written.canonical)
+    assert stored is not None and list(stored.consent_types) == list(written.policy.consent_types)
+    assert build(stored).version == written.version
+    # Content stored the old way cannot tell the ranking.
+    assert from_canonical(legacy_canonical_json(written.policy)) is None
+
+
+def test_two_cadences_for_one_segment_are_refused() -> None:
+    data = _default()
+    name, cadence = next(iter(data["segment_cadences"].items()))
+    data["segment_cadences"][f" {name.upper()}"] = cadence
+    with pytest.raises(PolicyError, match=rf"segment_cadences\. {name.upper()}: the same segment as '{name}'"):
+        parse_policy(yaml.safe_dump(data, sort_keys=False), "test.yaml")
 
 
 def test_bad_yaml_names_the_file_and_line() -> None:
