@@ -556,6 +556,7 @@ def release_reservation(session: Session, reservation_id: int, now: datetime) ->
         raise Conflict(f"reservation {reservation_id} was already used for a send")
     if touch.state == "reserved":
         touch.state = "released"
+        touch.released_at = now
         session.add(touch)
 
 

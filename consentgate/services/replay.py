@@ -7,9 +7,11 @@ the decision's own reservation left out), and every policy version served is sto
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from sqlmodel import Session
+from sqlalchemy import or_
+from sqlmodel import Session, col, select
 
 from consentgate.core.addresses import Address
 from consentgate.core.eligibility import decide
@@ -20,8 +22,8 @@ from consentgate.errors import Conflict, NotFound
 from consentgate.services.identities import contact_point_for_channel, find_by_address, survivor
 from consentgate.services.policies import policy_at_version
 from consentgate.store.driver import Driver
-from consentgate.store.models import DecisionRecord
-from consentgate.store.subjects import load_subject
+from consentgate.store.models import DecisionRecord, Identity, MergeEvent
+from consentgate.store.subjects import group_ids, load_subject
 
 
 def replay_decision(session: Session, secret: str, decision_id: int,
@@ -69,6 +71,7 @@ def replay_decision(session: Session, secret: str, decision_id: int,
         }
     return {
         "decision_id": record.id,
+        "merged_since": _merged_since(session, identity, record.decided_at),
         "decided_at": iso_z(record.decided_at),
         "policy_version": record.policy_version,
         "original": {"allowed": record.allowed, "codes": original_codes, "consent_id": record.consent_id},
@@ -81,9 +84,22 @@ def replay_decision(session: Session, secret: str, decision_id: int,
     }
 
 
-def _instant(value: Any) -> Any:
-    from datetime import datetime
+def _merged_since(session: Session, identity: Identity | None, decided_at: datetime) -> list[dict[str, Any]]:
+    """Merges of the person after the decision. The ledger keeps who said what, but a merge moves
+    the absorbed person's addresses and touches to the survivor and fills the survivor's missing
+    attributes, and that earlier state is not kept: the replay reads the person as merged, and
+    may differ for that reason alone."""
+    if identity is None or identity.id is None:
+        return []
+    group = group_ids(session, identity.id)
+    merges = session.exec(select(MergeEvent).where(
+        or_(col(MergeEvent.survivor_id).in_(group), col(MergeEvent.absorbed_id).in_(group)),
+        MergeEvent.created_at > decided_at).order_by(col(MergeEvent.id))).all()
+    return [{"survivor_id": m.survivor_id, "absorbed_id": m.absorbed_id, "merged_at": iso_z(m.created_at)}
+            for m in merges]
 
+
+def _instant(value: Any) -> Any:
     if not isinstance(value, str):
         return None
     return datetime.fromisoformat(value.replace("Z", "+00:00"))

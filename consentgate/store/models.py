@@ -273,6 +273,7 @@ class Touch(SQLModel, table=True):
     reserved_at: datetime | None = _ts(nullable=True)
     sent_at: datetime | None = _ts(nullable=True)
     expires_at: datetime | None = _ts(nullable=True)
+    released_at: datetime | None = _ts(nullable=True)   # a replay must know when the slot came back
     decision_id: int | None = Field(default=None, index=True)
     api_key_id: int | None = Field(default=None, foreign_key="api_key.id")
     created_at: datetime = _ts()

@@ -89,7 +89,7 @@ _FACT_COLUMNS: dict[Any, tuple[str, ...]] = {
                  "source", "account_domain", "contact_point_id", "lifted_at"),
     Suppression: ("id", "kind", "contact_point_id", "identity_id", "created_at", "since", "lifted_at"),
     Touch: ("id", "identity_id", "channel", "purpose", "at", "state", "contact_point_id", "program", "segment",
-            "campaign", "brand", "expires_at", "sent_at", "reserved_at", "account_domain"),
+            "campaign", "brand", "expires_at", "sent_at", "reserved_at", "account_domain", "released_at"),
     Tombstone: ("id", "address_hash", "reason_kind", "channels", "purposes", "brands", "received_at", "erased_at"),
     DncNumber: ("phone", "added_at", "removed_at"),
 }
@@ -423,16 +423,20 @@ def load_subject(driver: Driver, policy: LoadedPolicy, secret: str, *, identity:
         consents=tuple(consent_fact(row) for row in _decode(ConsentEvent, found.consents)),
         revocations=tuple(revocations),
         suppressions=tuple(suppressions),
-        touches=tuple(_touch_as_of(touch_fact(row), row, cutoff) for row in _decode(Touch, found.touches)),
-        account_touches=tuple(touch_fact(row) for row in _decode(Touch, found.account_touches))
-        if account_caps else (),
+        touches=_touches_as_of(found.touches, cutoff),
+        account_touches=_touches_as_of(found.account_touches, cutoff) if account_caps else (),
     )
 
 
-def _touch_as_of(fact: TouchFact, row: Touch, cutoff: datetime | None) -> TouchFact:
-    """A touch's state at ``cutoff``: a later send was still a reservation then.
+def _touches_as_of(aggregate: Any, cutoff: datetime | None) -> tuple[TouchFact, ...]:
+    return tuple(_touch_as_of(touch_fact(row), row, cutoff) for row in _decode(Touch, aggregate))
 
-    Releases carry no time of their own, so a reservation released or expired later is taken
+
+def _touch_as_of(fact: TouchFact, row: Touch, cutoff: datetime | None) -> TouchFact:
+    """A touch's state at ``cutoff``: a later send was still a reservation then, and so was a
+    reservation released later.
+
+    A reservation that expired later, or was released before releases kept their time, is taken
     as still held at ``cutoff`` when its time to live had not run out: the reading that counts
     more touches, never fewer.
     """
@@ -440,6 +444,8 @@ def _touch_as_of(fact: TouchFact, row: Touch, cutoff: datetime | None) -> TouchF
         return fact
     if row.state == "sent" and row.sent_at is not None and row.sent_at > cutoff:
         return replace(fact, state="reserved", at=row.reserved_at or fact.at)
+    if row.state == "released" and row.released_at is not None:
+        return fact if row.released_at <= cutoff else replace(fact, state="reserved")
     if row.state in ("released", "expired") and row.expires_at is not None and row.expires_at > cutoff:
         return replace(fact, state="reserved")
     return fact

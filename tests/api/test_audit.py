@@ -375,3 +375,42 @@ def test_replay_by_id_sends_to_the_address_the_person_had_then(client, keys, clo
     client.post("/v1/identities", json={"email": "nophone@corp.com", "phone": PHONE}, headers=keys["writer"])
     body = client.post(f"/v1/decisions/{asked['decision_id']}/replay", headers=keys["auditor"]).get_json()
     assert body["same"] is True and body["replayed"]["codes"] == body["original"]["codes"]
+
+
+def test_replay_knows_when_a_reservation_gave_its_slot_back(client, keys, clock) -> None:  # type: ignore[no-untyped-def]
+    clock.set(NOON_ET)
+    ask = {"email": "slots@corp.com", "channel": "email", "purpose": "marketing", "program": "reactivation"}
+    client.post("/v1/identities", json={"email": "slots@corp.com"}, headers=keys["writer"])
+    held = [client.post("/v1/eligibility", json={**ask, "reserve": True}, headers=keys["sender"]).get_json()
+            for _ in range(2)]   # the weekly reactivation cap is 2
+    assert all(answer["reservation_id"] for answer in held)
+    clock.set(NOON_ET + timedelta(minutes=1))
+    assert client.delete(f"/v1/reservations/{held[0]['reservation_id']}", headers=keys["sender"]).status_code == 204
+    clock.set(NOON_ET + timedelta(minutes=2))
+    after = client.post("/v1/eligibility", json=ask, headers=keys["sender"]).get_json()
+    assert after["allowed"] is True
+    for answer in (*held, after):
+        body = client.post(f"/v1/decisions/{answer['decision_id']}/replay", headers=keys["auditor"]).get_json()
+        assert body["same"] is True and body["replayed"]["allowed"] is True
+
+
+def test_replay_names_the_merges_made_since_the_decision(client, keys, clock) -> None:  # type: ignore[no-untyped-def]
+    # A merge moves the absorbed person's addresses and touches to the survivor and keeps no
+    # record of how they stood apart: the replay reads the person as merged and says so.
+    clock.set(NOON_ET)
+    first = client.post("/v1/identities", json={"phone": PHONE}, headers=keys["writer"]).get_json()["identity_id"]
+    other = client.post("/v1/identities", json={"email": "twin@corp.com"},
+                        headers=keys["writer"]).get_json()["identity_id"]
+    client.post("/v1/revocations", json={"email": "twin@corp.com", "channels": ["*"], "source": "manual"},
+                headers=keys["writer"])
+    asked = client.post("/v1/eligibility", json={"phone": PHONE, "channel": "voice", "purpose": "transactional"},
+                        headers=keys["sender"]).get_json()
+    assert "REVOKED" not in [r["code"] for r in asked["reasons"]]
+    body = client.post(f"/v1/decisions/{asked['decision_id']}/replay", headers=keys["auditor"]).get_json()
+    assert body["same"] is True and body["merged_since"] == []
+    clock.set(NOON_ET + timedelta(hours=1))
+    client.post(f"/v1/identities/{first}/merge", json={"other_identity_id": other}, headers=keys["writer"])
+    body = client.post(f"/v1/decisions/{asked['decision_id']}/replay", headers=keys["auditor"]).get_json()
+    assert body["merged_since"] == [{"survivor_id": first, "absorbed_id": other,
+                                     "merged_at": "2026-11-25T18:00:00Z"}]
+    assert "REVOKED" in body["replayed"]["codes"] and body["same"] is False
