@@ -468,6 +468,8 @@ def _bulk_facts(session: Session, bulk: list[tuple[int, EligibilityIn, Any]], po
     return wanted, named, load_subjects(session, policy, secret, wanted, ats)
 
 
+# The decision log request's key for the person's company and place (``_placed``); erasure removes it.
+PLACED = "placed"
 _LOG_COLUMNS = ("identity_id", "address_hash", "channel", "purpose", "request", "allowed", "reasons", "codes",
                 "next_allowed_at", "consent_id", "reservation_id", "policy_version", "decided_at", "api_key_id",
                 "is_test")
@@ -494,7 +496,7 @@ def _record_row(item: EligibilityIn, identity: Any | None, named: dict[str, Any]
         "address_hash": tombstone_hash(secret, address["kind"], address["value"]) if address else None,
         "request": {**named, "channel": item.channel, "purpose": item.purpose, "program": item.program,
                     "segment": item.segment, "campaign": item.campaign, "brand": item.brand, "at": iso_z(at),
-                    "reserve": item.reserve},
+                    "reserve": item.reserve, **_placed(identity)},
         "allowed": decision.allowed, "reasons": reasons_json(decision),
         "codes": ",".join(sorted({str(r.code) for r in decision.reasons})),
         "next_allowed_at": decision.next_allowed_at,
@@ -502,6 +504,15 @@ def _record_row(item: EligibilityIn, identity: Any | None, named: dict[str, Any]
         "policy_version": policy.version, "decided_at": now, "api_key_id": actor.key_id if actor else None,
         "is_test": bool(identity and identity.is_test),
     }
+
+
+def _placed(identity: Any | None) -> dict[str, Any]:
+    """Where the person was and which company they were at, as the decision saw it: kept with the
+    decision because the identity keeps no history of them, and a replay needs them (``replay``)."""
+    if identity is None:
+        return {}
+    return {PLACED: {"account_domain": identity.account_domain, "timezone": identity.timezone,
+                     "state": identity.state, "country": identity.country}}
 
 
 def _problem(index: int, exc: ConsentgateError) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from consentgate.core.facts import IDENTITY_WIDE_SUPPRESSIONS
 from consentgate.core.policy import LoadedPolicy, matches
 from consentgate.core.tombstones import tombstone_hash
 from consentgate.errors import NotFound, ValidationFailed
+from consentgate.services.eligibility import PLACED
 from consentgate.services.identities import AddressRef, find_by_address, normalise_ref, survivor
 from consentgate.services.keys import Actor
 from consentgate.services.revocations import REPERMISSION_CLOSED, erased_address, erased_payload
@@ -206,7 +207,9 @@ def _blank_requests(session: Session, decisions: Iterable[DecisionRecord]) -> No
         request = dict(decision.request or {})
         if isinstance(request.get("address"), dict):
             request["address"] = erased_address(request["address"])
-            decision.request = request
+        # Where the person was is theirs too.
+        request.pop(PLACED, None)
+        decision.request = request
         decision.address_hash = None
         session.add(decision)
 

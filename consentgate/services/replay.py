@@ -19,11 +19,12 @@ from consentgate.core.facts import EligibilityRequest
 from consentgate.core.policy import LoadedPolicy
 from consentgate.core.timefmt import iso_z
 from consentgate.errors import Conflict, NotFound
+from consentgate.services.eligibility import PLACED
 from consentgate.services.identities import contact_point_for_channel, find_by_address, survivor
 from consentgate.services.policies import policy_at_version
 from consentgate.store.driver import Driver
 from consentgate.store.models import DecisionRecord, Identity, MergeEvent
-from consentgate.store.subjects import group_ids, load_subject
+from consentgate.store.subjects import IdentityRow, group_ids, load_subject
 
 
 def replay_decision(session: Session, secret: str, decision_id: int,
@@ -51,6 +52,9 @@ def replay_decision(session: Session, secret: str, decision_id: int,
             target = contact_point_for_channel(session, identity, kind, as_of=record.decided_at)
     if identity is not None and (identity.created_at > record.decided_at):
         identity, target = None, None     # the person was not known yet when the gate decided
+    placed = request.get(PLACED)
+    if identity is not None and isinstance(placed, dict):
+        identity = _as_placed(identity, placed)
     subject = load_subject(Driver.of(session.connection()), policy, secret, identity=identity, target=target, at=at,
                            as_of=record.decided_at, exclude_decision=record.id)
     question = EligibilityRequest(
@@ -82,6 +86,14 @@ def replay_decision(session: Session, secret: str, decision_id: int,
         "same": decision.allowed == record.allowed and replayed_codes == original_codes,
         "under_current_policy": under_current,
     }
+
+
+def _as_placed(identity: Identity, placed: dict[str, Any]) -> IdentityRow:
+    """The person with the company and place logged with the decision (``eligibility._placed``),
+    not today's: the identity keeps no history of them."""
+    assert identity.id is not None
+    return IdentityRow(identity.id, placed.get("account_domain"), placed.get("timezone"), placed.get("state"),
+                       placed.get("country"), identity.is_test, None)
 
 
 def _merged_since(session: Session, identity: Identity | None, decided_at: datetime) -> list[dict[str, Any]]:

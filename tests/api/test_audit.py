@@ -414,3 +414,18 @@ def test_replay_names_the_merges_made_since_the_decision(client, keys, clock) ->
     assert body["merged_since"] == [{"survivor_id": first, "absorbed_id": other,
                                      "merged_at": "2026-11-25T18:00:00Z"}]
     assert "REVOKED" in body["replayed"]["codes"] and body["same"] is False
+
+
+def test_replay_places_the_person_where_the_decision_did(client, keys, clock) -> None:  # type: ignore[no-untyped-def]
+    # 8:30 pm in Miami: outside Florida's calling window (8 am to 8 pm), inside the federal one.
+    clock.set(datetime(2026, 11, 26, 1, 30, tzinfo=UTC))
+    client.post("/v1/identities", json={"phone": PHONE}, headers=keys["writer"])
+    asked = client.post("/v1/eligibility", json={"phone": PHONE, "channel": "voice", "purpose": "informational"},
+                        headers=keys["sender"]).get_json()
+    assert "STATE_RULE" in [r["code"] for r in asked["reasons"]]
+    # Later the person is known to live in California, where it was 5:30 pm.
+    clock.set(datetime(2026, 11, 27, 17, 0, tzinfo=UTC))
+    client.post("/v1/identities", json={"phone": PHONE, "attributes": {"timezone": "America/Los_Angeles"}},
+                headers=keys["writer"])
+    body = client.post(f"/v1/decisions/{asked['decision_id']}/replay", headers=keys["auditor"]).get_json()
+    assert body["same"] is True and body["replayed"]["codes"] == body["original"]["codes"]

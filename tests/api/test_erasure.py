@@ -12,7 +12,7 @@ from sqlalchemy import String, Text, inspect, text
 
 from consentgate.cli import cli
 from consentgate.jobs import run_once
-from consentgate.store.models import ErasureEvent, Tombstone
+from consentgate.store.models import DecisionRecord, ErasureEvent, Tombstone
 
 NOON_ET = datetime(2026, 11, 25, 17, 0, tzinfo=UTC)
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,10 +66,13 @@ def _text_values(store) -> list[str]:  # type: ignore[no-untyped-def]
 def test_erased_opt_out_stays_denied_and_nothing_personal_remains(client, keys, person, runtime, store, rows, clock,
                                                                   tmp_path, cli_env) -> None:  # type: ignore[no-untyped-def]
     assert client.get("/v1/audit/verify", headers=keys["auditor"]).get_json()["ok"] is True
+    # The decision log keeps where the person was (for replays) until they are erased.
+    assert [d.request["placed"]["timezone"] for d in rows(DecisionRecord)] == ["America/New_York"]
     erased = client.delete(f"/v1/identities/{person}?law=CCPA%201798.105&reason=consumer%20request",
                            headers=keys["admin"])
     assert erased.status_code == 200, erased.get_json()
     assert erased.get_json()["tombstones"] >= 2
+    assert [d.request.get("placed") for d in rows(DecisionRecord)] == [None]
 
     leftovers = "\n".join(_text_values(store))
     for secret in ("3055550177", "erin.erased", "Erin Erased", "crm-erase-1", "198.51.100.23",

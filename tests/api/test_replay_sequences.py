@@ -1,5 +1,6 @@
-"""Replay through any sequence of ledger writes, checks, reservations and merges: every decision
-the gate logged, re-run later on the ledger as it stood at its instant, gives the same answer."""
+"""Replay through any sequence of ledger writes, checks, reservations, texts, changes of place and
+merges: every decision the gate logged, re-run later on the ledger as it stood at its instant,
+gives the same answer, unless the person was merged since (which the replay then names)."""
 
 from __future__ import annotations
 
@@ -26,26 +27,22 @@ steps = st.lists(st.one_of(
     st.tuples(st.just("check"), address, st.booleans(), st.sampled_from([None, "reactivation"])),
     st.tuples(st.just("use"), st.integers(0, 20), st.booleans()),
     st.tuples(st.just("person"), st.sampled_from(PHONES), st.sampled_from(EMAILS)),
+    st.tuples(st.just("place"), address, st.sampled_from([{"state": "FL"}, {"timezone": "America/Los_Angeles"},
+                                                         {"timezone": "Asia/Tokyo", "state": "NY"}])),
     st.tuples(st.just("text"), st.sampled_from(PHONES), st.sampled_from(["STOP", "START"])),
     st.tuples(st.just("wait"), st.integers(1, 3 * 24 * 60)),
 ), min_size=3, max_size=14)
-# Where people are (time zone, state) is read as it is today, like merges (see replay): it is
-# set before the history starts.
-placed = st.lists(st.tuples(address, st.sampled_from([{"state": "FL"}, {"timezone": "America/Los_Angeles"},
-                                                      {"timezone": "Asia/Tokyo", "state": "NY"}])), max_size=2)
 
 
-@given(people=placed, sequence=steps)
+@given(sequence=steps)
 @settings(max_examples=20, deadline=None, report_multiple_bugs=False,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-def test_every_decision_replays_as_it_was_made(client, clock, start_over, people, sequence) -> None:  # type: ignore[no-untyped-def]
+def test_every_decision_replays_as_it_was_made(client, clock, start_over, sequence) -> None:  # type: ignore[no-untyped-def]
     keys = start_over(NOON_ET)
     writer, sender = keys["writer"], keys["sender"]
     now = NOON_ET
     decisions: list[int] = []
     reservations: list[int] = []
-    for where, attributes in people:
-        client.post("/v1/identities", json={**where, "attributes": attributes}, headers=writer)
     for number, step in enumerate(sequence):
         now += timedelta(minutes=1)
         clock.set(now)
@@ -86,6 +83,8 @@ def test_every_decision_replays_as_it_was_made(client, clock, start_over, people
                 client.delete(f"/v1/reservations/{reservation}", headers=sender)
         elif kind == "person":
             client.post("/v1/identities", json={"phone": step[1], "email": step[2]}, headers=writer)
+        elif kind == "place":
+            client.post("/v1/identities", json={**step[1], "attributes": step[2]}, headers=writer)
         elif kind == "text":
             twilio(client, step[2], f"SM-replay-{number}", phone=step[1])
         elif kind == "wait":
