@@ -74,7 +74,8 @@ def evidence(identity_id: int) -> Response:
     query = parse_query(EvidenceQuery)
     with rt.store.transaction(write=False) as session:
         person = require_identity(session, identity_id)
-        body = identity_evidence(session, person, rt.clock(), since=utc(query.since), until=utc(query.until))
+        body = identity_evidence(session, person, rt.clock(), rt.secret_key, since=utc(query.since),
+                                 until=utc(query.until))
     response = jsonify(body)
     response.headers["Content-Disposition"] = f'attachment; filename="evidence-identity-{identity_id}.json"'
     return response

@@ -49,7 +49,7 @@ def evidence(identity_id: int, output: click.utils.LazyFile, since: datetime | N
 
     rt = open_runtime()
     with rt.store.transaction(write=False) as session:
-        bundle = identity_evidence(session, require_identity(session, identity_id), rt.clock(),
+        bundle = identity_evidence(session, require_identity(session, identity_id), rt.clock(), rt.secret_key,
                                    since=as_utc(since) if since else None, until=as_utc(until) if until else None)
     json.dump(bundle, output, indent=2, default=str)
     output.write("\n")

@@ -15,9 +15,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
 from consentgate.core.timefmt import iso_z
+from consentgate.core.tombstones import tombstone_hash
 from consentgate.services.directory import identity_view
 from consentgate.services.identities import identity_group
 from consentgate.store.chain import LIFT
@@ -26,16 +28,21 @@ from consentgate.store.models import (
     ConsentEvent,
     ContactPoint,
     DecisionRecord,
+    DncNumber,
     ErasureEvent,
     Identity,
     InboundMessage,
     MergeEvent,
     Revocation,
     Suppression,
+    Tombstone,
     Touch,
 )
 
 BUNDLE_VERSION = "consentgate-evidence/1"
+# What the bundle shows of another person's opt-out for the whole company.
+_ACCOUNT_FIELDS = ("id", "scope", "account_domain", "channels", "purposes", "brands", "source", "received_at",
+                   "effective_at", "deadline_at", "lifted_at", "erased")
 
 
 def _window(query: Any, column: Any, since: datetime | None, until: datetime | None) -> Any:
@@ -58,10 +65,10 @@ def _row(obj: Any, drop: tuple[str, ...] = ("pii_salt",)) -> dict[str, Any]:
     return out
 
 
-def identity_evidence(session: Session, person: Identity, now: Any, since: datetime | None = None,
+def identity_evidence(session: Session, person: Identity, now: Any, secret: str, since: datetime | None = None,
                       until: datetime | None = None) -> dict[str, Any]:
     """``since``/``until``: only the touches (by ``at``) and decisions (by ``decided_at``) in
-    ``[since, until)``."""
+    ``[since, until)``; ``secret`` finds the tombstones of the person's addresses."""
     assert person.id is not None
     ids = identity_group(session, person.id)
     identities = list(session.exec(select(Identity).where(col(Identity.id).in_(ids))))
@@ -79,12 +86,27 @@ def identity_evidence(session: Session, person: Identity, now: Any, since: datet
                                 .order_by(col(Touch.id))))
     decisions = list(session.exec(_window(select(DecisionRecord).where(col(DecisionRecord.identity_id).in_(ids)),
                                           DecisionRecord.decided_at, since, until).order_by(col(DecisionRecord.id))))
+    # What else a decision about them may cite: everyone's opt-outs for their company (another
+    # person's rows, so without that person's words or addresses), opt-outs an erased earlier
+    # owner of one of their addresses left behind, and the National DNC Registry's entries.
+    domains = {i.account_domain for i in identities if i.account_domain}
+    company = list(session.exec(select(Revocation).where(
+        Revocation.scope == "account", col(Revocation.account_domain).in_(domains),
+        or_(col(Revocation.identity_id).is_(None), col(Revocation.identity_id).not_in(ids)))
+        .order_by(col(Revocation.id)))) if domains else []
+    hashes = [tombstone_hash(secret, cp.kind, cp.value) for cp in cps if cp.value is not None]
+    # ... and, for an erased person, the tombstones their own erasure left.
+    tombstones = list(session.exec(select(Tombstone).where(or_(
+        col(Tombstone.address_hash).in_(hashes), col(Tombstone.erasure_event_id).in_([e.id for e in erasures])))
+        .order_by(col(Tombstone.id))))
+    phones = [cp.value for cp in cps if cp.kind == "phone" and cp.value is not None]
+    registry = list(session.exec(select(DncNumber).where(col(DncNumber.phone).in_(phones)))) if phones else []
     message_ids = {r.inbound_message_id for r in revocations if r.inbound_message_id} | {
         c.inbound_message_id for c in consents if c.inbound_message_id}
     messages = {m.id: m for m in session.exec(select(InboundMessage).where(col(InboundMessage.id).in_(message_ids)))}
 
-    ledger = {"consent_event": [c.id for c in consents], "revocation": [r.id for r in revocations],
-              LIFT: [r.id for r in revocations if r.lifted_at is not None],
+    ledger = {"consent_event": [c.id for c in consents], "revocation": [r.id for r in (*revocations, *company)],
+              LIFT: [r.id for r in (*revocations, *company) if r.lifted_at is not None],
               "suppression": [s.id for s in suppressions], "merge_event": [m.id for m in merges],
               "erasure_event": [e.id for e in erasures]}
     chain = []
@@ -113,6 +135,10 @@ def identity_evidence(session: Session, person: Identity, now: Any, since: datet
         "contact_points": [_row(cp) for cp in cps],
         "consent_events": [with_message(c) for c in consents],
         "revocations": [with_message(r) for r in revocations],
+        "account_revocations": [{name: value for name, value in _row(r).items() if name in _ACCOUNT_FIELDS}
+                                for r in company],
+        "tombstones": [_row(t) for t in tombstones],
+        "dnc_registry": [_row(n) for n in registry],
         "suppressions": [_row(s) for s in suppressions],
         "merges": [_row(m) for m in merges],
         "erasures": [_row(e) for e in erasures],
