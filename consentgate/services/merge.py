@@ -1,9 +1,10 @@
 """Merging duplicate people into one survivor.
 
-The oldest identity survives. Contact points and touches move to it; ledger rows (consents,
-revocations, suppressions) stay where they were written, because the tamper-evident chain
-covers them, and are read through the survivor's identity group instead. Consent therefore
-never widens (it stays on its contact point and channel) and no revocation is ever dropped.
+The oldest identity survives. Contact points and touches move to it (``merge_move`` keeps who
+had them, for replays of earlier decisions); ledger rows (consents, revocations, suppressions)
+stay where they were written, because the tamper-evident chain covers them, and are read
+through the survivor's identity group instead. Consent therefore never widens (it stays on its
+contact point and channel) and no revocation is ever dropped.
 """
 
 from __future__ import annotations
@@ -11,14 +12,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import update
+from sqlalchemy import insert, literal, select, update
 from sqlmodel import Session
 
 from consentgate.errors import Conflict, NotFound
 from consentgate.services.identities import survivor
 from consentgate.services.keys import Actor
 from consentgate.store import chain
-from consentgate.store.models import ContactPoint, Identity, MergeEvent, Touch
+from consentgate.store.models import ContactPoint, Identity, MergeEvent, MergeMove, Touch
 
 _ATTRIBUTES = ("timezone", "state", "country", "name", "status_at_last_touch", "last_touch_channel",
                "last_touch_at", "account_domain")
@@ -49,16 +50,20 @@ def merge_into(session: Session, keep: Identity, absorbed: Identity, reason: str
     absorbed.updated_at = now
     keep.updated_at = now
     session.add_all([keep, absorbed])
-    session.execute(update(Identity).where(Identity.merged_into_id == absorbed.id)  # type: ignore[arg-type]
-                    .values(merged_into_id=keep.id))
-    session.execute(update(ContactPoint).where(ContactPoint.identity_id == absorbed.id)  # type: ignore[arg-type]
-                    .values(identity_id=keep.id))
-    session.execute(update(Touch).where(Touch.identity_id == absorbed.id)  # type: ignore[arg-type]
-                    .values(identity_id=keep.id))
     event = MergeEvent(survivor_id=keep.id, absorbed_id=absorbed.id, reason=reason, created_at=now,
                        api_key_id=actor.key_id if actor else None)
     session.add(event)
     session.flush()
+    session.execute(update(Identity).where(Identity.merged_into_id == absorbed.id)  # type: ignore[arg-type]
+                    .values(merged_into_id=keep.id))
+    for model, kind in ((ContactPoint, "contact_point"), (Touch, "touch")):
+        # Who had each row until now, for replays of decisions made before this merge.
+        table = model.__table__  # type: ignore[attr-defined]
+        session.execute(insert(MergeMove).from_select(
+            ["merge_event_id", "kind", "row_id", "from_identity_id"],
+            select(literal(event.id), literal(kind), table.c.id, table.c.identity_id)
+            .where(table.c.identity_id == absorbed.id)))
+        session.execute(update(table).where(table.c.identity_id == absorbed.id).values(identity_id=keep.id))
     chain.append(session, "merge_event", [event], now)
     return event
 

@@ -7,6 +7,7 @@ the decision's own reservation left out), and every policy version served is sto
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -15,7 +16,7 @@ from sqlmodel import Session, col, select
 
 from consentgate.core.addresses import Address
 from consentgate.core.eligibility import decide
-from consentgate.core.facts import EligibilityRequest
+from consentgate.core.facts import EligibilityRequest, Subject
 from consentgate.core.policy import LoadedPolicy
 from consentgate.core.timefmt import iso_z
 from consentgate.errors import Conflict, NotFound
@@ -23,8 +24,8 @@ from consentgate.services.eligibility import PLACED
 from consentgate.services.identities import contact_point_for_channel, find_by_address, survivor
 from consentgate.services.policies import policy_at_version
 from consentgate.store.driver import Driver
-from consentgate.store.models import DecisionRecord, Identity, MergeEvent
-from consentgate.store.subjects import IdentityRow, group_ids, load_subject
+from consentgate.store.models import ContactPoint, DecisionRecord, Identity, MergeEvent, MergeMove
+from consentgate.store.subjects import IdentityRow, Person, group_ids, load_subject
 
 
 def replay_decision(session: Session, secret: str, decision_id: int,
@@ -53,10 +54,14 @@ def replay_decision(session: Session, secret: str, decision_id: int,
     if identity is not None and (identity.created_at > record.decided_at):
         identity, target = None, None     # the person was not known yet when the gate decided
     placed = request.get(PLACED)
-    if identity is not None and isinstance(placed, dict):
-        identity = _as_placed(identity, placed)
-    subject = load_subject(Driver.of(session.connection()), policy, secret, identity=identity, target=target, at=at,
-                           as_of=record.decided_at, exclude_decision=record.id)
+    later = _merges_since(session, identity, record.decided_at)
+    if identity is not None and later and record.identity_id is not None:
+        subject = _before_merges(session, policy, secret, record, identity, kind, address, placed, at, later)
+    else:
+        if identity is not None and isinstance(placed, dict):
+            identity = _as_placed(identity, placed)
+        subject = load_subject(Driver.of(session.connection()), policy, secret, identity=identity, target=target,
+                               at=at, as_of=record.decided_at, exclude_decision=record.id)
     question = EligibilityRequest(
         channel=record.channel, purpose=record.purpose, at=at, program=request.get("program"),
         segment=request.get("segment"), campaign=request.get("campaign"), brand=request.get("brand"))
@@ -75,7 +80,8 @@ def replay_decision(session: Session, secret: str, decision_id: int,
         }
     return {
         "decision_id": record.id,
-        "merged_since": _merged_since(session, identity, record.decided_at),
+        "merged_since": [{"survivor_id": m.survivor_id, "absorbed_id": m.absorbed_id,
+                          "merged_at": iso_z(m.created_at)} for m in later],
         "decided_at": iso_z(record.decided_at),
         "policy_version": record.policy_version,
         "original": {"allowed": record.allowed, "codes": original_codes, "consent_id": record.consent_id},
@@ -88,7 +94,7 @@ def replay_decision(session: Session, secret: str, decision_id: int,
     }
 
 
-def _as_placed(identity: Identity, placed: dict[str, Any]) -> IdentityRow:
+def _as_placed(identity: Any, placed: dict[str, Any]) -> IdentityRow:
     """The person with the company and place logged with the decision (``eligibility._placed``),
     not today's: the identity keeps no history of them."""
     assert identity.id is not None
@@ -96,19 +102,66 @@ def _as_placed(identity: Identity, placed: dict[str, Any]) -> IdentityRow:
                        placed.get("country"), identity.is_test, None)
 
 
-def _merged_since(session: Session, identity: Identity | None, decided_at: datetime) -> list[dict[str, Any]]:
-    """Merges of the person after the decision. The ledger keeps who said what, but a merge moves
-    the absorbed person's addresses and touches to the survivor and fills the survivor's missing
-    attributes, and that earlier state is not kept: the replay reads the person as merged, and
-    may differ for that reason alone."""
+def _merges_since(session: Session, identity: Identity | None, decided_at: datetime) -> list[MergeEvent]:
+    """Merges of the person (as they are now) made after the decision."""
     if identity is None or identity.id is None:
         return []
     group = group_ids(session, identity.id)
-    merges = session.exec(select(MergeEvent).where(
+    return list(session.exec(select(MergeEvent).where(
         or_(col(MergeEvent.survivor_id).in_(group), col(MergeEvent.absorbed_id).in_(group)),
-        MergeEvent.created_at > decided_at).order_by(col(MergeEvent.id))).all()
-    return [{"survivor_id": m.survivor_id, "absorbed_id": m.absorbed_id, "merged_at": iso_z(m.created_at)}
-            for m in merges]
+        MergeEvent.created_at > decided_at).order_by(col(MergeEvent.id))))
+
+
+def _group_at(session: Session, root: int, instant: datetime) -> set[int]:
+    """``root`` and everyone merged into them (directly or not) by ``instant``."""
+    group, frontier = {root}, {root}
+    while frontier:
+        absorbed = set(session.exec(select(MergeEvent.absorbed_id).where(
+            col(MergeEvent.survivor_id).in_(frontier), MergeEvent.created_at <= instant))) - group
+        group |= absorbed
+        frontier = absorbed
+    return group
+
+
+def _before_merges(session: Session, policy: LoadedPolicy, secret: str, record: DecisionRecord, now: Identity,
+                   kind: str | None, address: Any, placed: Any, at: datetime, later: list[MergeEvent]) -> Subject:
+    """The facts about the person the decision was about, as they stood apart from the people
+    merged with them since (``later``): each contact point and touch those merges moved counts as
+    its earlier owner's (``merge_move``); ledger rows never move. Merges made before moves were
+    recorded moved rows the replay then reads as the survivor's."""
+    assert record.identity_id is not None and now.id is not None
+    decided = record.decided_at
+    then = _group_at(session, record.identity_id, decided)
+    owner: dict[tuple[str, int], int] = {}
+    moves = session.exec(select(MergeMove).join(MergeEvent, col(MergeEvent.id) == col(MergeMove.merge_event_id))
+                         .where(col(MergeMove.merge_event_id).in_([m.id for m in later]))
+                         .order_by(col(MergeEvent.created_at).desc(), col(MergeEvent.id).desc()))
+    for move in moves:   # the latest first: the earliest merge after the decision says who had it then
+        owner[(move.kind, move.row_id)] = move.from_identity_id
+    addresses = [cp for cp in session.exec(
+        select(ContactPoint).where(col(ContactPoint.identity_id).in_(group_ids(session, now.id)),
+                                   col(ContactPoint.value).is_not(None), ContactPoint.created_at <= decided)
+        .order_by(col(ContactPoint.id)))
+        if owner.get(("contact_point", cp.id or 0), cp.identity_id) in then]
+    target = None
+    if kind is not None:   # the address named, else their first of the kind (as a check finds it)
+        wanted = (address["kind"], address["value"]) if isinstance(address, dict) and address.get("value") else None
+        target = next((cp for cp in addresses if ((cp.kind, cp.value) == wanted if wanted else cp.kind == kind)),
+                      None)
+    person = session.get(Identity, record.identity_id)
+    assert person is not None
+    identity = _as_placed(person, placed if isinstance(placed, dict) else {
+        "account_domain": person.account_domain, "timezone": person.timezone, "state": person.state,
+        "country": person.country})
+    driver = Driver.of(session.connection())
+    group = (identity.id, *sorted(then - {identity.id}))
+    subject = load_subject(driver, policy, secret, identity=identity, target=target, at=at, as_of=decided,
+                           exclude_decision=record.id, person=Person(identity, addresses, group))
+    # Touches moved: read those of everyone merged with them now, and keep the ones theirs then.
+    everyone = load_subject(driver, policy, secret, identity=now, target=target, at=at, as_of=decided,
+                            exclude_decision=record.id)
+    return replace(subject, touches=tuple(t for t in everyone.touches if owner.get(("touch", t.id), t.identity_id)
+                                          in then))
 
 
 def _instant(value: Any) -> Any:

@@ -210,6 +210,19 @@ class MergeEvent(SQLModel, table=True):
     api_key_id: int | None = Field(default=None, foreign_key="api_key.id")
 
 
+class MergeMove(SQLModel, table=True):
+    """A contact point or touch a merge moved from the absorbed person to the survivor: what a
+    replay of a decision made before the merge needs to tell who had it then."""
+
+    __tablename__ = "merge_move"
+
+    id: int | None = Field(default=None, primary_key=True)
+    merge_event_id: int = Field(foreign_key="merge_event.id", index=True)
+    kind: str = Field(max_length=16)          # contact_point | touch
+    row_id: int
+    from_identity_id: int
+
+
 class ErasureEvent(SQLModel, table=True):
     __tablename__ = "erasure_event"
 

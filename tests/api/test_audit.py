@@ -394,9 +394,9 @@ def test_replay_knows_when_a_reservation_gave_its_slot_back(client, keys, clock)
         assert body["same"] is True and body["replayed"]["allowed"] is True
 
 
-def test_replay_names_the_merges_made_since_the_decision(client, keys, clock) -> None:  # type: ignore[no-untyped-def]
-    # A merge moves the absorbed person's addresses and touches to the survivor and keeps no
-    # record of how they stood apart: the replay reads the person as merged and says so.
+def test_replay_reads_a_person_as_they_stood_before_a_later_merge(client, keys, clock) -> None:  # type: ignore[no-untyped-def]
+    # Merged later with someone who had said stop to everything: the decision did not know them
+    # as one person, and the replay does not either; it names the merge.
     clock.set(NOON_ET)
     first = client.post("/v1/identities", json={"phone": PHONE}, headers=keys["writer"]).get_json()["identity_id"]
     other = client.post("/v1/identities", json={"email": "twin@corp.com"},
@@ -413,7 +413,10 @@ def test_replay_names_the_merges_made_since_the_decision(client, keys, clock) ->
     body = client.post(f"/v1/decisions/{asked['decision_id']}/replay", headers=keys["auditor"]).get_json()
     assert body["merged_since"] == [{"survivor_id": first, "absorbed_id": other,
                                      "merged_at": "2026-11-25T18:00:00Z"}]
-    assert "REVOKED" in body["replayed"]["codes"] and body["same"] is False
+    assert body["same"] is True and "REVOKED" not in body["replayed"]["codes"]
+    # Today the two are one, and their stop holds.
+    assert "REVOKED" in [r["code"] for r in client.post("/v1/eligibility", json={
+        "phone": PHONE, "channel": "voice", "purpose": "transactional"}, headers=keys["sender"]).get_json()["reasons"]]
 
 
 def test_replay_places_the_person_where_the_decision_did(client, keys, clock) -> None:  # type: ignore[no-untyped-def]
