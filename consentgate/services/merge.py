@@ -25,6 +25,10 @@ _ATTRIBUTES = ("timezone", "state", "country", "name", "status_at_last_touch", "
                "last_touch_at", "account_domain")
 
 
+_CONTACT_POINT = ContactPoint.__table__  # type: ignore[attr-defined]
+_TOUCH = Touch.__table__  # type: ignore[attr-defined]
+
+
 def oldest(identities: Iterable[Identity]) -> Identity:
     return min(identities, key=lambda i: (i.created_at, i.id or 0))
 
@@ -56,9 +60,8 @@ def merge_into(session: Session, keep: Identity, absorbed: Identity, reason: str
     session.flush()
     session.execute(update(Identity).where(Identity.merged_into_id == absorbed.id)  # type: ignore[arg-type]
                     .values(merged_into_id=keep.id))
-    for model, kind in ((ContactPoint, "contact_point"), (Touch, "touch")):
+    for table, kind in ((_CONTACT_POINT, "contact_point"), (_TOUCH, "touch")):
         # Who had each row until now, for replays of decisions made before this merge.
-        table = model.__table__  # type: ignore[attr-defined]
         session.execute(insert(MergeMove).from_select(
             ["merge_event_id", "kind", "row_id", "from_identity_id"],
             select(literal(event.id), literal(kind), table.c.id, table.c.identity_id)

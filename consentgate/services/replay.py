@@ -58,9 +58,8 @@ def replay_decision(session: Session, secret: str, decision_id: int,
     if identity is not None and later and record.identity_id is not None:
         subject = _before_merges(session, policy, secret, record, identity, kind, address, placed, at, later)
     else:
-        if identity is not None and isinstance(placed, dict):
-            identity = _as_placed(identity, placed)
-        subject = load_subject(Driver.of(session.connection()), policy, secret, identity=identity, target=target,
+        seen: Any = _as_placed(identity, placed) if identity is not None and isinstance(placed, dict) else identity
+        subject = load_subject(Driver.of(session.connection()), policy, secret, identity=seen, target=target,
                                at=at, as_of=record.decided_at, exclude_decision=record.id)
     question = EligibilityRequest(
         channel=record.channel, purpose=record.purpose, at=at, program=request.get("program"),
