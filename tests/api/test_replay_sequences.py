@@ -1,6 +1,6 @@
-"""Replay through any sequence of ledger writes, checks, reservations, texts, changes of place and
-merges: every decision the gate logged, re-run later on the ledger as it stood at its instant,
-gives the same answer, merged since or not."""
+"""Replay through any sequence of ledger writes, checks (single and batched), reservations, texts,
+changes of place and merges: every decision the gate logged, re-run later on the ledger as it
+stood at its instant, gives the same answer, merged since or not."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ steps = st.lists(st.one_of(
     st.tuples(st.just("suppress"), address, st.sampled_from(["bounce", "dnc_national", "reassigned", "litigator"])),
     st.tuples(st.just("touch"), address, st.integers(-3, 0)),
     st.tuples(st.just("check"), address, st.booleans(), st.sampled_from([None, "reactivation"])),
+    st.tuples(st.just("batch"), st.lists(st.tuples(address, st.booleans()), min_size=1, max_size=4)),
     st.tuples(st.just("use"), st.integers(0, 20), st.booleans()),
     st.tuples(st.just("person"), st.sampled_from(PHONES), st.sampled_from(EMAILS)),
     st.tuples(st.just("place"), address, st.sampled_from([{"state": "FL"}, {"timezone": "America/Los_Angeles"},
@@ -72,6 +73,14 @@ def test_every_decision_replays_as_it_was_made(client, clock, start_over, sequen
                 answer = client.post("/v1/eligibility", json={**where, "channel": channel, "purpose": "marketing",
                                                               "program": program, "reserve": reserve},
                                      headers=sender).get_json()
+                decisions.append(answer["decision_id"])
+                if answer.get("reservation_id"):
+                    reservations.append(answer["reservation_id"])
+        elif kind == "batch":
+            items = [{**where, "channel": CHANNELS[next(iter(where))][0], "purpose": "marketing",
+                      "program": "reactivation", "reserve": reserve} for where, reserve in step[1]]
+            answers = client.post("/v1/eligibility/batch", json={"items": items}, headers=sender).get_json()
+            for answer in answers["decisions"]:
                 decisions.append(answer["decision_id"])
                 if answer.get("reservation_id"):
                     reservations.append(answer["reservation_id"])
