@@ -37,6 +37,7 @@ bench: install
 	$(BIN)/python bench/eligibility.py --postgresql $(PG_ADMIN_URL)
 	$(BIN)/python bench/import.py --postgresql $(PG_ADMIN_URL)
 	$(BIN)/python bench/reports.py --postgresql $(PG_ADMIN_URL)
+	$(BIN)/python bench/decide.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache consentgate.db consentgate.db-* .consentgate-secret
