@@ -287,13 +287,14 @@ def _timed_reasons(subject: Subject, request: EligibilityRequest, policy: Loaded
 _WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
+@lru_cache(maxsize=4096)
 def _window_limits(windows: tuple[Window, ...], at: datetime, describe: bool) -> tuple[Limit, ...]:
     """The calling windows closed at ``at``, as limits.
 
     Whether a window is open changes only at whole minutes (nearly always: ``steady_minute``),
     so the limits are worked out once per minute and placement and cached: every check has an
     instant of its own, and working them out costs more than the rest of the decision. Only the
-    recipient's exact local time is the instant's own.
+    recipient's exact local time is the instant's own (cached too: a batch asks at one instant).
     """
     if not windows:
         return ()
