@@ -349,13 +349,16 @@ RANKING_KEY = "consent_type_ranking"
 def canonical_json(policy: Policy) -> str:
     """The canonical content a policy version is the hash of: sorted keys, no whitespace, and the
     consent types' ranking (``RANKING_KEY``)."""
-    return json.dumps({**policy.model_dump(mode="json"), RANKING_KEY: list(policy.consent_types)},
-                      sort_keys=True, separators=(",", ":"))
+    return _sorted_json({**policy.model_dump(mode="json"), RANKING_KEY: list(policy.consent_types)})
 
 
 def legacy_canonical_json(policy: Policy) -> str:
     """The canonical content as versions were hashed before the ranking was kept (sorted keys only)."""
-    return json.dumps(policy.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return _sorted_json(policy.model_dump(mode="json"))
+
+
+def _sorted_json(data: Any) -> str:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
 
 def from_canonical(canonical: str) -> Policy | None:

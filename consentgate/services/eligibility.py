@@ -468,7 +468,7 @@ def _bulk_facts(session: Session, bulk: list[tuple[int, EligibilityIn, Any]], po
     return wanted, named, load_subjects(session, policy, secret, wanted, ats)
 
 
-# The decision log request's key for the person's company and place (``_placed``); erasure removes it.
+# The decision log request's key for the person's company and place (``placement``); erasure removes it.
 PLACED = "placed"
 _LOG_COLUMNS = ("identity_id", "address_hash", "channel", "purpose", "request", "allowed", "reasons", "codes",
                 "next_allowed_at", "consent_id", "reservation_id", "policy_version", "decided_at", "api_key_id",
@@ -506,13 +506,15 @@ def _record_row(item: EligibilityIn, identity: Any | None, named: dict[str, Any]
     }
 
 
+def placement(identity: Any) -> dict[str, Any]:
+    """Where the person is and which company they are at, as a decision sees it: logged with the
+    decision (``PLACED``) because the identity keeps no history of them, and a replay needs them."""
+    return {"account_domain": identity.account_domain, "timezone": identity.timezone,
+            "state": identity.state, "country": identity.country}
+
+
 def _placed(identity: Any | None) -> dict[str, Any]:
-    """Where the person was and which company they were at, as the decision saw it: kept with the
-    decision because the identity keeps no history of them, and a replay needs them (``replay``)."""
-    if identity is None:
-        return {}
-    return {PLACED: {"account_domain": identity.account_domain, "timezone": identity.timezone,
-                     "state": identity.state, "country": identity.country}}
+    return {} if identity is None else {PLACED: placement(identity)}
 
 
 def _problem(index: int, exc: ConsentgateError) -> dict[str, Any]:

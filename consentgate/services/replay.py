@@ -20,7 +20,7 @@ from consentgate.core.facts import EligibilityRequest, Subject
 from consentgate.core.policy import LoadedPolicy
 from consentgate.core.timefmt import iso_z
 from consentgate.errors import Conflict, NotFound
-from consentgate.services.eligibility import PLACED
+from consentgate.services.eligibility import PLACED, placement
 from consentgate.services.identities import contact_point_for_channel, find_by_address, survivor
 from consentgate.services.policies import policy_at_version
 from consentgate.store.driver import Driver
@@ -54,9 +54,10 @@ def replay_decision(session: Session, secret: str, decision_id: int,
     if identity is not None and (identity.created_at > record.decided_at):
         identity, target = None, None     # the person was not known yet when the gate decided
     placed = request.get(PLACED)
-    later = _merges_since(session, identity, record.decided_at)
+    group = group_ids(session, identity.id) if identity is not None and identity.id is not None else []
+    later = _merges_since(session, group, record.decided_at)
     if identity is not None and later and record.identity_id is not None:
-        subject = _before_merges(session, policy, secret, record, identity, kind, address, placed, at, later)
+        subject = _before_merges(session, policy, secret, record, identity, group, kind, address, placed, at, later)
     else:
         seen: Any = _as_placed(identity, placed) if identity is not None and isinstance(placed, dict) else identity
         subject = load_subject(Driver.of(session.connection()), policy, secret, identity=seen, target=target,
@@ -94,18 +95,17 @@ def replay_decision(session: Session, secret: str, decision_id: int,
 
 
 def _as_placed(identity: Any, placed: dict[str, Any]) -> IdentityRow:
-    """The person with the company and place logged with the decision (``eligibility._placed``),
+    """The person with the company and place logged with the decision (``eligibility.placement``),
     not today's: the identity keeps no history of them."""
     assert identity.id is not None
     return IdentityRow(identity.id, placed.get("account_domain"), placed.get("timezone"), placed.get("state"),
                        placed.get("country"), identity.is_test, None)
 
 
-def _merges_since(session: Session, identity: Identity | None, decided_at: datetime) -> list[MergeEvent]:
-    """Merges of the person (as they are now) made after the decision."""
-    if identity is None or identity.id is None:
+def _merges_since(session: Session, group: list[int], decided_at: datetime) -> list[MergeEvent]:
+    """Merges of the person (``group``: as they are now) made after the decision."""
+    if not group:
         return []
-    group = group_ids(session, identity.id)
     return list(session.exec(select(MergeEvent).where(
         or_(col(MergeEvent.survivor_id).in_(group), col(MergeEvent.absorbed_id).in_(group)),
         MergeEvent.created_at > decided_at).order_by(col(MergeEvent.id))))
@@ -123,7 +123,8 @@ def _group_at(session: Session, root: int, instant: datetime) -> set[int]:
 
 
 def _before_merges(session: Session, policy: LoadedPolicy, secret: str, record: DecisionRecord, now: Identity,
-                   kind: str | None, address: Any, placed: Any, at: datetime, later: list[MergeEvent]) -> Subject:
+                   group_now: list[int], kind: str | None, address: Any, placed: Any, at: datetime,
+                   later: list[MergeEvent]) -> Subject:
     """The facts about the person the decision was about, as they stood apart from the people
     merged with them since (``later``): each contact point and touch those merges moved counts as
     its earlier owner's (``merge_move``); ledger rows never move. Merges made before moves were
@@ -138,7 +139,7 @@ def _before_merges(session: Session, policy: LoadedPolicy, secret: str, record: 
     for move in moves:   # the latest first: the earliest merge after the decision says who had it then
         owner[(move.kind, move.row_id)] = move.from_identity_id
     addresses = [cp for cp in session.exec(
-        select(ContactPoint).where(col(ContactPoint.identity_id).in_(group_ids(session, now.id)),
+        select(ContactPoint).where(col(ContactPoint.identity_id).in_(group_now),
                                    col(ContactPoint.value).is_not(None), ContactPoint.created_at <= decided)
         .order_by(col(ContactPoint.id)))
         if owner.get(("contact_point", cp.id or 0), cp.identity_id) in then]
@@ -149,9 +150,7 @@ def _before_merges(session: Session, policy: LoadedPolicy, secret: str, record: 
                       None)
     person = session.get(Identity, record.identity_id)
     assert person is not None
-    identity = _as_placed(person, placed if isinstance(placed, dict) else {
-        "account_domain": person.account_domain, "timezone": person.timezone, "state": person.state,
-        "country": person.country})
+    identity = _as_placed(person, placed if isinstance(placed, dict) else placement(person))
     driver = Driver.of(session.connection())
     group = (identity.id, *sorted(then - {identity.id}))
     subject = load_subject(driver, policy, secret, identity=identity, target=target, at=at, as_of=decided,
