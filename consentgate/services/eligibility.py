@@ -52,6 +52,7 @@ from consentgate.store.subjects import (
     lock_accounts,
     lock_people,
     read_identities,
+    read_named,
     read_people,
     read_person,
 )
@@ -157,6 +158,18 @@ def _until_unmoved(read: Callable[[], T]) -> T:
 def _read(driver: Driver, item: EligibilityIn, policy: LoadedPolicy, secret: str, at: datetime, prefix: str,
           lock: bool = False) -> tuple[IdentityRow | None, Any | None, dict[str, Any], Subject]:
     """The person a request names, the address, the request's own naming of it, and the facts."""
+    if not lock:
+        # By address, one statement reads the usual person whole; the way below knows the rest.
+        wanted_kind = policy.channels[item.channel].kind
+        address = normalise_ref(item.ref(), policy, prefix)
+        if isinstance(address, Address) and wanted_kind is not None:
+            _check_kind(address, item.channel, wanted_kind, prefix)
+            one = read_named(driver, policy, secret, address.kind, address.value, at)
+            if one is not None:
+                person, target, subject = one
+                named = {"address": {"kind": address.kind, "value": address.value}}
+                return (person.identity if person else None), target, named, subject
+
     def read() -> tuple[IdentityRow | None, Any | None, dict[str, Any], Subject]:
         person, target, named = _target(driver, item, item.channel, policy, prefix)
         identity = person.identity if person else None
@@ -196,10 +209,11 @@ def check(store: Store, item: EligibilityIn, policy: LoadedPolicy, secret: str, 
     """One eligibility question, as the API asks it: the decision log row's values and the decision.
 
     A reservation is decided and written in one locking transaction. A plain check reads without
-    a lock (two statements, checked against a merge in between) and then logs the decision in a
-    single insert, all on one driver connection, so concurrent checks barely wait for each
-    other. Either way the decision is committed before the answer leaves (whether a plain check's
-    commit waits for the disk is the store's ``synced_decisions``: see ``store.db.Store``).
+    a lock (one statement by address, ``read_named``; otherwise two, checked against a merge in
+    between) and then logs the decision in a single insert, all on one driver connection, so
+    concurrent checks barely wait for each other. Either way the decision is committed before the
+    answer leaves (whether a plain check's commit waits for the disk is the store's
+    ``synced_decisions``: see ``store.db.Store``).
     """
     if item.reserve:
         with store.transaction() as session:

@@ -76,9 +76,10 @@ def group_ids(session: Session, identity_id: int) -> list[int]:
 
 
 # The gate's look-ups are built once per dialect and executed with parameters: building a
-# statement costs more than running it on the hot path. The facts come back in two statements,
-# each table's rows aggregated to JSON by the database (one round trip for what used to take
-# eight), then read back into rows with named fields, which the fact builders read like ORM objects.
+# statement costs more than running it on the hot path. The person and the facts come back in
+# two statements, or one by address (``read_named``), each table's rows aggregated to JSON by
+# the database (one round trip for what used to take eight), then read back into rows with named
+# fields, which the fact builders read like ORM objects.
 
 # The columns each fact needs, per table.
 _FACT_COLUMNS: dict[Any, tuple[str, ...]] = {
@@ -265,41 +266,60 @@ def _facts_query(dialect: str, target: bool, account: bool, as_of: bool, exclude
     # The person and everyone merged into them, as parameters the planner sees (a subquery made
     # PostgreSQL guess hundreds of ids and scan whole tables).
     group = [bindparam(f"ids_{n}") for n in range(ids)]
+    # An erased person has no address left to hash: SQL has no empty IN list, so nothing matches.
+    hashed = col(Tombstone.address_hash).in_([bindparam(f"hashes_{n}") for n in range(hashes)]) if hashes else false()
+    parts = _fact_parts(dialect, lambda column: col(column).in_(group),
+                        target=bindparam("target") if target else None,
+                        domain=bindparam("domain") if account else None, hashed=hashed, phone=bindparam("phone"))
+    if as_of:
+        cutoff = bindparam("cutoff")
+        parts["consents"] = parts["consents"].where(ConsentEvent.recorded_at <= cutoff)
+        parts["revocations"] = parts["revocations"].where(Revocation.effective_at <= cutoff)
+        parts["tombstones"] = parts["tombstones"].where(Tombstone.erased_at <= cutoff)
+        parts["suppressions"] = parts["suppressions"].where(Suppression.created_at <= cutoff)
+        parts["touches"] = parts["touches"].where(Touch.created_at <= cutoff)
+        parts["account_touches"] = parts["account_touches"].where(Touch.created_at <= cutoff)
+        if exclude:
+            # Replaying decision ``exclude``: its own reservation, and those of decisions logged
+            # after it (later items of its batch, made at the same instant), did not exist yet.
+            # Ids follow the order decisions were logged in, so a higher one was never visible.
+            earlier = or_(col(Touch.decision_id).is_(None), col(Touch.decision_id) < bindparam("exclude"))
+            parts["touches"] = parts["touches"].where(earlier)
+            parts["account_touches"] = parts["account_touches"].where(earlier)
+    absorbed = aliased(Identity)
+    parts["root_merged_into"] = select(Identity.merged_into_id).where(Identity.id == bindparam("root"))
+    parts["absorbed"] = select(func.json_group_array(absorbed.id) if dialect == "sqlite"
+                               else func.json_agg(absorbed.id)).where(absorbed.merged_into_id == bindparam("root"))
+    return select(*(q.scalar_subquery().label(name) for name, q in parts.items()))
 
+
+def _fact_parts(dialect: str, in_group: Callable[[Any], Any], *, target: Any | None, domain: Any | None,
+                hashed: Any, phone: Any) -> dict[str, Any]:
+    """Each table's facts about one person as a JSON aggregate (``_json_rows``), in ``_Facts``
+    order: ``in_group`` says whether an identity id column is the person's or a merged one's,
+    ``target`` is the address's contact point id (None: every consent of the person), ``domain``
+    their company (None: none), ``hashed`` matches the tombstones of their addresses and ``phone``
+    the number looked up in the national registry."""
     def rows(model: Any, *where: Any) -> Any:
         return select(_json_rows(dialect, model)).where(*where)
 
-    consents = rows(ConsentEvent, col(ConsentEvent.identity_id).in_(group))
-    if target:
-        consents = consents.where(ConsentEvent.contact_point_id == bindparam("target"))
-    scope = col(Revocation.identity_id).in_(group)
-    if account:
-        scope = or_(scope, (Revocation.scope == "account") & (Revocation.account_domain == bindparam("domain")))
-    revocations = rows(Revocation, scope)
-    # An erased person has no address left to hash: SQL has no empty IN list, so nothing matches.
-    hashed = col(Tombstone.address_hash).in_([bindparam(f"hashes_{n}") for n in range(hashes)]) if hashes else false()
-    tombstones = rows(Tombstone, hashed, col(Tombstone.lifted_at).is_(None))
-    suppressions = rows(Suppression, col(Suppression.identity_id).in_(group))
-    dnc = rows(DncNumber, DncNumber.phone == bindparam("phone"))
-    touches = rows(Touch, col(Touch.identity_id).in_(group), Touch.at >= bindparam("since"))
-    account_touches = rows(Touch, Touch.account_domain == bindparam("domain"), Touch.at >= bindparam("since"))
-    if as_of:
-        cutoff = bindparam("cutoff")
-        consents = consents.where(ConsentEvent.recorded_at <= cutoff)
-        revocations = revocations.where(Revocation.effective_at <= cutoff)
-        tombstones = tombstones.where(Tombstone.erased_at <= cutoff)
-        suppressions = suppressions.where(Suppression.created_at <= cutoff)
-        touches = touches.where(Touch.created_at <= cutoff)
-        account_touches = account_touches.where(Touch.created_at <= cutoff)
-        if exclude:
-            touches = touches.where(or_(col(Touch.decision_id).is_(None), Touch.decision_id != bindparam("exclude")))
-    absorbed = aliased(Identity)
-    parts = {"consents": consents, "revocations": revocations, "tombstones": tombstones,
-             "suppressions": suppressions, "dnc": dnc, "touches": touches, "account_touches": account_touches,
-             "root_merged_into": select(Identity.merged_into_id).where(Identity.id == bindparam("root")),
-             "absorbed": select(func.json_group_array(absorbed.id) if dialect == "sqlite"
-                                else func.json_agg(absorbed.id)).where(absorbed.merged_into_id == bindparam("root"))}
-    return select(*(q.scalar_subquery().label(name) for name, q in parts.items()))
+    consents = rows(ConsentEvent, in_group(ConsentEvent.identity_id))
+    if target is not None:
+        consents = consents.where(ConsentEvent.contact_point_id == target)
+    scope = in_group(Revocation.identity_id)
+    if domain is not None:
+        scope = or_(scope, (Revocation.scope == "account") & (Revocation.account_domain == domain))
+    since = bindparam("since")
+    return {
+        "consents": consents,
+        "revocations": rows(Revocation, scope),
+        "tombstones": rows(Tombstone, hashed, col(Tombstone.lifted_at).is_(None)),
+        "suppressions": rows(Suppression, in_group(Suppression.identity_id)),
+        "dnc": rows(DncNumber, DncNumber.phone == phone),
+        "touches": rows(Touch, in_group(Touch.identity_id), Touch.at >= since),
+        "account_touches": rows(Touch, Touch.account_domain == (domain if domain is not None else bindparam("domain")),
+                                Touch.at >= since),
+    }
 
 
 class _Facts(NamedTuple):
@@ -412,11 +432,17 @@ def load_subject(driver: Driver, policy: LoadedPolicy, secret: str, *, identity:
     if cutoff is None and (found.root_merged_into is not None or sorted(_json_list(found.absorbed)) != group[1:]):
         raise PersonMoved(identity.id)
 
+    return _subject(found, identity, group, cps, target, _tombstones(_decode(Tombstone, found.tombstones), hashes,
+                                                                   identity.id), cutoff, policy)
+
+
+def _subject(found: _Facts, identity: Any, group: list[int], cps: list[Any], target: Any | None,
+             tombstones: list[RevocationFact], cutoff: datetime | None, policy: LoadedPolicy) -> Subject:
     revocations = [_as_of(revocation_fact(row), cutoff) for row in _decode(Revocation, found.revocations)]
-    revocations += _tombstones(_decode(Tombstone, found.tombstones), hashes, identity.id)
+    revocations += tombstones
     suppressions = [suppression_fact(row) for row in _decode(Suppression, found.suppressions)]
     suppressions += _national_dnc(_decode(DncNumber, found.dnc), identity.id, target, cutoff)
-    account_caps = bool(domain) and counts_accounts(policy)
+    account_caps = bool(identity.account_domain) and counts_accounts(policy)
     return Subject(
         identity=identity_fact(identity, group),
         target=contact_point_fact(target) if target is not None else None,
@@ -427,6 +453,56 @@ def load_subject(driver: Driver, policy: LoadedPolicy, secret: str, *, identity:
         touches=_touches_as_of(found.touches, cutoff),
         account_touches=_touches_as_of(found.account_touches, cutoff) if account_caps else (),
     )
+
+
+def _named_query(dialect: str) -> Any:
+    """``_person_query`` by address and ``_facts_query`` on what it finds, in one statement, for
+    the usual person: one nobody was merged into (``absorbed`` says), read live. The tombstones
+    are those of the address asked about (``hash``); the caller looks up any other address's."""
+    named = aliased(ContactPoint, name="named")
+    parts = _fact_parts(dialect, lambda column: column == Identity.id, target=named.id,
+                        domain=Identity.account_domain, hashed=Tombstone.address_hash == bindparam("hash"),
+                        phone=named.value)
+    parts["dnc"] = parts["dnc"].where(named.kind == "phone")
+    return (_person_query(dialect, "ids")
+            .add_columns(named.id, *(q.scalar_subquery().label(name) for name, q in parts.items()))
+            .join_from(Identity, named, named.identity_id == Identity.id)
+            .where(named.kind == bindparam("kind"), named.value == bindparam("value")))
+
+
+def read_named(driver: Driver, policy: LoadedPolicy, secret: str, kind: str, value: str,
+               at: datetime) -> tuple[Person | None, Any | None, Subject] | None:
+    """``read_person`` by address and ``load_subject`` for a touch through that address, in one
+    statement (one snapshot: no merge can land in between) rather than two.
+
+    Nobody holding the address gives (None, None, an unknown person's subject). None when this
+    way cannot say: the holder was merged into someone or absorbed someone (the caller reads
+    the two-statement way, which knows merges). A person
+    with addresses other than this one has their tombstones read in a second statement: only
+    this address's keyed hash is known before the person is read.
+    """
+    address_hash = tombstone_hash(secret, kind, value)
+    since = _TIME_PARAM[driver.dialect](at - lookback(policy))
+    row = driver.first(compiled(_named_query, driver.dialect),
+                       {"kind": kind, "value": value, "hash": address_hash, "since": since})
+    if row is None:
+        return None, None, Subject(identity=None, target=None)
+    found = _Found(_identity(row), row[7], row[8])
+    if found.merged_into_id is not None or _json_list(found.absorbed):
+        return None
+    person = _person(found)
+    target = next(cp for cp in person.contact_points if cp.id == row[9])
+    facts = _Facts(*row[10:17], None, None)   # no merges to report: checked above
+    hashes = {address_hash: target}
+    others = {tombstone_hash(secret, cp.kind, cp.value): cp for cp in person.contact_points
+              if cp.value is not None and cp is not target}
+    tombstone_rows = _decode(Tombstone, facts.tombstones)
+    if others:
+        hashes.update(others)
+        tombstone_rows += _fetch(driver, Tombstone, "tombstones", hashes=listed(others, driver.dialect))
+    tombstones = _tombstones(tombstone_rows, hashes, person.identity.id)
+    return person, target, _subject(facts, person.identity, list(person.group), person.contact_points, target,
+                                    tombstones, None, policy)
 
 
 def _touches_as_of(aggregate: Any, cutoff: datetime | None) -> tuple[TouchFact, ...]:

@@ -329,6 +329,33 @@ def test_an_account_cap_counts_colleagues_alike_in_batches_and_single_checks(  #
     assert made["decisions"][1]["reasons"][0]["per"] == "account"
 
 
+def test_a_batch_replays_without_the_slots_its_later_items_reserved(  # type: ignore[no-untyped-def]
+        client, keys, runtime, monkeypatch) -> None:
+    """Every item of a batch is decided at one instant: a reservation by a later item, for the
+    same person or a colleague, did not count for the items before it, and does not when their
+    decisions are replayed."""
+    with_account_cap(runtime, monkeypatch)
+    for email in ("ann@acme-replay.com", "ben@acme-replay.com", "cat@acme-replay.com"):
+        client.post("/v1/identities", json={"email": email}, headers=keys["writer"])
+    client.post("/v1/identities", json={"phone": "+13055550196", "email": "dee@other-replay.com"},
+                headers=keys["writer"])
+    consent(client, keys, phone="+13055550196")
+    item = {"channel": "email", "purpose": "marketing", "program": "reactivation"}
+    client.post("/v1/touches", json={"email": "ann@acme-replay.com", **item}, headers=keys["sender"])
+    client.post("/v1/touches", json={"phone": "+13055550196", **item, "channel": "sms"}, headers=keys["sender"])
+    items = [{"email": "ben@acme-replay.com", **item}, {"email": "cat@acme-replay.com", **item, "reserve": True},
+             {"phone": "+13055550196", **item, "channel": "sms"}, {"email": "dee@other-replay.com", **item,
+                                                                   "reserve": True}]
+    batch = client.post("/v1/eligibility/batch", json={"items": items}, headers=keys["sender"]).get_json()["decisions"]
+    assert [d["allowed"] for d in batch] == [True, True, True, True]
+    for decided in batch:
+        replay = client.post(f"/v1/decisions/{decided['decision_id']}/replay", headers=keys["auditor"]).get_json()
+        assert replay["same"] is True, replay
+    # The slots were taken all the same: the company's and Dee's are full now.
+    assert codes(ask(client, keys, phone=None, email="ben@acme-replay.com", **item)) == {"FATIGUE_CAP"}
+    assert codes(ask(client, keys, **{**item, "phone": "+13055550196", "channel": "sms"})) == {"FATIGUE_CAP"}
+
+
 def test_merged_people_are_decided_as_one(client, keys) -> None:  # type: ignore[no-untyped-def]
     """An absorbed id resolves to the survivor, and a revocation made before the merge still holds."""
     consent(client, keys)

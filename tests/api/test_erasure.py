@@ -131,6 +131,29 @@ def test_a_litigator_stays_stopped_on_every_address_after_erasure(client, keys, 
         assert not allowed and "DNC_INTERNAL" in codes, (channel, codes)
 
 
+def test_an_opt_out_left_on_one_address_stops_sends_to_the_others(client, keys, clock) -> None:  # type: ignore[no-untyped-def]
+    """Someone who opted out of everything by email and was erased comes back with that email
+    and a number never seen before: the tombstone on the email stops a text to the new number,
+    whichever address the check names."""
+    clock.set(NOON_ET)
+    email, new_phone = "otto.optout@corp.com", "+13055550179"
+    first = client.post("/v1/identities", json={"email": email}, headers=keys["writer"]).get_json()["identity_id"]
+    stop = client.post("/v1/revocations", json={"email": email, "channels": ["*"], "source": "email_link"},
+                       headers=keys["writer"])
+    assert stop.status_code == 201, stop.get_json()
+    assert client.delete(f"/v1/identities/{first}", headers=keys["admin"]).status_code == 200
+
+    again = client.post("/v1/identities", json={"phone": new_phone, "email": email}, headers=keys["writer"])
+    assert again.status_code == 201
+    client.post("/v1/consents", json={"phone": new_phone, "channel": "sms", "purpose": "marketing",
+                                      "consent_type": "express_written", "source": "web_form",
+                                      "captured_at": (NOON_ET - timedelta(days=1)).isoformat(),
+                                      "proof_uri": "https://proof.example.com/otto"}, headers=keys["writer"])
+    for address in ({"phone": new_phone}, {"identity_id": again.get_json()["identity_id"]}):
+        allowed, codes = _allowed(client, keys, "sms", **address)
+        assert not allowed and "DNC_INTERNAL" in codes, (address, codes)
+
+
 def test_tombstones_are_chained_with_their_erasure_until_they_expire(  # type: ignore[no-untyped-def]
         client, keys, person, runtime, clock, rows) -> None:
     """A tombstone narrowed or removed in the database before it expires (the address contactable

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.webhooks.test_sms_webhooks import twilio
@@ -36,6 +36,10 @@ steps = st.lists(st.one_of(
 
 
 @given(sequence=steps)
+# A batch's later item reserves for the same person at the same instant: the earlier item's
+# decision did not count that reservation, and neither may its replay.
+@example(sequence=[("touch", {"phone": PHONES[1]}, 0), ("person", PHONES[1], EMAILS[1]),
+                   ("batch", [({"phone": PHONES[1]}, False), ({"email": EMAILS[1]}, True)])])
 @settings(max_examples=20, deadline=None, report_multiple_bugs=False,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 def test_every_decision_replays_as_it_was_made(client, clock, start_over, sequence) -> None:  # type: ignore[no-untyped-def]
