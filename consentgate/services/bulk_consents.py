@@ -280,6 +280,14 @@ def write_plans(connection: Connection, plans: Iterable[Plan], policy: LoadedPol
     kept: list[Plan] = []
     stopped_at = None
     for index, plan in enumerate(plans):
+        if plan.person is None and len(plan.addresses) == 1:
+            # Most rows: one address and nothing about the person; a person at most, never a merge.
+            address = plan.addresses[0]
+            if address not in owner:
+                owner[address] = ("new", new_people)
+                new_people += 1
+            kept.append(plan)
+            continue
         external_id = plan.person[0] if plan.person else None
         owners = {owner[a] for a in plan.addresses if a in owner}
         if external_id is not None and external_id in claimed:
@@ -326,12 +334,17 @@ def write_plans(connection: Connection, plans: Iterable[Plan], policy: LoadedPol
     new_ids: list[int] = []
     if new_people:
         stamp = bind(connection.dialect, _IDENTITY, "created_at")(now)
-        said_of = [traits.get(("new", i), {}) for i in range(new_people)]
+        unsaid = (None,) * (1 + len(_PERSON_ATTRIBUTES))
+        people = []
+        for i in range(new_people):
+            said = traits.get(("new", i)) if traits else None
+            if said is None:
+                people.append((stamp, stamp, accounts.get(("new", i)), False, *unsaid))
+            else:
+                people.append((stamp, stamp, said.get("company") or accounts.get(("new", i)), False,
+                               said.get("external_id"), *(said.get(name) for name in _PERSON_ATTRIBUTES)))
         new_ids = insert_with_ids(connection, _IDENTITY, ("created_at", "updated_at", "account_domain", "is_test",
-                                                          "external_id", *_PERSON_ATTRIBUTES),
-                                  [(stamp, stamp, said.get("company") or accounts.get(("new", i)), False,
-                                    said.get("external_id"), *(said.get(name) for name in _PERSON_ATTRIBUTES))
-                                   for i, said in enumerate(said_of)])
+                                                          "external_id", *_PERSON_ATTRIBUTES), people)
 
     def identity_of(address: Address) -> int:
         state, number = owner[address]
