@@ -103,17 +103,19 @@ _ROW_TYPES: dict[Any, Any] = {model: namedtuple(f"{model.__name__}Row", names)  
 
 
 def _json_rows(dialect: str, model: Any) -> Any:
-    """An aggregate of the model's fact columns as a JSON array of objects (``[]`` for no rows)."""
+    """An aggregate of the model's fact columns as a JSON array of arrays, one per row, the
+    columns in ``_FACT_COLUMNS`` order (``[]`` for no rows). Arrays, not objects: the statements
+    stay short enough for psycopg to cache their parsing (4 KB), and rows are read by position."""
     table = _t(model)
-    pairs: list[Any] = []
+    columns: list[Any] = []
     for name in _FACT_COLUMNS[model]:
         column: Any = table.c[name]
         if dialect == "sqlite" and isinstance(column.type, JSON):
             column = func.json(column)   # SQLite keeps JSON as text: nest it, do not quote it
-        pairs += [literal_column(f"'{name}'"), column]
+        columns.append(column)
     if dialect == "sqlite":
-        return func.json_group_array(func.json_object(*pairs))
-    return func.coalesce(func.json_agg(func.json_build_object(*pairs)), literal_column("'[]'::json"))
+        return func.json_group_array(func.json_array(*columns))
+    return func.coalesce(func.json_agg(func.json_build_array(*columns)), literal_column("'[]'::json"))
 
 
 def _instant(value: str | None) -> datetime | None:
@@ -124,6 +126,8 @@ def _instant(value: str | None) -> datetime | None:
 
 _INSTANT_COLUMNS = {model: tuple(name for name in names if isinstance(_t(model).c[name].type, UTCDateTime))
                     for model, names in _FACT_COLUMNS.items()}
+_INSTANT_POSITIONS = {model: tuple(names.index(name) for name in _INSTANT_COLUMNS[model])
+                      for model, names in _FACT_COLUMNS.items()}
 
 
 def _json_list(value: Any) -> list[Any]:
@@ -134,13 +138,13 @@ def _json_list(value: Any) -> list[Any]:
 def _decode(model: Any, value: Any) -> list[Any]:
     """Rows (``_ROW_TYPES``) from a ``_json_rows`` aggregate."""
     rows = _json_list(value)
-    instants = _INSTANT_COLUMNS[model]
-    make = _ROW_TYPES[model]
+    instants = _INSTANT_POSITIONS[model]
+    make = _ROW_TYPES[model]._make
     out = []
     for row in rows:
-        for name in instants:
-            row[name] = _instant(row[name])
-        out.append(make(**row))
+        for index in instants:
+            row[index] = _instant(row[index])
+        out.append(make(row))
     return out
 
 
