@@ -102,7 +102,29 @@ def test_every_decision_replays_as_it_was_made(client, clock, start_over, sequen
             twilio(client, step[2], f"SM-replay-{number}", phone=step[1])
         elif kind == "wait":
             now += timedelta(minutes=step[1])
+    decisions += _batch_agrees_with_single_checks(client, sender)
     clock.set(now + timedelta(days=1))
     for decision_id in decisions:
         replay = client.post(f"/v1/decisions/{decision_id}/replay", headers=keys["auditor"]).get_json()
         assert replay.get("same") is True, (decision_id, replay)
+
+
+def _batch_agrees_with_single_checks(client, sender) -> list[int]:  # type: ignore[no-untyped-def]
+    """Every address on every channel, asked in one batch and one by one at the same instant:
+    the batch reads its facts by other code (set-based, for many people at once) and must answer
+    alike. The decision ids, for replay."""
+    items = [{**where, "channel": channel, "purpose": "marketing", "program": program}
+             for where in ADDRESSES for channel in CHANNELS[next(iter(where))]
+             for program in (None, "reactivation")]
+    batch = client.post("/v1/eligibility/batch", json={"items": items}, headers=sender).get_json()["decisions"]
+    ids = []
+    for item, from_batch in zip(items, batch, strict=True):
+        single = client.post("/v1/eligibility", json=item, headers=sender).get_json()
+        assert (from_batch["allowed"], _codes(from_batch), from_batch["identity_id"]) == (
+            single["allowed"], _codes(single), single["identity_id"]), (item, from_batch, single)
+        ids += [from_batch["decision_id"], single["decision_id"]]
+    return ids
+
+
+def _codes(answer) -> list[str]:  # type: ignore[no-untyped-def]
+    return sorted({reason["code"] for reason in answer["reasons"]})
