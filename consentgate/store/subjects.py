@@ -481,9 +481,9 @@ def read_named(driver: Driver, policy: LoadedPolicy, secret: str, kind: str, val
 
     Nobody holding the address gives (None, None, an unknown person's subject). None when this
     way cannot say: the holder was merged into someone or absorbed someone (the caller reads
-    the two-statement way, which knows merges). A person
-    with addresses other than this one has their tombstones read in a second statement: only
-    this address's keyed hash is known before the person is read.
+    the two-statement way, which knows merges). A person with addresses other than this one has
+    their tombstones read in a second statement: only this address's keyed hash is known before
+    the person is read.
     """
     address_hash = tombstone_hash(secret, kind, value)
     since = _TIME_PARAM[driver.dialect](at - lookback(policy))
