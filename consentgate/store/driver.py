@@ -1,9 +1,9 @@
 """The gate's hot path on the database driver's own connections.
 
-A plain eligibility check is one read (two by identity id) and one insert. Through SQLAlchemy each cost more
-Python than the database spent on it (pool checkout and reset, per-execution statement set-up,
-result processing), so the gate runs them as SQL that SQLAlchemy compiles once per dialect, on
-driver connections kept open by a small pool of their own. Everything else goes through
+A plain eligibility check is one read (two by identity id) and one insert. Through SQLAlchemy
+each cost more Python than the database spent on it (pool checkout and reset, per-execution
+statement set-up, result processing), so the gate runs them as SQL that SQLAlchemy compiles once
+per dialect, on driver connections kept open by a small pool of their own. Everything else goes through
 SQLAlchemy as usual; the same compiled statements also run inside a SQLAlchemy transaction
 (``Driver.of``), so one query serves both ways.
 
