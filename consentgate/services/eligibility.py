@@ -106,21 +106,19 @@ def _send_instant(item: EligibilityIn, now: datetime) -> datetime:
     return at if at is not None and at > now else now
 
 
-def _target(driver: Driver, item: AddressIn, channel: str, policy: LoadedPolicy,
-            prefix: str) -> tuple[Person | None, Any | None, dict[str, Any]]:
-    """The person and the address a request names, as rows; unknown addresses give (None, None).
+def _target(driver: Driver, ref: Address | int, wanted_kind: str | None
+            ) -> tuple[Person | None, Any | None, dict[str, Any]]:
+    """The person and the address a request names (``ref``, normalised and checked), as rows;
+    unknown addresses give (None, None).
 
     A channel that reaches the person (``address: none``) has no address to send to: any
     address the request names only finds the person."""
-    wanted_kind = policy.channels[channel].kind
-    target = normalise_ref(item.ref(), policy, prefix)
-    if isinstance(target, Address):
-        _check_kind(target, channel, wanted_kind, prefix)
-        person = read_person(driver, kind=target.kind, value=target.value)
-        named: dict[str, Any] = {"address": {"kind": target.kind, "value": target.value}}
-        return (person, _address(person, wanted_kind, target), named) if person else (None, None, named)
-    person = read_person(driver, identity_id=target)
-    named = {"identity_id": target}
+    if isinstance(ref, Address):
+        person = read_person(driver, kind=ref.kind, value=ref.value)
+        named: dict[str, Any] = {"address": {"kind": ref.kind, "value": ref.value}}
+        return (person, _address(person, wanted_kind, ref), named) if person else (None, None, named)
+    person = read_person(driver, identity_id=ref)
+    named = {"identity_id": ref}
     if person is None:
         return None, None, named
     return person, _address(person, wanted_kind), named
@@ -158,20 +156,20 @@ def _until_unmoved(read: Callable[[], T]) -> T:
 def _read(driver: Driver, item: EligibilityIn, policy: LoadedPolicy, secret: str, at: datetime, prefix: str,
           lock: bool = False) -> tuple[IdentityRow | None, Any | None, dict[str, Any], Subject]:
     """The person a request names, the address, the request's own naming of it, and the facts."""
-    if not lock:
-        # By address, one statement reads the usual person whole; the way below knows the rest.
-        wanted_kind = policy.channels[item.channel].kind
-        address = normalise_ref(item.ref(), policy, prefix)
-        if isinstance(address, Address) and wanted_kind is not None:
-            _check_kind(address, item.channel, wanted_kind, prefix)
-            one = read_named(driver, policy, secret, address.kind, address.value, at)
+    wanted_kind = policy.channels[item.channel].kind
+    ref = normalise_ref(item.ref(), policy, prefix)
+    if isinstance(ref, Address):
+        _check_kind(ref, item.channel, wanted_kind, prefix)
+        if not lock and wanted_kind is not None:
+            # By address, one statement reads the usual person whole; the way below knows the rest.
+            one = read_named(driver, policy, secret, ref.kind, ref.value, at)
             if one is not None:
                 person, target, subject = one
-                named = {"address": {"kind": address.kind, "value": address.value}}
+                named = {"address": {"kind": ref.kind, "value": ref.value}}
                 return (person.identity if person else None), target, named, subject
 
     def read() -> tuple[IdentityRow | None, Any | None, dict[str, Any], Subject]:
-        person, target, named = _target(driver, item, item.channel, policy, prefix)
+        person, target, named = _target(driver, ref, wanted_kind)
         identity = person.identity if person else None
         subject = load_subject(driver, policy, secret, identity=identity, target=target, at=at, lock=lock,
                                person=person)

@@ -3,9 +3,9 @@
 A plain eligibility check is one read (two by identity id) and one insert. Through SQLAlchemy
 each cost more Python than the database spent on it (pool checkout and reset, per-execution
 statement set-up, result processing), so the gate runs them as SQL that SQLAlchemy compiles once
-per dialect, on driver connections kept open by a small pool of their own. Everything else goes through
-SQLAlchemy as usual; the same compiled statements also run inside a SQLAlchemy transaction
-(``Driver.of``), so one query serves both ways.
+per dialect, on driver connections kept open by a small pool of their own. Everything else goes
+through SQLAlchemy as usual; the same compiled statements also run inside a SQLAlchemy
+transaction (``Driver.of``), so one query serves both ways.
 
 Connections here commit every statement on its own (SQLite's and psycopg's autocommit): a
 check reads without holding a lock and writes its decision log row in one statement.
