@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from typing import TextIO
 
 import click
 
@@ -43,7 +44,7 @@ def replay(decision_id: int) -> None:
               help="only the touches and decisions from then on (UTC unless an offset is given)")
 @click.option("--until", type=click.DateTime(_INSTANTS), default=None,
               help="only the touches and decisions before then")
-def evidence(identity_id: int, output: click.utils.LazyFile, since: datetime | None, until: datetime | None) -> None:
+def evidence(identity_id: int, output: TextIO, since: datetime | None, until: datetime | None) -> None:
     """Write the evidence bundle of a person: every ledger row behind their decisions, with chain links."""
     from consentgate.cli.base import open_runtime
 

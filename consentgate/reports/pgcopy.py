@@ -18,6 +18,7 @@ from sqlalchemy import Boolean, Integer, Select, Text, case, cast, func, literal
 from sqlmodel import Session
 
 from consentgate.reports.streaming import FLUSH_ROWS, FORMULA_STARTS
+from consentgate.store.bulk import driver_connection
 
 _COPY_ESCAPES = {"\\": "\\", "n": "\n", "r": "\r", "t": "\t", "b": "\b", "f": "\f", "v": "\v"}
 _ESCAPED = re.compile(r"\\(.)", re.DOTALL)
@@ -43,7 +44,7 @@ def csv_by_copy(session: Session, header: Sequence[str], statement: Select[Any])
     line = func.concat_ws(",", *(_cell(c) for c in statement.selected_columns))
     compiled = statement.with_only_columns(line, maintain_column_froms=True).compile(dialect=session.get_bind().dialect)
     yield ",".join(header) + "\r\n"
-    driver = session.connection().connection.driver_connection
+    driver = driver_connection(session.connection())
     pending: list[bytes] = []
     with driver.cursor() as cursor, cursor.copy(f"COPY ({compiled}) TO STDOUT", compiled.params) as copy:
         for row in copy:   # libpq gives one row per read in text format

@@ -337,12 +337,12 @@ def write_plans(connection: Connection, plans: Iterable[Plan], policy: LoadedPol
         unsaid = (None,) * (1 + len(_PERSON_ATTRIBUTES))
         people = []
         for i in range(new_people):
-            said = traits.get(("new", i)) if traits else None
-            if said is None:
+            told = traits.get(("new", i)) if traits else None
+            if told is None:
                 people.append((stamp, stamp, accounts.get(("new", i)), False, *unsaid))
             else:
-                people.append((stamp, stamp, said.get("company") or accounts.get(("new", i)), False,
-                               said.get("external_id"), *(said.get(name) for name in _PERSON_ATTRIBUTES)))
+                people.append((stamp, stamp, told.get("company") or accounts.get(("new", i)), False,
+                               told.get("external_id"), *(told.get(name) for name in _PERSON_ATTRIBUTES)))
         new_ids = insert_with_ids(connection, _IDENTITY, ("created_at", "updated_at", "account_domain", "is_test",
                                                           "external_id", *_PERSON_ATTRIBUTES), people)
 

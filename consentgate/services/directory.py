@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -13,7 +13,7 @@ from sqlmodel import Session, col, select
 from consentgate.core.addresses import Address, normalise_domain, normalise_email, normalise_phone
 from consentgate.core.consent import current_consents, is_expired
 from consentgate.core.policy import LoadedPolicy
-from consentgate.core.timefmt import iso_z
+from consentgate.core.timefmt import as_utc, iso_z
 from consentgate.errors import NotFound, ValidationFailed
 from consentgate.services.identities import ensure_contact_point, find_by_address, identity_group, survivor
 from consentgate.services.keys import Actor
@@ -175,7 +175,7 @@ def identity_view(session: Session, person: Identity, now: datetime) -> dict[str
     revocations = session.exec(select(Revocation).where(
         col(Revocation.identity_id).in_(group), col(Revocation.lifted_at).is_(None))
         .order_by(col(Revocation.id))).all()
-    account_revocations = []
+    account_revocations: Sequence[Revocation] = ()
     if person.account_domain:
         account_revocations = session.exec(select(Revocation).where(
             Revocation.scope == "account", Revocation.account_domain == person.account_domain,
@@ -269,7 +269,7 @@ class TimelineCursor(NamedTuple):
     def decode(cls, text: str) -> TimelineCursor:
         try:
             at, kind, row_id = text.split("|")
-            return cls(utc(datetime.fromisoformat(at.replace("Z", "+00:00"))), kind, int(row_id))
+            return cls(as_utc(datetime.fromisoformat(at.replace("Z", "+00:00"))), kind, int(row_id))
         except (ValueError, TypeError):
             raise ValidationFailed.field("after", "not a cursor this timeline gave (its 'next')") from None
 

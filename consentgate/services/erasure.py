@@ -107,8 +107,8 @@ def _absorbed(session: Session, identity_id: int) -> list[int]:
     found: list[int] = []
     frontier = [identity_id]
     while frontier:
-        rows = list(session.exec(select(Identity.id).where(Identity.merged_into_id.in_(frontier))))  # type: ignore[union-attr]
-        frontier = [r for r in rows if r not in found]
+        rows = session.exec(select(Identity.id).where(col(Identity.merged_into_id).in_(frontier)))
+        frontier = [r for r in rows if r is not None and r not in found]
         found.extend(frontier)
     return found
 
@@ -174,10 +174,10 @@ def _blank(session: Session, ids: list[int], cp_ids: list[int], phones: list[str
     # A reason is personal from chain scheme 2 on (before, it is chained content and stays),
     # except the one the gate itself writes.
     personal_reason = (col(Revocation.chain_scheme) > 1) & (col(Revocation.reason) != REPERMISSION_CLOSED)
-    session.execute(update(Revocation).where(Revocation.identity_id.in_(ids)).values(  # type: ignore[attr-defined]
+    session.execute(update(Revocation).where(col(Revocation.identity_id).in_(ids)).values(
         raw_text=None, pii_salt=None, erased_at=now,
         reason=case((personal_reason, None), else_=col(Revocation.reason))))
-    session.execute(update(Suppression).where(Suppression.identity_id.in_(ids)).values(  # type: ignore[attr-defined]
+    session.execute(update(Suppression).where(col(Suppression.identity_id).in_(ids)).values(
         note=None, pii_salt=None, erased_at=now))
     # Opt-outs already delivered downstream (or cancelled: that sender unsubscribed) keep no
     # address; those still to deliver keep it until they are (the sender must still learn of the
@@ -240,5 +240,5 @@ def hash_unknown_decisions(store: Store, secret: str, chunk: int = 5_000) -> int
 def purge_expired_tombstones(store: Store, now: datetime) -> int:
     """Delete tombstones past their retention period; returns how many."""
     with store.transaction() as session:
-        result = session.execute(delete(Tombstone).where(Tombstone.expires_at <= now))
+        result = session.execute(delete(Tombstone).where(col(Tombstone.expires_at) <= now))
         return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -109,7 +109,7 @@ def identity_evidence(session: Session, person: Identity, now: Any, secret: str,
               LIFT: [r.id for r in (*revocations, *company) if r.lifted_at is not None],
               "suppression": [s.id for s in suppressions], "merge_event": [m.id for m in merges],
               "erasure_event": [e.id for e in erasures]}
-    chain = []
+    chain: list[dict[str, Any]] = []
     for table, row_ids in ledger.items():
         if not row_ids:
             continue

@@ -15,9 +15,9 @@ from typing import Any
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
-from consentgate.core.addresses import Address, company_domain_of, normalise_email, normalise_phone
+from consentgate.core.addresses import Address, AddressKind, company_domain_of, normalise_email, normalise_phone
 from consentgate.core.policy import LoadedPolicy
 from consentgate.errors import NotFound, ValidationFailed
 from consentgate.store.bulk import bind, insert_with_ids
@@ -143,8 +143,8 @@ def contact_point_for_channel(
     ``as_of``: among the addresses the person had then."""
     query = (select(ContactPoint)
              .where(ContactPoint.identity_id == identity.id, ContactPoint.kind == channel_address_kind,
-                    ContactPoint.value.is_not(None))  # type: ignore[union-attr]
-             .order_by(ContactPoint.id))
+                    col(ContactPoint.value).is_not(None))
+             .order_by(col(ContactPoint.id)))
     if as_of is not None:
         query = query.where(ContactPoint.created_at <= as_of)
     return session.exec(query).first()
@@ -159,7 +159,7 @@ def identity_group(session: Session, survivor_id: int) -> list[int]:
 def find_contact_points(conn: Connection, addresses: Iterable[Address]) -> dict[Address, Any]:
     """The contact points of many addresses as read-only rows, by kind and a list of values (the
     unique index serves it)."""
-    by_kind: dict[str, list[str]] = {}
+    by_kind: dict[AddressKind, list[str]] = {}
     for kind, value in set(addresses):
         by_kind.setdefault(kind, []).append(value)
     driver = Driver.of(conn)

@@ -7,7 +7,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlmodel import select
+from sqlmodel import col, select
 
 from consentgate.errors import NotFound, ValidationFailed
 from consentgate.store.db import Store
@@ -53,7 +53,7 @@ def create_key(store: Store, role: str, name: str, now: datetime) -> tuple[ApiKe
 
 def list_keys(store: Store) -> list[ApiKey]:
     with store.transaction(write=False) as session:
-        return list(session.exec(select(ApiKey).order_by(ApiKey.id)))
+        return list(session.exec(select(ApiKey).order_by(col(ApiKey.id))))
 
 
 def revoke_key(store: Store, key_id_or_prefix: str, now: datetime) -> ApiKey:

@@ -129,7 +129,7 @@ def deliver_due(store: Store, now: datetime, post: Poster, limit: int = 200) -> 
     with store.transaction(write=False) as session:
         due = [m.id for m in session.exec(select(OutboxMessage).where(
             OutboxMessage.status == "pending", OutboxMessage.next_attempt_at <= now)
-            .order_by(col(OutboxMessage.next_attempt_at)).limit(limit))]
+            .order_by(col(OutboxMessage.next_attempt_at)).limit(limit)) if m.id is not None]
     counts: Counter[str] = Counter()
     for message_id in due:
         claimed = _claim(store, message_id, now)

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, update
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from consentgate.core.addresses import Address
 from consentgate.core.business_days import revocation_deadline
@@ -109,9 +109,9 @@ def _last_touch_before(session: Session, identity_id: int, channels: list[str], 
     (the channel it came in on, else any channel it names)."""
     from consentgate.services.identities import identity_group
 
-    query = (select(Touch.id).where(Touch.identity_id.in_(identity_group(session, identity_id)),  # type: ignore[attr-defined]
-                                    Touch.at <= before, Touch.state.in_(("sent", "reserved")))  # type: ignore[attr-defined]
-             .order_by(Touch.at.desc(), Touch.id.desc()).limit(1))  # type: ignore[attr-defined]
+    query = (select(Touch.id).where(col(Touch.identity_id).in_(identity_group(session, identity_id)),
+                                    Touch.at <= before, col(Touch.state).in_(("sent", "reserved")))
+             .order_by(col(Touch.at).desc(), col(Touch.id).desc()).limit(1))
     if source in _CAME_BY:
         query = query.where(Touch.channel == _CAME_BY[source])
     elif WILDCARD not in channels:

@@ -7,7 +7,7 @@ requirements, normalised addresses) are checked by the use-cases, which name the
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, overload
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays
@@ -186,6 +186,10 @@ class BatchIn(BaseModel):
     items: list[Any] = Field(min_length=1, max_length=10_000)
 
 
+@overload
+def utc(value: datetime) -> datetime: ...
+@overload
+def utc(value: None) -> None: ...
 def utc(value: datetime | None) -> datetime | None:
     """Pydantic keeps offsets as written; the store keeps UTC."""
     return value.astimezone(UTC) if value is not None else None

@@ -86,7 +86,12 @@ def binder(dialect: Dialect, table: Table, column: str) -> Callable[[Any], Any] 
         # SQLAlchemy's SQLite text for the naive UTC value (YYYY-MM-DD HH:MM:SS.ffffff), made by
         # isoformat at a third of the cost: an import converts a time or two per row.
         to_naive = type_.process_bind_param
-        return lambda value: None if value is None else to_naive(value, dialect).isoformat(" ", "microseconds")
+
+        def to_text(value: datetime | None) -> str | None:
+            naive = to_naive(value, dialect)
+            return None if naive is None else naive.isoformat(" ", "microseconds")
+
+        return to_text
     as_given = processor or (lambda value: value)
 
     def to_driver(value: Any) -> Any:
@@ -94,6 +99,13 @@ def binder(dialect: Dialect, table: Table, column: str) -> Callable[[Any], Any] 
         return value.isoformat() if isinstance(value, datetime) else value
 
     return to_driver
+
+
+def driver_connection(connection: Connection) -> Any:
+    """The database driver's own connection under a SQLAlchemy one (psycopg's, for ``COPY``)."""
+    raw = connection.connection.driver_connection
+    assert raw is not None, "a connection in use always has its driver connection"
+    return raw
 
 
 def draw_ids(connection: Connection, table: Table, count: int) -> list[int]:
@@ -104,7 +116,7 @@ def draw_ids(connection: Connection, table: Table, count: int) -> list[int]:
     if connection.dialect.name == "postgresql":
         # The sequence is looked up once (OFFSET 0 keeps the planner from doing it per row, which
         # took most of the time), and the ids read on the driver: thousands of one-column rows.
-        with connection.connection.driver_connection.cursor() as cursor:
+        with driver_connection(connection).cursor() as cursor:
             cursor.execute("SELECT nextval(s.seq) FROM (SELECT pg_get_serial_sequence(%(table)s, 'id')::regclass "
                            "AS seq OFFSET 0) s CROSS JOIN generate_series(1, %(n)s)", {"table": table.name, "n": count})
             return [row[0] for row in cursor.fetchall()]
@@ -119,7 +131,7 @@ def insert_rows(connection: Connection, table: Table, columns: Sequence[str], ro
         return
     names = ", ".join(f'"{name}"' for name in columns)
     if connection.dialect.name == "postgresql":
-        raw = connection.connection.driver_connection
+        raw = driver_connection(connection)
         statement = f'COPY "{table.name}" ({names}) FROM STDIN'
         try:
             with raw.cursor() as cursor, cursor.copy(statement) as copy:

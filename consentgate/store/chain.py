@@ -456,4 +456,4 @@ def _load_addresses(session: Session, rows: Iterable[dict[str, Any]]) -> dict[in
     if not ids:
         return {}
     query = select(ContactPoint.id, ContactPoint.value).where(among(ContactPoint.id, ids, session.get_bind().dialect))
-    return {cp_id: value for cp_id, value in session.exec(query)}
+    return {cp_id: value for cp_id, value in session.exec(query) if cp_id is not None}

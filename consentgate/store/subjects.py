@@ -12,7 +12,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import JSON, Connection, bindparam, false, func, literal_column, or_, text
+from sqlalchemy import JSON, BindParameter, Connection, bindparam, false, func, literal_column, or_, text
+from sqlalchemy import select as sa_select
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
@@ -197,12 +198,12 @@ def _person_query(dialect: str, by: str) -> Any:
     absorbed = aliased(Identity)
     merged = (select(func.json_group_array(absorbed.id) if dialect == "sqlite" else func.json_agg(absorbed.id))
               .where(absorbed.merged_into_id == Identity.id).scalar_subquery().label("absorbed"))
-    query = select(*(_t(Identity).c[name] for name in _IDENTITY_COLUMNS), contact_points, merged)
+    query = sa_select(*(_t(Identity).c[name] for name in _IDENTITY_COLUMNS), contact_points, merged)
     if by == "address":
-        return query.where(Identity.id == select(ContactPoint.identity_id).where(
+        return query.where(col(Identity.id) == select(ContactPoint.identity_id).where(
             ContactPoint.kind == bindparam("kind"), ContactPoint.value == bindparam("value")).scalar_subquery())
     if by == "id":
-        return query.where(Identity.id == bindparam("id"))
+        return query.where(col(Identity.id) == bindparam("id"))
     return query
 
 
@@ -269,14 +270,14 @@ def _facts_query(dialect: str, target: bool, account: bool, as_of: bool, exclude
     ``phone``; ``root_merged_into`` and ``absorbed`` tell whether the person is still as read."""
     # The person and everyone merged into them, as parameters the planner sees (a subquery made
     # PostgreSQL guess hundreds of ids and scan whole tables).
-    group = [bindparam(f"ids_{n}") for n in range(ids)]
+    group: list[BindParameter[Any]] = [bindparam(f"ids_{n}") for n in range(ids)]
     # An erased person has no address left to hash: SQL has no empty IN list, so nothing matches.
     hashed = col(Tombstone.address_hash).in_([bindparam(f"hashes_{n}") for n in range(hashes)]) if hashes else false()
     parts = _fact_parts(dialect, lambda column: col(column).in_(group),
                         target=bindparam("target") if target else None,
                         domain=bindparam("domain") if account else None, hashed=hashed, phone=bindparam("phone"))
     if as_of:
-        cutoff = bindparam("cutoff")
+        cutoff: BindParameter[Any] = bindparam("cutoff")
         parts["consents"] = parts["consents"].where(ConsentEvent.recorded_at <= cutoff)
         parts["revocations"] = parts["revocations"].where(Revocation.effective_at <= cutoff)
         parts["tombstones"] = parts["tombstones"].where(Tombstone.erased_at <= cutoff)
@@ -313,7 +314,7 @@ def _fact_parts(dialect: str, in_group: Callable[[Any], Any], *, target: Any | N
     scope = in_group(Revocation.identity_id)
     if domain is not None:
         scope = or_(scope, (Revocation.scope == "account") & (Revocation.account_domain == domain))
-    since = bindparam("since")
+    since: BindParameter[Any] = bindparam("since")
     return {
         "consents": consents,
         "revocations": rows(Revocation, scope),
@@ -346,7 +347,7 @@ def _lock_query(dialect: str) -> Any:
 
 def _lock_many_query(dialect: str) -> Any:
     # In id order: two batches locking overlapping people take the locks in the same order.
-    return (select(Identity.id).where(among_named(Identity.id, "ids", dialect)).order_by(Identity.id)
+    return (select(Identity.id).where(among_named(Identity.id, "ids", dialect)).order_by(col(Identity.id))
             .with_for_update())
 
 
@@ -496,7 +497,7 @@ def read_named(driver: Driver, policy: LoadedPolicy, secret: str, kind: str, val
         return None
     person = _person(found)
     target = next(cp for cp in person.contact_points if cp.id == row[9])
-    facts = _Facts(*row[10:17], None, None)   # no merges to report: checked above
+    facts = _Facts._make((*row[10:17], None, None))   # no merges to report: checked above
     hashes = {address_hash: target}
     others = {tombstone_hash(secret, cp.kind, cp.value): cp for cp in person.contact_points
               if cp.value is not None and cp is not target}
@@ -626,8 +627,8 @@ def _fetch(driver: Driver, model: Any, shape: str, **params: Any) -> list[Any]:
     if not instants and not documents:
         return [make(values) for values in found]
     out = []
-    for values in found:
-        values = list(values)
+    for found_row in found:
+        values = list(found_row)
         for index in instants:
             values[index] = _instant_of(values[index])
         for index in documents:
