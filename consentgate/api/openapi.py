@@ -108,11 +108,12 @@ def build_spec(app: Flask) -> dict[str, Any]:
             op["tags"] = list(contract.tags)
         params = [{"name": a, "in": "path", "required": True, "schema": schema} for a, schema in args]
         if contract.query is not None:
+            fields = _component(components, refs[(contract.query, "validation")])["properties"]
             for name, info in contract.query.model_fields.items():
                 params.append({"name": info.alias or name, "in": "query",
                                "required": info.is_required(),
                                "description": info.description or "",
-                               "schema": {"type": "string"}})
+                               "schema": _query_schema(fields[info.alias or name])})
         if params:
             op["parameters"] = params
         if contract.body is not None:
@@ -130,6 +131,25 @@ def build_spec(app: Flask) -> dict[str, Any]:
         "components": {"schemas": components, "securitySchemes": {
             "bearer": {"type": "http", "scheme": "bearer", "description": "consentgate API key"}}},
     }
+
+
+def _component(components: dict[str, Any], ref: dict[str, Any]) -> dict[str, Any]:
+    return components[ref["$ref"].rsplit("/", 1)[-1]]  # type: ignore[no-any-return]
+
+
+def _query_schema(field_schema: dict[str, Any]) -> dict[str, Any]:
+    """A query model field's JSON schema as its parameter's: the type, format, bounds and words
+    the service checks, so a client generated from the document sends what is accepted. A
+    parameter left out is the None an optional field takes: the null branch goes."""
+    schema = {key: value for key, value in field_schema.items() if key not in ("title", "description")}
+    branches = [branch for branch in schema.pop("anyOf", []) if branch != {"type": "null"}]
+    if len(branches) == 1:
+        schema.update(branches[0])
+    elif branches:
+        schema["anyOf"] = branches
+    if "default" in schema and schema["default"] is None:
+        del schema["default"]
+    return schema
 
 
 _PROBLEMS = {400: "Malformed request", 403: "Forbidden", 404: "No such resource",

@@ -249,3 +249,26 @@ def test_the_openapi_document_names_the_policys_words(client, runtime) -> None: 
     assert schemas["RevocationIn"]["properties"]["purposes"]["items"]["enum"] == [*policy.purposes, "*"]
     touch_channel = schemas["TouchIn"]["properties"]["channel"]["anyOf"]
     assert {"type": "null"} in touch_channel and any(b.get("enum") == list(policy.channels) for b in touch_channel)
+
+
+def test_query_parameters_are_documented_with_the_types_the_service_checks(client, keys) -> None:  # type: ignore[no-untyped-def]
+    """A client generated from /openapi.json sends numbers, instants and known words where the
+    service wants them, and what the document allows is accepted."""
+    paths = client.get("/openapi.json").get_json()["paths"]
+
+    def parameters(path: str) -> dict[str, dict]:  # type: ignore[type-arg]
+        return {p["name"]: p["schema"] for p in paths[path]["get"]["parameters"] if p["in"] == "query"}
+
+    verify = parameters("/v1/audit/verify")
+    assert verify["limit"] == {"type": "integer", "minimum": 1, "maximum": 200_000}
+    assert verify["after"] == {"type": "integer", "minimum": 0, "default": 0}
+    consents = parameters("/v1/reports/consents")
+    assert consents["since"] == consents["until"] == {"type": "string", "format": "date-time"}
+    assert consents["format"] == {"type": "string", "enum": ["csv", "json", "jsonl"], "default": "json"}
+    assert parameters("/v1/reports/decisions")["allowed"] == {"type": "boolean"}
+    assert parameters("/v1/identities/{identity_id}/timeline")["limit"]["maximum"] == 10_000
+    # Values at the documented bounds are taken, one past them refused.
+    assert client.get("/v1/audit/verify?after=0&limit=200000", headers=keys["auditor"]).status_code == 200
+    assert client.get("/v1/audit/verify?limit=200001", headers=keys["auditor"]).status_code == 422
+    assert client.get("/v1/reports/decisions?allowed=true&since=2026-01-01T00:00:00Z",
+                      headers=keys["auditor"]).status_code == 200
