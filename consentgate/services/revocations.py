@@ -106,16 +106,18 @@ _CAME_BY = {"sms_keyword": "sms", "sms_free_text": "sms", "email_one_click": "em
 def _last_touch_before(session: Session, identity_id: int, channels: list[str], source: str,
                        before: datetime) -> int | None:
     """The touch an opt-out is attributed to: the person's last one on that channel before it
-    (the channel it came in on, else any channel it names)."""
+    (the channel it came in on, else any channel it names). A reservation still held counts: the
+    sender may be sending it and confirm the send after the reply; one that lapsed never went out."""
     from consentgate.services.identities import identity_group
 
+    held = (col(Touch.state) == "reserved") & (col(Touch.expires_at) > before)
     query = (select(Touch.id).where(col(Touch.identity_id).in_(identity_group(session, identity_id)),
-                                    Touch.at <= before, col(Touch.state).in_(("sent", "reserved")))
+                                    Touch.at <= before, (col(Touch.state) == "sent") | held)
              .order_by(col(Touch.at).desc(), col(Touch.id).desc()).limit(1))
     if source in _CAME_BY:
         query = query.where(Touch.channel == _CAME_BY[source])
     elif WILDCARD not in channels:
-        query = query.where(Touch.channel.in_(channels))  # type: ignore[attr-defined]
+        query = query.where(col(Touch.channel).in_(channels))
     return session.exec(query).first()
 
 

@@ -155,6 +155,33 @@ def test_an_opt_out_is_blamed_on_the_touch_it_answers_and_a_closed_repermission_
                                                                       "ask-again": 0}
 
 
+def test_an_opt_out_is_blamed_on_a_reservation_only_while_it_holds(client, keys, runtime, clock) -> None:  # type: ignore[no-untyped-def]
+    """A STOP may answer a text whose reservation the sender has yet to confirm as sent; a
+    reservation that lapsed before the reply never went out, and the text before it gets the blame."""
+    clock.set(NOON_ET)
+    people = {}
+    for phone, (label, state, expires) in {"+13055550161": ("live", "reserved", timedelta(minutes=5)),
+                                           "+13055550162": ("lapsed", "reserved", -timedelta(minutes=5)),
+                                           "+13055550163": ("released", "released", timedelta(minutes=5))}.items():
+        people[phone] = client.post("/v1/identities", json={"phone": phone},
+                                    headers=keys["writer"]).get_json()["identity_id"]
+        with runtime.store.transaction() as session:
+            sent = NOON_ET - timedelta(hours=5)
+            session.add(Touch(identity_id=people[phone], channel="sms", purpose="marketing", campaign="older-text",
+                              state="sent", at=sent, sent_at=sent, created_at=sent))
+            at = NOON_ET - timedelta(minutes=30)
+            session.add(Touch(identity_id=people[phone], channel="sms", purpose="marketing", campaign=label,
+                              state=state, at=at, reserved_at=at, expires_at=NOON_ET + expires, created_at=at))
+    for phone in people:
+        client.post("/v1/revocations", json={"phone": phone, "channels": ["sms"], "source": "sms_keyword",
+                                             "raw_text": "STOP"}, headers=keys["writer"])
+
+    rows = {r["group"]: r["optouts"] for r in report(client, keys, "optouts", group_by="campaign")}
+    # The live reservation answers the first STOP; the lapsed and the released ones answer none
+    # (a group with neither sends nor opt-outs is not listed).
+    assert rows == {"live": 1, "older-text": 2}
+
+
 def test_a_complaint_is_blamed_on_the_last_email_even_after_a_merge(client, keys, runtime) -> None:  # type: ignore[no-untyped-def]
     """A merge moves the absorbed person's touches to the survivor; their complaint, chained under
     the old id, is still attributed to the email that drew it."""
