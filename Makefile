@@ -24,6 +24,7 @@ test: install lint test-sqlite test-postgresql
 lint: install
 	$(BIN)/ruff check consentgate tests bench
 	$(BIN)/lint-imports
+	$(BIN)/mypy consentgate
 
 # One test process per core (pytest-xdist): each has a database of its own.
 test-sqlite: install
@@ -40,4 +41,4 @@ bench: install
 	$(BIN)/python bench/decide.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache consentgate.db consentgate.db-* .consentgate-secret
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache consentgate.db consentgate.db-* .consentgate-secret

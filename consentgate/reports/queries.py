@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from sqlalchemy import Select, String, and_, func, select, type_coerce
 from sqlmodel import Session, col
@@ -44,7 +44,11 @@ REVOCATION_COLUMNS = ["revocation_id", "identity_id", "address_kind", "address",
 DECISION_COLUMNS = ["decision_id", "decided_at", "identity_id", "channel", "purpose", "program", "segment",
                     "campaign", "brand", "at", "allowed", "codes", "reasons", "consent_id", "next_allowed_at",
                     "reservation_id", "policy_version"]
-OPTOUT_COLUMNS = ["group", "touches", "optouts", "complaints", "optout_rate", "complaint_rate"]
+OPTOUT_COLUMNS = ["group", "group_by", "touches", "optouts", "complaints", "optout_rate", "complaint_rate"]
+
+
+# Any select statement: a window keeps its columns.
+S = TypeVar("S", bound=Select)
 
 
 def _real_people() -> Any:
@@ -52,7 +56,7 @@ def _real_people() -> Any:
     return Identity.is_test == False  # noqa: E712
 
 
-def _window(statement: Select[Any], column: Any, since: datetime | None, until: datetime | None) -> Select[Any]:
+def _window(statement: S, column: Any, since: datetime | None, until: datetime | None) -> S:
     if since is not None:
         statement = statement.where(column >= since)
     if until is not None:
@@ -113,9 +117,9 @@ def _consent_statement(session: Session, *, since: datetime | None = None, until
 
 def revocations(session: Session, policy: LoadedPolicy, now: datetime, *, since: datetime | None = None,
                 until: datetime | None = None, sla: str | None = None) -> Iterator[dict[str, Any]]:
-    statement = (select(Revocation, ContactPoint.kind, ContactPoint.value)
-                 .outerjoin(ContactPoint, ContactPoint.id == Revocation.contact_point_id)  # type: ignore[arg-type]
-                 .outerjoin(Identity, Identity.id == Revocation.identity_id)  # type: ignore[arg-type]
+    statement = (select(Revocation, col(ContactPoint.kind), col(ContactPoint.value))
+                 .outerjoin(ContactPoint, col(ContactPoint.id) == Revocation.contact_point_id)
+                 .outerjoin(Identity, col(Identity.id) == Revocation.identity_id)
                  .where(_real_people()).order_by(col(Revocation.id)))
     statement = _window(statement, Revocation.received_at, since, until)
     calendar = policy.policy.revocation.calendar
@@ -150,11 +154,11 @@ def revocations(session: Session, policy: LoadedPolicy, now: datetime, *, since:
 
 def decisions(session: Session, *, since: datetime | None = None, until: datetime | None = None,
               allowed: bool | None = None, code: str | None = None) -> Iterator[dict[str, Any]]:
-    statement = select(DecisionRecord).where(DecisionRecord.is_test == False).order_by(  # noqa: E712
+    statement = select(DecisionRecord).where(col(DecisionRecord.is_test).is_(False)).order_by(
         col(DecisionRecord.id))
     statement = _window(statement, DecisionRecord.decided_at, since, until)
     if allowed is not None:
-        statement = statement.where(DecisionRecord.allowed == allowed)
+        statement = statement.where(col(DecisionRecord.allowed) == allowed)
     if code is not None:
         statement = statement.where(col(DecisionRecord.codes).contains(code))
     for (record,) in _stream(session, statement):
@@ -178,25 +182,27 @@ def optouts(session: Session, group_by: GroupBy, *, since: datetime | None = Non
             until: datetime | None = None) -> Iterator[dict[str, Any]]:
     """Touches, opt-outs and complaints per group; each attributed to the person's last touch before it."""
     group = getattr(Touch, group_by)
-    real = and_(Touch.identity_id == Identity.id, _real_people())
-    touched = _window(select(group, func.count()).join(Identity, real).where(Touch.state == "sent")
+    real = and_(col(Touch.identity_id) == Identity.id, _real_people())
+    touched = _window(select(group, func.count()).join(Identity, real).where(col(Touch.state) == "sent")
                       .group_by(group), Touch.at, since, until)
     touches = {key: n for key, n in session.execute(touched)}
     # A re-permission request closed for want of an answer is not the person opting out.
     opted = _window(select(group, func.count()).select_from(Revocation)
-                    .join(Touch, Touch.id == Revocation.attributed_touch_id)  # type: ignore[arg-type]
+                    .join(Touch, col(Touch.id) == Revocation.attributed_touch_id)
                     .join(Identity, real).where(col(Revocation.reason).is_distinct_from(REPERMISSION_CLOSED))
                     .group_by(group), Revocation.received_at, since, until)
     opt_outs = {key: n for key, n in session.execute(opted)}
     complaints: Counter[Any] = Counter()
-    complained = _window(select(Suppression).join(Identity, Identity.id == Suppression.identity_id)  # type: ignore[arg-type]
-                         .where(Suppression.kind == "complaint", _real_people()), Suppression.created_at, since, until)
+    complained = _window(select(Suppression).join(Identity, col(Identity.id) == Suppression.identity_id)
+                         .where(col(Suppression.kind) == "complaint", _real_people()),
+                         Suppression.created_at, since, until)
     for (suppression,) in session.execute(complained):
         # A merge moves the person's touches to the survivor; the chained suppression keeps its id.
         owner = survivor(session, suppression.identity_id)
         last = session.execute(select(group).where(
-            Touch.identity_id == (owner.id if owner else suppression.identity_id), Touch.channel == "email",
-            Touch.state == "sent", Touch.at <= suppression.created_at).order_by(col(Touch.at).desc()).limit(1)).first()
+            col(Touch.identity_id) == (owner.id if owner else suppression.identity_id), col(Touch.channel) == "email",
+            col(Touch.state) == "sent", col(Touch.at) <= suppression.created_at,
+        ).order_by(col(Touch.at).desc()).limit(1)).first()
         if last is not None:
             complaints[last[0]] += 1
     for key in sorted(set(touches) | set(opt_outs) | set(complaints), key=lambda k: (k is None, str(k))):

@@ -393,6 +393,8 @@ def check_reports(client, keys, data: st.DataObject, ledger: Ledger, subscribed:
         assert ask(client, keys, name, {**params, "since": since_b, "until": until_b}) == text, (context, since_b,
                                                                                                    until_b)
         as_csv = ask(client, keys, name, {**params, "since": since_b, "until": until_b, "format": "csv"})
+        # A saved CSV says all a JSON row says: every field has its column.
+        assert all(list(row) == columns for row in body), (context, columns)
         assert_csv_matches_json(as_csv, body, columns, context)
         as_lines = ask(client, keys, name, {**params, "since": since_a, "until": until_b, "format": "jsonl"})
         assert [json.loads(line) for line in as_lines.splitlines()] == body, context
