@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from consentgate.store.bulk import bind, listed
+from consentgate.store.bulk import bind, insert_with_ids, listed
 from consentgate.store.db import Store
 from consentgate.store.driver import dialect
 from consentgate.store.models import ConsentEvent, ContactPoint, DecisionRecord, Identity
@@ -36,10 +36,11 @@ def test_sqlite_time_text_sorts_as_the_instants_do(a: datetime, b: datetime) -> 
     assert (to_text(a) == to_text(b)) == (a == b)
 
 
-def test_postgresql_gets_times_with_their_offset_and_json_as_text() -> None:
+def test_postgresql_gets_times_in_utc_and_json_as_text() -> None:
     pg = dialect("postgresql")
     at = datetime(2026, 11, 27, 12, 0, tzinfo=timezone(timedelta(hours=-5)))
-    assert bind(pg, DecisionRecord.__table__, "decided_at")(at) == "2026-11-27T17:00:00+00:00"  # type: ignore[arg-type]
+    in_utc = bind(pg, DecisionRecord.__table__, "decided_at")(at)  # type: ignore[arg-type]
+    assert in_utc == at and in_utc.tzinfo is UTC
     as_text = bind(pg, DecisionRecord.__table__, "reasons")([{"code": "X", "note": "für"}])  # type: ignore[arg-type]
     assert isinstance(as_text, str) and json.loads(as_text) == [{"code": "X", "note": "für"}]
 
@@ -75,3 +76,37 @@ def test_a_batch_finds_addresses_whatever_characters_they_hold(store: Store) -> 
     with store.driver() as driver:
         found = read_contact_points(driver, "email", [*values[:-1], "absent@example.com"])
     assert sorted(cp.value for cp in found) == sorted(values[:-1])
+
+
+# Texts PostgreSQL can hold, with what COPY's text format escapes (tab, newline, backslash).
+cell_texts = st.text(alphabet=st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), max_size=20)
+
+
+@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
+@given(st.lists(st.tuples(instants, instants, st.none() | cell_texts, st.booleans(), st.none() | cell_texts),
+                min_size=1, max_size=5), instants, st.lists(st.dictionaries(cell_texts, cell_texts, max_size=2)))
+def test_bulk_rows_read_back_as_the_values_written(store: Store, people: list[tuple[Any, ...]], decided: datetime,
+                                                   reasons: list[Any]) -> None:
+    """What the bulk writers insert (COPY on PostgreSQL: binary for plain columns, text where a
+    column holds JSON) is what the ORM reads back: instants in UTC, text and flags unchanged."""
+    columns = ("created_at", "updated_at", "name", "is_test", "timezone")
+    with store.transaction() as session:
+        conn = session.connection()
+        converters = [bind(conn.dialect, Identity.__table__, name) for name in columns]  # type: ignore[arg-type]
+        ids = insert_with_ids(conn, Identity.__table__, columns,  # type: ignore[arg-type]
+                              [tuple(convert(v) for convert, v in zip(converters, row, strict=True)) for row in people])
+        logged = insert_with_ids(conn, DecisionRecord.__table__,  # type: ignore[arg-type]
+                                 ("channel", "purpose", "request", "allowed", "reasons", "codes", "policy_version",
+                                  "decided_at", "is_test"),
+                                 [("sms", "marketing", bind(conn.dialect, DecisionRecord.__table__, "request")({}),  # type: ignore[arg-type]
+                                   False, bind(conn.dialect, DecisionRecord.__table__, "reasons")(reasons),  # type: ignore[arg-type]
+                                   "", "v1", bind(conn.dialect, DecisionRecord.__table__, "decided_at")(decided),  # type: ignore[arg-type]
+                                   False)])
+    with store.transaction(write=False) as session:
+        for identity_id, (created, updated, name, is_test, zone) in zip(ids, people, strict=True):
+            found = session.get(Identity, identity_id)
+            assert found is not None
+            assert (found.created_at, found.updated_at) == (created, updated)
+            assert (found.name, found.is_test, found.timezone) == (name, is_test, zone)
+        record = session.get(DecisionRecord, logged[0])
+        assert record is not None and record.decided_at == decided and record.reasons == reasons
