@@ -11,7 +11,16 @@ from typing import Annotated, Any, Literal, overload
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from consentgate.services.identities import AddressRef
 from consentgate.store.models import MAX_ID
@@ -34,10 +43,22 @@ def _refuse_nul(value: Any) -> Any:
 class Request(BaseModel):
     """Anything a request carries: no field may hold NUL (``_refuse_nul``)."""
 
-    @field_validator("*", mode="before")
+    @model_validator(mode="before")
     @classmethod
-    def _no_nul(cls, value: Any) -> Any:
-        return _refuse_nul(value)
+    def _no_nul(cls, data: Any) -> Any:
+        # One pass over the body rather than a validator per field: an import validates a
+        # million rows, and a call per field was a sixth of the validation.
+        if isinstance(data, dict):
+            for name, value in data.items():
+                if type(value) is str:
+                    if "\x00" in value:
+                        raise ValueError(f"{name}: must not contain NUL (U+0000) characters")
+                elif value is not None:
+                    try:
+                        _refuse_nul(value)
+                    except ValueError as exc:
+                        raise ValueError(f"{name}: {exc}") from None
+        return data
 
 
 class Strict(Request):

@@ -20,6 +20,8 @@ def _post(client, path: str, body: dict, headers: dict):  # type: ignore[no-unty
     ("/v1/identities", "writer", {"email": "a@corp.com", "external_id": NUL}, "external_id", Identity),
     ("/v1/identities", "writer", {"email": "a@corp.com", "status_at_last_touch": NUL}, "status_at_last_touch",
      Identity),
+    ("/v1/identities", "writer", {"email": "a@corp.com", "attributes": {"name": f"Ada{NUL}"}}, "attributes",
+     Identity),
     ("/v1/consents", "writer", {"email": "a@corp.com", "channel": "email", "purpose": "marketing",
                                 "consent_type": "double_opt_in", "captured_at": WHEN, "source": NUL}, "source",
      ConsentEvent),
