@@ -61,6 +61,9 @@ EVENT_FIELDS = ("channel", "purpose", "consent_type", "captured_at", "source", "
 _IDS = ("id", "identity_id", "contact_point_id")
 # An event's hashed content, its ids left as slots for the writer.
 _CONTENT = chain.content_shape("consent_event", _IDS)
+# An event's personal values, digested in this order.
+_PERSONAL = chain.personal_shape(("address", "ip", "user_agent"))
+assert _PERSONAL.keys == ("address", "ip", "user_agent")
 
 
 class Block(NamedTuple):
@@ -228,7 +231,7 @@ def plan_consent(line: int, item: ConsentIn, target: Address, addresses: tuple[A
     captured_at, expires_at = utc(item.captured_at), utc(item.expires_at)
     proof_sha256 = item.proof_sha256.lower() if item.proof_sha256 else None
     salt = next(planning.salts)
-    digest = chain.pii_digest(salt, {"ip": item.ip, "user_agent": item.user_agent, "address": target.value})
+    digest = chain.pii_digest_of(_PERSONAL, salt, (target.value, item.ip, item.user_agent))
     content = _CONTENT.template({
         "channel": item.channel, "purpose": item.purpose, "consent_type": item.consent_type,
         "captured_at": captured_at.isoformat(), "recorded_at": planning.recorded_at, "source": item.source,

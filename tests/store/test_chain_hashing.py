@@ -42,6 +42,9 @@ def test_the_personal_digest_is_the_one_the_chain_began_with(address: str, ip: s
     values = {"ip": ip, "user_agent": agent, "address": address}
     payload = json.dumps(values, sort_keys=True)
     assert chain.pii_digest("salt", values) == hashlib.sha256(f"salt|{payload}".encode()).hexdigest()
+    # An importer's way, the values in the shape's order: the same digest.
+    shape = chain.personal_shape(values)
+    assert chain.pii_digest_of(shape, "salt", [values[k] for k in shape.keys]) == chain.pii_digest("salt", values)
 
 
 def test_a_value_spelled_like_a_slot_is_kept_as_text() -> None:
