@@ -179,7 +179,8 @@ def identity_view(session: Session, person: Identity, now: datetime) -> dict[str
     if person.account_domain:
         account_revocations = session.exec(select(Revocation).where(
             Revocation.scope == "account", Revocation.account_domain == person.account_domain,
-            col(Revocation.lifted_at).is_(None), col(Revocation.identity_id).not_in(group))).all()
+            col(Revocation.lifted_at).is_(None), col(Revocation.identity_id).not_in(group))
+            .order_by(col(Revocation.id))).all()
     suppressions = session.exec(select(Suppression).where(
         col(Suppression.identity_id).in_(group), col(Suppression.lifted_at).is_(None))
         .order_by(col(Suppression.id))).all()
