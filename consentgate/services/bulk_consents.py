@@ -353,13 +353,16 @@ def write_plans(connection: Connection, plans: Iterable[Plan], policy: LoadedPol
         state, number = owner[address]
         return number if state == "old" else new_ids[number]
 
-    new_addresses = sorted(a for a in owner if a not in known)
+    # Ids in row order, as one row at a time would give them (a person's first address is the one
+    # a check by identity id reaches), rows inserted in address order (the unique index's).
+    new_addresses = [a for a in owner if a not in known]
     if new_addresses:
         stamp = bind(connection.dialect, _CONTACT_POINT, "created_at")(now)
-        cp_ids = insert_with_ids(connection, _CONTACT_POINT, ("identity_id", "kind", "value", "status", "created_at"),
-                                 [(identity_of(a), *a, "active", stamp) for a in new_addresses])
-        for address, cp_id in zip(new_addresses, cp_ids, strict=True):
+        for address, cp_id in zip(new_addresses, draw_ids(connection, _CONTACT_POINT, len(new_addresses)),
+                                  strict=True):
             known[address] = (cp_id, identity_of(address))
+        insert_rows(connection, _CONTACT_POINT, ("id", "identity_id", "kind", "value", "status", "created_at"),
+                    [(known[a][0], known[a][1], *a, "active", stamp) for a in sorted(new_addresses)])
 
     recorded = bind(connection.dialect, _EVENT, "recorded_at")(now)
     rows = []

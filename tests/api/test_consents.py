@@ -195,6 +195,21 @@ def test_a_batch_writes_what_the_same_items_sent_one_by_one_write(  # type: igno
     assert client.get("/v1/audit/verify", headers=keys["auditor"]).get_json()["ok"] is True
 
 
+def test_a_batch_numbers_new_addresses_in_item_order_as_single_posts_would(  # type: ignore[no-untyped-def]
+        client, keys, clock) -> None:
+    """Ids of new addresses follow the items, whatever their alphabetical order: after a merge, the
+    person's first email (the one a check naming only the identity reaches) is the one seen first."""
+    items = [consent(clock, phone=None, email=email, channel="email", consent_type="double_opt_in")
+             for email in ("zoe@corp.com", "ann@corp.com", "mia@corp.com")]
+    results = client.post("/v1/consents/batch", json={"items": items}, headers=keys["writer"]).get_json()["results"]
+    people = [r["identity_id"] for r in results]
+    for other in people[1:]:
+        client.post(f"/v1/identities/{people[0]}/merge", json={"other_identity_id": other}, headers=keys["writer"])
+    view = client.get(f"/v1/identities/{people[0]}", headers=keys["auditor"]).get_json()
+    assert [cp["value"] for cp in sorted(view["contact_points"], key=lambda cp: cp["id"])] == [
+        "zoe@corp.com", "ann@corp.com", "mia@corp.com"]
+
+
 def test_two_batches_racing_to_create_the_same_people_make_each_person_once(  # type: ignore[no-untyped-def]
         app, keys, clock, rows) -> None:
     """On PostgreSQL the second batch meets the first one's new addresses only when it inserts
