@@ -15,6 +15,7 @@ from typing import Any, Literal, NamedTuple
 
 import phonenumbers
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
+from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES
 
 from consentgate.errors import ValidationFailed
 
@@ -78,6 +79,10 @@ def _plain_email(text: str) -> tuple[str, str] | None:
         return None
     if _SPECIAL_USE.search(domain):
         return None
+    # RFC 2142 role mailboxes (info, sales, abuse, www...) are case-insensitive: email-validator
+    # writes them in lower case, and so must this, or "INFO@" and "info@" are two people.
+    if local.lower() in CASE_INSENSITIVE_MAILBOX_NAMES:
+        local = local.lower()
     return local, domain
 
 
