@@ -110,7 +110,8 @@ def _last_touch_before(session: Session, identity_id: int, channels: list[str], 
     sender may be sending it and confirm the send after the reply; one that lapsed never went out."""
     from consentgate.services.identities import identity_group
 
-    held = (col(Touch.state) == "reserved") & (col(Touch.expires_at) > before)
+    # As ``core.caps`` counts a reservation: held until it expires.
+    held = (col(Touch.state) == "reserved") & (col(Touch.expires_at).is_(None) | (col(Touch.expires_at) > before))
     query = (select(Touch.id).where(col(Touch.identity_id).in_(identity_group(session, identity_id)),
                                     Touch.at <= before, (col(Touch.state) == "sent") | held)
              .order_by(col(Touch.at).desc(), col(Touch.id).desc()).limit(1))

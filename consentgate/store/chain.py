@@ -84,7 +84,7 @@ def _canonical(value: Any) -> Any:
 
 def pii_digest(salt: str, values: Mapping[str, Any]) -> str:
     """Salted digest of a row's personal values (the address included)."""
-    return salted_digest(salt, _personal_shape(tuple(values)).encode({k: _canonical(v) for k, v in values.items()}))
+    return _salted_digest(salt, _personal_shape(tuple(values)).encode({k: _canonical(v) for k, v in values.items()}))
 
 
 def personal_shape(keys: Iterable[str]) -> Shape:
@@ -95,10 +95,10 @@ def personal_shape(keys: Iterable[str]) -> Shape:
 def pii_digest_of(shape: Shape, salt: str, values: Sequence[str | None]) -> str:
     """``pii_digest`` of text values given in ``shape.keys`` order: an importer digests every row
     with the same keys, and building a mapping per row to have it sorted again cost a third."""
-    return salted_digest(salt, shape.encode_values(values))
+    return _salted_digest(salt, shape.encode_values(values))
 
 
-def salted_digest(salt: str, payload: str) -> str:
+def _salted_digest(salt: str, payload: str) -> str:
     return hashlib.sha256(f"{salt}|{payload}".encode()).hexdigest()
 
 
