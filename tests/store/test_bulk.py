@@ -6,10 +6,14 @@ import json
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+import psycopg
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
-from consentgate.store.bulk import bind, insert_with_ids, listed
+from consentgate.store.bulk import CHECKED_TOGETHER_FROM, bind, insert_with_ids, listed
 from consentgate.store.db import Store
 from consentgate.store.driver import dialect
 from consentgate.store.models import ConsentEvent, ContactPoint, DecisionRecord, Identity
@@ -110,3 +114,67 @@ def test_bulk_rows_read_back_as_the_values_written(store: Store, people: list[tu
             assert (found.name, found.is_test, found.timezone) == (name, is_test, zone)
         record = session.get(DecisionRecord, logged[0])
         assert record is not None and record.decided_at == decided and record.reasons == reasons
+
+
+def _person(store: Store) -> int:
+    now = datetime.now(UTC)
+    with store.transaction() as session:
+        identity = Identity(created_at=now, updated_at=now)
+        session.add(identity)
+        session.flush()
+        assert identity.id is not None
+        return identity.id
+
+
+def _addresses(conn: Any, owners: list[int], first: int = 0) -> list[tuple[Any, ...]]:
+    stamp = bind(conn.dialect, ContactPoint.__table__, "created_at")(datetime.now(UTC))  # type: ignore[arg-type]
+    return [(owner, "email", f"p{first + n}@example.com", "active", stamp) for n, owner in enumerate(owners)]
+
+
+def _count_addresses(store: Store) -> int:
+    with store.transaction(write=False) as session:
+        return int(session.execute(select(func.count()).select_from(ContactPoint)).scalar_one())
+
+
+@pytest.mark.parametrize("rows", [1, CHECKED_TOGETHER_FROM - 1, CHECKED_TOGETHER_FROM, 3 * CHECKED_TOGETHER_FROM])
+def test_a_bulk_write_naming_a_missing_person_is_refused_and_writes_nothing(store: Store, rows: int) -> None:
+    # Small writes are checked by the database's own per-row triggers; large ones on PostgreSQL
+    # once per reference column: either way, no address without its person.
+    person = _person(store)
+    before = _count_addresses(store)
+    with pytest.raises(IntegrityError), store.transaction() as session:
+        conn = session.connection()
+        insert_with_ids(conn, ContactPoint.__table__, ("identity_id", "kind", "value", "status", "created_at"),  # type: ignore[arg-type]
+                        _addresses(conn, [person] * (rows - 1) + [person + 1000]))
+    assert _count_addresses(store) == before
+
+
+def test_a_large_bulk_write_leaves_its_transaction_checking_references(store: Store) -> None:
+    person = _person(store)
+    with pytest.raises(IntegrityError), store.transaction() as session:
+        conn = session.connection()
+        columns = ("identity_id", "kind", "value", "status", "created_at")
+        insert_with_ids(conn, ContactPoint.__table__, columns,  # type: ignore[arg-type]
+                        _addresses(conn, [person] * CHECKED_TOGETHER_FROM))
+        # One more row on its own, in the same transaction: the database still checks it.
+        insert_with_ids(conn, ContactPoint.__table__, columns,  # type: ignore[arg-type]
+                        _addresses(conn, [person + 1000], first=CHECKED_TOGETHER_FROM))
+    assert _count_addresses(store) == 0
+
+
+def test_a_large_bulk_write_holds_the_people_it_names_until_it_ends(store: Store) -> None:
+    """As the per-row triggers do: nobody can delete a referenced row while the rows naming it are
+    not committed (they would be left naming nobody)."""
+    if store.dialect != "postgresql":
+        pytest.skip("SQLite has one writer at a time: no other transaction can delete meanwhile")
+    person = _person(store)
+    with store.transaction() as session:
+        conn = session.connection()
+        insert_with_ids(conn, ContactPoint.__table__, ("identity_id", "kind", "value", "status", "created_at"),  # type: ignore[arg-type]
+                        _addresses(conn, [person] * CHECKED_TOGETHER_FROM))
+        url = store.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        with psycopg.connect(url) as other:
+            other.execute("SET lock_timeout = '300ms'")
+            with pytest.raises(psycopg.errors.LockNotAvailable):
+                other.execute("DELETE FROM identity WHERE id = %s", (person,))
+    assert _count_addresses(store) == CHECKED_TOGETHER_FROM
