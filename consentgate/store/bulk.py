@@ -31,6 +31,7 @@ from sqlalchemy import (
     func,
     select,
 )
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError
@@ -180,9 +181,11 @@ _REPLICA_ROLE = ("SELECT current_setting('session_replication_role'), "
 
 
 @cache
-def _references(table: Table, columns: tuple[str, ...]) -> tuple[tuple[int, str, str], ...]:
-    """(position in ``columns``, referenced table, referenced column) for each foreign key written."""
-    return tuple((columns.index(key.parent.name), key.column.table.name, key.column.name)
+def _references(table: Table, columns: tuple[str, ...]) -> tuple[tuple[int, str, str, str], ...]:
+    """(position in ``columns``, referenced table, its column, that column's SQL type) for each
+    foreign key written."""
+    pg = postgresql.dialect()   # type: ignore[no-untyped-call]
+    return tuple((columns.index(key.parent.name), key.column.table.name, key.column.name, key.column.type.compile(pg))
                  for key in sorted(table.foreign_keys, key=lambda key: key.parent.name)
                  if key.parent.name in columns)
 
@@ -201,19 +204,21 @@ def _may_skip_triggers(connection: Connection) -> bool:
     return bool(allowed)
 
 
-def _check_references(cursor: Any, table: Table, references: tuple[tuple[int, str, str], ...],
+def _check_references(cursor: Any, table: Table, references: tuple[tuple[int, str, str, str], ...],
                       rows: Sequence[Sequence[Any]]) -> None:
     """What the skipped triggers would have done, a statement per foreign key for all the rows:
     every referenced row exists, and is locked as the triggers lock it (FOR KEY SHARE), so that
-    it cannot be deleted before this transaction ends."""
-    for position, parent, column in references:
-        wanted = {row[position] for row in rows} - {None}
+    it cannot be deleted before this transaction ends. The keys go as one array literal and only
+    a count comes back (psycopg adapts a list, and reads rows, value by value in Python)."""
+    for position, parent, column, type_ in references:
+        wanted = list({row[position] for row in rows} - {None})
         if not wanted:
             continue
-        cursor.execute(f'SELECT "{column}" FROM "{parent}" WHERE "{column}" = ANY(%s) FOR KEY SHARE',
-                       (list(wanted),))
-        missing = wanted - {found for (found,) in cursor.fetchall()}
-        if missing:
+        keys = f'(SELECT "{column}" FROM "{parent}" WHERE "{column}" = ANY(%s::{type_}[]) FOR KEY SHARE) AS found'
+        cursor.execute(f"SELECT count(*) FROM {keys}", (listed(wanted, "postgresql"),))
+        if cursor.fetchone()[0] != len(wanted):
+            cursor.execute(f'SELECT "{column}" FROM {keys}', (listed(wanted, "postgresql"),))
+            missing = set(wanted) - {found for (found,) in cursor.fetchall()}
             raise psycopg.errors.ForeignKeyViolation(
                 f'insert into "{table.name}" violates a foreign key: {parent}.{column} has no '
                 f"{', '.join(map(repr, sorted(missing)[:5]))}")
