@@ -66,6 +66,13 @@ def measure(url: str, workdir: Path, rows: int, dnc: int) -> None:
           f"{memory.peak_mb:.0f} MB for the importer and its workers together (PSS); RSS "
           f"{_peak_mb(resource.RUSAGE_SELF):.0f} MB importing, {_peak_mb(resource.RUSAGE_CHILDREN):.0f} MB "
           "largest planning worker")
+    if rt.store.dialect == "postgresql":
+        from consentgate.store.bulk import may_skip_triggers
+
+        with rt.store.transaction(write=False) as session:
+            together = may_skip_triggers(session.connection())
+        print("  foreign keys checked once per block: this role may set session_replication_role" if together else
+              "  foreign keys checked by PostgreSQL's trigger per row: this role may not set session_replication_role")
 
     registry = workdir / "dnc.txt"
     with registry.open("w") as out:
@@ -100,13 +107,17 @@ class PeakMemory:
     def __exit__(self, *_: object) -> None:
         self._done.set()
         self._thread.join()
+        self._take()   # a block shorter than a sampling interval still gets a reading
 
     def _sample(self) -> None:
         while not self._done.wait(self.every):
-            pids = [os.getpid()]
-            for children in Path("/proc/self/task").glob("*/children"):
-                pids += [int(p) for p in children.read_text().split()]
-            self.peak_mb = max(self.peak_mb, sum(_pss_kb(pid) for pid in pids) / 1024)
+            self._take()
+
+    def _take(self) -> None:
+        pids = [os.getpid()]
+        for children in Path("/proc/self/task").glob("*/children"):
+            pids += [int(p) for p in children.read_text().split()]
+        self.peak_mb = max(self.peak_mb, sum(_pss_kb(pid) for pid in pids) / 1024)
 
 
 def _pss_kb(pid: int) -> int:

@@ -147,7 +147,7 @@ def insert_rows(connection: Connection, table: Table, columns: Sequence[str], ro
         types = _binary_types(table, tuple(columns))
         statement = f'COPY "{table.name}" ({names}) FROM STDIN' + (" (FORMAT BINARY)" if types else "")
         references = _references(table, tuple(columns))
-        checked_here = bool(references) and len(rows) >= CHECKED_TOGETHER_FROM and _may_skip_triggers(connection)
+        checked_here = bool(references) and len(rows) >= CHECKED_TOGETHER_FROM and may_skip_triggers(connection)
         try:
             with raw.cursor() as cursor:
                 if checked_here:
@@ -190,7 +190,7 @@ def _references(table: Table, columns: tuple[str, ...]) -> tuple[tuple[int, str,
                  if key.parent.name in columns)
 
 
-def _may_skip_triggers(connection: Connection) -> bool:
+def may_skip_triggers(connection: Connection) -> bool:
     """Whether this connection's role may set ``session_replication_role`` (asked once per connection)."""
     info = connection.info
     allowed = info.get("may_skip_triggers")
