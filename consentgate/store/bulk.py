@@ -147,11 +147,12 @@ def insert_rows(connection: Connection, table: Table, columns: Sequence[str], ro
         types = _binary_types(table, tuple(columns))
         statement = f'COPY "{table.name}" ({names}) FROM STDIN' + (" (FORMAT BINARY)" if types else "")
         references = _references(table, tuple(columns))
-        checked_here = bool(references) and len(rows) >= CHECKED_TOGETHER_FROM and may_skip_triggers(connection)
+        checked_here = False
         try:
             with raw.cursor() as cursor:
-                if checked_here:
-                    role = cursor.execute(_REPLICA_ROLE).fetchone()[0]
+                if references and len(rows) >= CHECKED_TOGETHER_FROM and may_skip_triggers(connection):
+                    role, switched = cursor.execute(_REPLICA_ROLE, (f'"{table.name}"',)).fetchone()
+                    checked_here = switched is not None
                 with cursor.copy(statement) as copy:
                     if types:
                         copy.set_types(types)
@@ -172,12 +173,15 @@ def insert_rows(connection: Connection, table: Table, columns: Sequence[str], ro
 # each time, which measured here was more than half of the server's work for an import's rows.
 # From this many rows, ``insert_rows`` checks each reference column once for all of them instead,
 # where the role may switch the triggers off for its own COPY (``session_replication_role``: a
-# superuser, or on PostgreSQL 15 and later a role granted SET on it); fewer rows keep the
-# triggers, which then cost less than the two statements the switch takes.
+# superuser, or on PostgreSQL 15 and later a role granted SET on it) and the table has no
+# trigger but those of its foreign keys (one an operator added must still run); fewer rows keep
+# the triggers, which then cost less than the two statements the switch takes.
 CHECKED_TOGETHER_FROM = 100
 
-_REPLICA_ROLE = ("SELECT current_setting('session_replication_role'), "
-                 "set_config('session_replication_role', 'replica', true)")
+# The role before, and 'replica' when switched (NULL: the table has triggers of its own).
+_REPLICA_ROLE = ("SELECT current_setting('session_replication_role'), CASE WHEN NOT EXISTS "
+                 "(SELECT FROM pg_trigger WHERE tgrelid = %s::regclass AND NOT tgisinternal) "
+                 "THEN set_config('session_replication_role', 'replica', true) END")
 
 
 @cache

@@ -178,3 +178,27 @@ def test_a_large_bulk_write_holds_the_people_it_names_until_it_ends(store: Store
             with pytest.raises(psycopg.errors.LockNotAvailable):
                 other.execute("DELETE FROM identity WHERE id = %s", (person,))
     assert _count_addresses(store) == CHECKED_TOGETHER_FROM
+
+
+def test_a_trigger_an_operator_added_still_runs_for_a_large_bulk_write(store: Store) -> None:
+    if store.dialect != "postgresql":
+        pytest.skip("the per-block reference check is PostgreSQL's")
+    person = _person(store)
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE address_audit (value text)")
+        conn.exec_driver_sql("CREATE FUNCTION audit_address() RETURNS trigger LANGUAGE plpgsql AS "
+                             "$$ BEGIN INSERT INTO address_audit VALUES (NEW.value); RETURN NEW; END $$")
+        conn.exec_driver_sql("CREATE TRIGGER audited AFTER INSERT ON contact_point "
+                             "FOR EACH ROW EXECUTE FUNCTION audit_address()")
+    try:
+        with store.transaction() as session:
+            conn = session.connection()
+            insert_with_ids(conn, ContactPoint.__table__, ("identity_id", "kind", "value", "status", "created_at"),  # type: ignore[arg-type]
+                            _addresses(conn, [person] * CHECKED_TOGETHER_FROM))
+        with store.engine.begin() as conn:
+            assert conn.exec_driver_sql("SELECT count(*) FROM address_audit").scalar_one() == CHECKED_TOGETHER_FROM
+    finally:
+        with store.engine.begin() as conn:
+            conn.exec_driver_sql("DROP TRIGGER audited ON contact_point")
+            conn.exec_driver_sql("DROP FUNCTION audit_address()")
+            conn.exec_driver_sql("DROP TABLE address_audit")
