@@ -72,11 +72,15 @@ _INSTANTS = ("captured_at", "recorded_at", "expires_at")
 
 
 def _iso_text(column: Any, dialect: str) -> Any:
-    """An instant as RFC 3339 UTC text, formatted in SQL (no Python datetime per cell)."""
+    """An instant as RFC 3339 UTC text, formatted in SQL (no Python datetime per cell), spelled as
+    every other report and the API spell it (``iso_z``): no fraction when it is zero."""
+    text: Any
     if dialect == "postgresql":
-        return func.to_char(func.timezone("UTC", column), 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
-    # SQLite keeps naive UTC as 'YYYY-MM-DD HH:MM:SS.ffffff'.
-    return func.replace(type_coerce(column, String), " ", "T").concat("Z")
+        text = func.to_char(func.timezone("UTC", column), 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+    else:
+        # SQLite keeps naive UTC as 'YYYY-MM-DD HH:MM:SS.ffffff'.
+        text = func.replace(type_coerce(column, String), " ", "T").concat("Z")
+    return func.replace(text, ".000000Z", "Z")
 
 
 def consents(session: Session, **filters: Any) -> Iterator[dict[str, Any]]:

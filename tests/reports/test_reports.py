@@ -235,3 +235,19 @@ def test_consent_csv_matches_json_cell_for_cell(client, keys) -> None:  # type: 
         assert c["erased"] == ("true" if j["erased"] else "false")
         assert c["consent_id"] == str(j["consent_id"]) and c["captured_at"] == j["captured_at"]
         assert c["brand"] == (j["brand"] or "") and c["expires_at"] == ""
+
+
+def test_report_instants_are_spelled_as_the_api_spells_them(client, keys) -> None:  # type: ignore[no-untyped-def]
+    # One spelling per instant everywhere (no ".000000" in one column and none in the next), so
+    # an auditor's text comparison of an export with an API answer holds.
+    whole, fraction = NOON_ET - timedelta(days=1), NOON_ET - timedelta(days=1, microseconds=500000)
+    consent(client, keys, captured_at=whole.isoformat(), expires_at=(NOON_ET + timedelta(days=30)).isoformat())
+    consent(client, keys, email="b@corp.com", captured_at=fraction.isoformat())
+    expected = ["2026-11-24T17:00:00Z", "2026-11-24T16:59:59.500000Z"]
+    for fmt in ("json", "jsonl", "csv"):
+        rows = report(client, keys, "consents", format=fmt)
+        assert [r["captured_at"] for r in rows] == expected
+        assert [r["recorded_at"] for r in rows] == ["2026-11-25T17:00:00Z"] * 2
+        assert rows[0]["expires_at"] == "2026-12-25T17:00:00Z"
+    view = client.get("/v1/identities", query_string={"email": "a@corp.com"}, headers=keys["auditor"]).get_json()
+    assert [c["captured_at"] for c in view["consents"]] == expected[:1]
