@@ -178,7 +178,7 @@ def insert_rows(connection: Connection, table: Table, columns: Sequence[str], ro
 # the triggers, which then cost less than the two statements the switch takes.
 CHECKED_TOGETHER_FROM = 100
 
-# The role before, and 'replica' when switched (NULL: the table has triggers of its own).
+# session_replication_role as it was, and 'replica' when switched (NULL: the table has triggers of its own).
 _REPLICA_ROLE = ("SELECT current_setting('session_replication_role'), CASE WHEN NOT EXISTS "
                  "(SELECT FROM pg_trigger WHERE tgrelid = %s::regclass AND NOT tgisinternal) "
                  "THEN set_config('session_replication_role', 'replica', true) END")
