@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -10,10 +11,10 @@ import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import func, select
+from sqlalchemy import create_engine, func, select
 from sqlalchemy.exc import IntegrityError
 
-from consentgate.store.bulk import CHECKED_TOGETHER_FROM, bind, insert_with_ids, listed
+from consentgate.store.bulk import CHECKED_TOGETHER_FROM, bind, insert_with_ids, listed, may_skip_triggers
 from consentgate.store.db import Store
 from consentgate.store.driver import dialect
 from consentgate.store.models import ConsentEvent, ContactPoint, DecisionRecord, Identity
@@ -202,3 +203,28 @@ def test_a_trigger_an_operator_added_still_runs_for_a_large_bulk_write(store: St
             conn.exec_driver_sql("DROP TRIGGER audited ON contact_point")
             conn.exec_driver_sql("DROP FUNCTION audit_address()")
             conn.exec_driver_sql("DROP TABLE address_audit")
+
+
+def test_a_role_checks_references_per_block_only_once_granted_the_switch(store: Store) -> None:
+    # What the README tells operators: without the grant, a plain role keeps the per-row
+    # triggers; `GRANT SET ON PARAMETER session_replication_role` lets its bulk writes switch them.
+    if store.dialect != "postgresql":
+        pytest.skip("a PostgreSQL role's privilege")
+    role = f"consentgate_test_{uuid.uuid4().hex[:12]}"
+    url = store.engine.url
+    with psycopg.connect(url.set(drivername="postgresql").render_as_string(hide_password=False),
+                         autocommit=True) as admin:
+        admin.execute(f"CREATE ROLE {role} LOGIN")
+        try:
+            for granted in (False, True):
+                if granted:
+                    admin.execute(f"GRANT SET ON PARAMETER session_replication_role TO {role}")
+                engine = create_engine(url.set(username=role, password=None))
+                try:
+                    with engine.connect() as conn:
+                        assert may_skip_triggers(conn) is granted
+                finally:
+                    engine.dispose()
+        finally:
+            admin.execute(f"REVOKE SET ON PARAMETER session_replication_role FROM {role}")
+            admin.execute(f"DROP ROLE {role}")
