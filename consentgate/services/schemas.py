@@ -25,12 +25,14 @@ from pydantic import (
 from consentgate.services.identities import AddressRef
 from consentgate.store.models import MAX_ID
 
+_NUL = "must not contain NUL (U+0000) characters"
+
 
 def _refuse_nul(value: Any) -> Any:
     """A value with NUL (U+0000) anywhere in its text is refused: PostgreSQL text cannot hold it,
     and the write would fail after validation had passed."""
     if isinstance(value, str) and "\x00" in value:
-        raise ValueError("must not contain NUL (U+0000) characters")
+        raise ValueError(_NUL)
     if isinstance(value, list | tuple):
         for item in value:
             _refuse_nul(item)
@@ -52,7 +54,7 @@ class Request(BaseModel):
             for name, value in data.items():
                 if type(value) is str:
                     if "\x00" in value:
-                        raise ValueError(f"{name}: must not contain NUL (U+0000) characters")
+                        raise ValueError(f"{name}: {_NUL}")
                 elif value is not None:
                     try:
                         _refuse_nul(value)

@@ -219,9 +219,10 @@ def _check_references(cursor: Any, table: Table, references: tuple[tuple[int, st
         if not wanted:
             continue
         keys = f'(SELECT "{column}" FROM "{parent}" WHERE "{column}" = ANY(%s::{type_}[]) FOR KEY SHARE) AS found'
-        cursor.execute(f"SELECT count(*) FROM {keys}", (listed(wanted, "postgresql"),))
+        literal = listed(wanted, "postgresql")
+        cursor.execute(f"SELECT count(*) FROM {keys}", (literal,))
         if cursor.fetchone()[0] != len(wanted):
-            cursor.execute(f'SELECT "{column}" FROM {keys}', (listed(wanted, "postgresql"),))
+            cursor.execute(f'SELECT "{column}" FROM {keys}', (literal,))
             missing = set(wanted) - {found for (found,) in cursor.fetchall()}
             raise psycopg.errors.ForeignKeyViolation(
                 f'insert into "{table.name}" violates a foreign key: {parent}.{column} has no '

@@ -214,6 +214,8 @@ def test_a_role_checks_references_per_block_only_once_granted_the_switch(store: 
     url = store.engine.url
     with psycopg.connect(url.set(drivername="postgresql").render_as_string(hide_password=False),
                          autocommit=True) as admin:
+        if admin.info.parameter_status("is_superuser") != "on":
+            pytest.skip("creating a role and granting SET on a parameter take a superuser")
         admin.execute(f"CREATE ROLE {role} LOGIN")
         try:
             for granted in (False, True):
