@@ -42,10 +42,11 @@ def _cap_counts(cap: FatigueCap, touch: TouchFact) -> bool:
             and label_in(cap.programs, touch.program or "") and label_in(cap.segments, touch.segment or ""))
 
 
-def cap_limits(policy: LoadedPolicy, request: EligibilityRequest, touches: Iterable[TouchFact],
+def cap_limits(policy: LoadedPolicy, request: EligibilityRequest, at: datetime, touches: Iterable[TouchFact],
                account_touches: Iterable[TouchFact], states: frozenset[str]) -> list[Limit]:
+    """The caps ``request`` would exceed if sent at ``at`` (``request.at``, or a later instant
+    when looking for the next allowed one)."""
     own, account = list(touches), list(account_touches)
-    at = request.at
     out = []
     for cap in policy.policy.fatigue_caps:
         if not _cap_applies(cap, request, states):
@@ -93,13 +94,15 @@ def cadence_windows(cadence: SegmentCadence) -> list[tuple[int, timedelta]]:
     return limits
 
 
-def cadence_limit(policy: LoadedPolicy, request: EligibilityRequest, touches: Iterable[TouchFact]) -> Limit | None:
-    """The segment's playbook (e.g. no-show: 2 touches in 72 h, one more at day 7, then a pause)."""
+def cadence_limit(policy: LoadedPolicy, request: EligibilityRequest, at: datetime,
+                  touches: Iterable[TouchFact]) -> Limit | None:
+    """The segment's playbook (e.g. no-show: 2 touches in 72 h, one more at day 7, then a pause),
+    judged at ``at``."""
     found = policy.cadence(request.segment)
     if found is None:
         return None
     name, cadence = found
-    at, wanted = request.at, label_key(request.segment)
+    wanted = label_key(request.segment)
     times = sorted(t.at for t in touches if label_key(t.segment) == wanted and counts(t, at))
     frees: datetime | None = None
     for most, window in cadence_windows(cadence):

@@ -273,12 +273,10 @@ def _timed_reasons(subject: Subject, request: EligibilityRequest, policy: Loaded
     """
     if _undecidable(subject, request, policy):
         return []
-    at_request = request if at == request.at else EligibilityRequest(
-        request.channel, request.purpose, at, request.program, request.segment, request.campaign, request.brand)
     windows, states = place
     out = list(_window_limits(windows, at, describe))
-    out += cap_limits(policy, at_request, subject.touches, subject.account_touches, states)
-    cadence = cadence_limit(policy, at_request, subject.touches)
+    out += cap_limits(policy, request, at, subject.touches, subject.account_touches, states)
+    cadence = cadence_limit(policy, request, at, subject.touches)
     if cadence is not None:
         out.append(cadence)
     return out

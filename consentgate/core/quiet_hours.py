@@ -7,7 +7,7 @@ so an unplaceable number is held to the strictest reading rather than to none.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
@@ -16,7 +16,7 @@ import holidays
 
 from consentgate.core.addresses import phone_timezones, phone_us_state
 from consentgate.core.facts import ContactPointFact, IdentityFact
-from consentgate.core.policy import LoadedPolicy, WindowSpec, matches
+from consentgate.core.policy import LoadedPolicy, QuietHoursSpec, WindowSpec, matches
 from consentgate.core.reasons import ReasonCode
 
 UNPLACED_ZONES = ("America/New_York", "America/Chicago", "America/Denver", "America/Los_Angeles")
@@ -31,6 +31,15 @@ class Window:
     name: str                 # "federal" or a state code
     spec: WindowSpec
     zones: tuple[str, ...]
+    # Windows key the caches of every check outside calling hours, several times a check:
+    # hashed once here rather than through the policy model's fields on each look-up.
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((self.code, self.name, self.spec, self.zones)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
 
 @dataclass(frozen=True)
@@ -69,8 +78,25 @@ def applicable_windows(policy: LoadedPolicy, channel: str, purpose: str, identit
     if not (matches(spec.channels, channel) and matches(spec.purposes, purpose)):
         return ()
     zones = recipient_zones(identity, target)
+    states = recipient_states(identity, target) if states is None else states
+    # One tuple per placement and policy, built once: people placed alike share it.
+    key = (policy.version, zones, states)
+    windows = _PLACED.get(key)
+    if windows is None:
+        if len(_PLACED) >= _PLACED_KEPT:
+            _PLACED.clear()
+        windows = _PLACED[key] = _windows(spec, zones, states)
+    return windows
+
+
+# Placements seen (zones and states, per policy version): a few hundred in practice.
+_PLACED: dict[tuple[str, tuple[str, ...], frozenset[str]], tuple[Window, ...]] = {}
+_PLACED_KEPT = 4096
+
+
+def _windows(spec: QuietHoursSpec, zones: tuple[str, ...], states: frozenset[str]) -> tuple[Window, ...]:
     windows = [Window(ReasonCode.QUIET_HOURS, "federal", spec.federal, zones)]
-    for state in sorted(recipient_states(identity, target) if states is None else states):
+    for state in sorted(states):
         if state in spec.states:
             windows.append(Window(ReasonCode.STATE_RULE, state, spec.states[state], zones))
     return tuple(windows)

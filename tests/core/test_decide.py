@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -19,7 +19,7 @@ from consentgate.core.facts import (
     SuppressionFact,
     TouchFact,
 )
-from consentgate.core.policy import LoadedPolicy
+from consentgate.core.policy import LoadedPolicy, build
 from consentgate.core.reasons import TIME_BOUND, ReasonCode
 
 NOON_NY = datetime(2026, 11, 25, 17, 0, tzinfo=UTC)         # Wednesday 12:00 in New York
@@ -190,6 +190,19 @@ def test_quiet_hours_in_every_zone_of_a_number(policy: LoadedPolicy) -> None:
     assert decision.codes == {ReasonCode.QUIET_HOURS}
     assert decision.next_allowed_at == datetime(2026, 11, 25, 18, 0, tzinfo=UTC)
     assert decide(s, EligibilityRequest("sms", "marketing", decision.next_allowed_at), policy).allowed
+
+
+def test_each_policy_judges_by_its_own_calling_window(policy: LoadedPolicy) -> None:
+    # People placed alike share their windows; two policies served one after the other (a
+    # reload) must not share them: 09:00 in New York is inside 08:00-21:00, outside 10:00-21:00.
+    quiet = policy.policy.quiet_hours
+    later = build(policy.policy.model_copy(update={"quiet_hours": quiet.model_copy(
+        update={"federal": quiet.federal.model_copy(update={"start": time(10, 0)})})}))
+    s = subject(consents=(consent(),))
+    nine = datetime(2026, 11, 25, 14, 0, tzinfo=UTC)
+    for _ in range(2):
+        assert ask(s, policy, at=nine) == set()
+        assert ask(s, later, at=nine) == {ReasonCode.QUIET_HOURS}
 
 
 def test_known_timezone_comes_first_and_state_rules_stack(policy: LoadedPolicy) -> None:
