@@ -212,7 +212,11 @@ def plan_row(line: int, row: dict[str, str], planning: _Planning) -> Plan | None
     item = ConsentIn.model_validate(consent)
     check_consent(item, policy, now)
     kind = policy.channels[item.channel].kind
-    target = next((a for a in addresses if a.kind == kind), None)
+    target = None
+    for address in addresses:
+        if address.kind == kind:
+            target = address
+            break
     if kind is None or target is None:
         raise ValidationFailed.field(kind or "channel", f"a {item.channel} consent needs a {kind} address")
     return plan_consent(line, item, target, tuple(addresses), planning, person=person)
