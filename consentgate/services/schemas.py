@@ -185,7 +185,7 @@ class RevocationIn(AddressIn):
     purposes: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
     brands: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
     scope: Literal["identity", "account"] = "identity"
-    source: RevocationSource = "api"
+    source: RevocationSource
     reason: str | None = Field(None, max_length=2000)
     raw_text: str | None = Field(None, max_length=20_000)
     received_at: Instant | None = None

@@ -40,7 +40,7 @@ def test_replay_answers_from_the_ledger_as_it_stood(client, keys, clock) -> None
 
 def test_evidence_bundle_covers_everything_with_chain_links(client, keys, clock) -> None:  # type: ignore[no-untyped-def]
     answer = _setup(client, keys, clock)
-    client.post("/v1/revocations", json={"phone": PHONE, "channels": ["sms"], "raw_text": "stop now"},
+    client.post("/v1/revocations", json={"phone": PHONE, "channels": ["sms"], "raw_text": "stop now", "source": "api"},
                 headers=keys["writer"])
     bundle = client.get(f"/v1/identities/{answer['identity_id']}/evidence", headers=keys["auditor"])
     assert bundle.status_code == 200
@@ -63,7 +63,7 @@ def test_an_evidence_window_limits_touches_and_decisions_never_the_ledger(  # ty
                                                        "reserve": True}, headers=keys["sender"]).get_json()
         assert checked["allowed"] is True, checked
     clock.set(NOON_ET + timedelta(days=3, hours=1))
-    client.post("/v1/revocations", json={"phone": PHONE, "channels": ["sms"]}, headers=keys["writer"])
+    client.post("/v1/revocations", json={"phone": PHONE, "channels": ["sms"], "source": "api"}, headers=keys["writer"])
     since, until = NOON_ET + timedelta(days=1), NOON_ET + timedelta(days=3)
     path = f"/v1/identities/{answer['identity_id']}/evidence"
     whole = client.get(path, headers=keys["auditor"]).get_json()
@@ -131,7 +131,8 @@ def test_verify_names_each_kind_of_tampering_in_every_ledger_table(client, keys,
         {"email": "pat@corp.com", "channel": "email", "purpose": "marketing", "consent_type": "double_opt_in",
          "source": "crm", "captured_at": (NOON_ET - timedelta(days=2)).isoformat()}]}, headers=w).get_json()
     first, second = (r["identity_id"] for r in made["results"])
-    client.post("/v1/revocations", json={"phone": PHONE, "channels": ["sms"], "raw_text": "STOP"}, headers=w)
+    client.post("/v1/revocations", json={"phone": PHONE, "channels": ["sms"], "raw_text": "STOP", "source": "api"},
+                headers=w)
     client.post("/v1/suppressions", json={"email": "pat@corp.com", "kind": "complaint", "note": "abuse desk"},
                 headers=w)
     client.post(f"/v1/identities/{first}/merge", json={"other_identity_id": second}, headers=w)

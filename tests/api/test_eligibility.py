@@ -76,10 +76,11 @@ def test_revocation_denies_from_the_write_on(client, keys) -> None:  # type: ign
     # A marketing-only revocation does not stop transactional messages; a revoke-all does.
     other = "+13055550191"
     consent(client, keys, phone=other)
-    client.post("/v1/revocations", json={"phone": other, "channels": ["sms"], "purposes": ["marketing"]},
+    client.post("/v1/revocations", json={"phone": other, "channels": ["sms"], "purposes": ["marketing"],
+                                         "source": "api"},
                 headers=keys["writer"])
     assert ask(client, keys, phone=other, purpose="transactional")["allowed"] is True
-    client.post("/v1/revocations", json={"phone": other, "channels": ["*"]}, headers=keys["writer"])
+    client.post("/v1/revocations", json={"phone": other, "channels": ["*"], "source": "api"}, headers=keys["writer"])
     assert "REVOKED" in codes(ask(client, keys, phone=other, purpose="transactional"))
 
 
@@ -200,12 +201,14 @@ def test_two_senders_never_both_take_the_last_slot(app, keys) -> None:  # type: 
 def test_batch_answers_as_single_checks_do(client, keys) -> None:  # type: ignore[no-untyped-def]
     consent(client, keys)                                               # PHONE: allowed
     consent(client, keys, phone="+13055550192")
-    client.post("/v1/revocations", json={"phone": "+13055550192", "channels": ["sms"]}, headers=keys["writer"])
+    client.post("/v1/revocations", json={"phone": "+13055550192", "channels": ["sms"], "source": "api"},
+                headers=keys["writer"])
     consent(client, keys, phone="+13055550193", consent_type="express", proof_uri=None)
     client.post("/v1/suppressions", json={"phone": "+13055550194", "kind": "dnc_national"}, headers=keys["writer"])
     client.post("/v1/identities", json={"email": "boss@acme.io"}, headers=keys["writer"])
     client.post("/v1/identities", json={"email": "peer@acme.io"}, headers=keys["writer"])
-    client.post("/v1/revocations", json={"email": "boss@acme.io", "channels": ["*"], "scope": "account"},
+    client.post("/v1/revocations", json={"email": "boss@acme.io", "channels": ["*"], "scope": "account",
+                                         "source": "api"},
                 headers=keys["writer"])
     ident = client.post("/v1/identities", json={"email": "ok@corp.com"}, headers=keys["writer"]).get_json()
     items = [{"phone": p, "channel": c, "purpose": u}
@@ -284,7 +287,7 @@ def test_a_batch_of_plain_checks_holds_up_no_writer(app, client, keys, monkeypat
         own = app.test_client()
         answers["single"] = own.post("/v1/eligibility", json={"phone": PHONE, "channel": "sms",
                                                               "purpose": "marketing"}, headers=keys["sender"])
-        answers["stop"] = own.post("/v1/revocations", json={"phone": PHONE, "channels": ["sms"]},
+        answers["stop"] = own.post("/v1/revocations", json={"phone": PHONE, "channels": ["sms"], "source": "api"},
                                    headers=keys["writer"])
 
     batch_thread = threading.Thread(target=ask_batch)
@@ -445,7 +448,7 @@ def test_batch_and_single_checks_agree_on_a_random_world(  # type: ignore[no-unt
         elif roll < 0.45:
             body = {**where, "channels": pick.choice([["*"], ["sms"], ["voice", "email"], ["email"]]),
                     "purposes": pick.choice([["*"], ["marketing"]]), "brands": pick.choice([["*"], ["*"], ["acme"]]),
-                    "received_at": pick.choice(past).isoformat()}
+                    "received_at": pick.choice(past).isoformat(), "source": "api"}
             if "email" in where and pick.random() < 0.3:
                 body["scope"] = "account"
             client.post("/v1/revocations", json=body, headers=writer)

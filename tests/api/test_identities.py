@@ -145,7 +145,8 @@ def test_a_timeline_read_a_page_at_a_time_is_the_whole_timeline(client, keys, cl
                                          "sent_at": clock.now.isoformat()}, headers=keys["sender"])
     other = _post(client, keys, {"phone": "+13055550111"}).get_json()["identity_id"]
     client.post(f"/v1/identities/{person}/merge", json={"other_identity_id": other}, headers=keys["writer"])
-    client.post("/v1/revocations", json={"email": "pat@corp.com", "channels": ["email"]}, headers=keys["writer"])
+    client.post("/v1/revocations", json={"email": "pat@corp.com", "channels": ["email"], "source": "api"},
+                headers=keys["writer"])
     auditor = keys["auditor"]
     whole = client.get(f"/v1/identities/{person}/timeline", headers=auditor).get_json()
     assert whole["next"] is None and len(whole["events"]) >= 17

@@ -56,7 +56,7 @@ def test_a_revoked_person_or_company_is_never_allowed(client, start_over) -> Non
         @rule(a=st.sampled_from(ADDRESSES),
               channels=st.sampled_from([["*"], ["sms"], ["email"], ["voice"], ["postal"]]), account=st.booleans())
         def revoke(self, a: Address, channels: list[str], account: bool) -> None:
-            body: dict[str, Any] = {a[0]: a[1], "channels": channels, "purposes": ["*"]}
+            body: dict[str, Any] = {a[0]: a[1], "channels": channels, "purposes": ["*"], "source": "api"}
             if account:
                 body["scope"] = "account"
             before = self.view(a)

@@ -30,7 +30,8 @@ def test_revocations_reach_every_subscriber_signed(client, keys, runtime, clock,
     clock.set(NOON_ET)
     sub = client.post("/v1/subscriptions", json={"name": "dialer", "url": "https://dialer.example.com/hook"},
                       headers=keys["admin"]).get_json()
-    client.post("/v1/revocations", json={"phone": "+13055550144", "channels": ["sms"]}, headers=keys["writer"])
+    client.post("/v1/revocations", json={"phone": "+13055550144", "channels": ["sms"], "source": "api"},
+                headers=keys["writer"])
     [pending] = rows(OutboxMessage)
     assert pending.status == "pending"
     downstream = Downstream(failures=2)
@@ -59,7 +60,7 @@ def test_revocations_reach_every_subscriber_signed(client, keys, runtime, clock,
 def test_sla_alerts_near_and_past_the_deadline(client, keys, runtime, clock) -> None:  # type: ignore[no-untyped-def]
     clock.set(NOON_ET)
     client.post("/v1/subscriptions", json={"name": "crm", "url": "https://crm.example.com/hook"}, headers=keys["admin"])
-    deadline = client.post("/v1/revocations", json={"email": "a@corp.com", "channels": ["email"]},
+    deadline = client.post("/v1/revocations", json={"email": "a@corp.com", "channels": ["email"], "source": "api"},
                            headers=keys["writer"]).get_json()["deadline_at"]
     assert sla_summary(runtime.store, runtime.policy, clock.now) == {"pending": 1, "at_risk": 0, "missed": 0}
     due = datetime.fromisoformat(deadline.replace("Z", "+00:00"))
@@ -74,7 +75,8 @@ def test_an_unsubscribed_sender_is_told_nothing_more_and_holds_up_no_deadline(  
     clock.set(NOON_ET)
     _, gone = (client.post("/v1/subscriptions", json={"name": name, "url": f"https://{name}.example.com/hook"},
                            headers=keys["admin"]).get_json() for name in ("dialer", "old-crm"))
-    client.post("/v1/revocations", json={"email": "a@corp.com", "channels": ["email"]}, headers=keys["writer"])
+    client.post("/v1/revocations", json={"email": "a@corp.com", "channels": ["email"], "source": "api"},
+                headers=keys["writer"])
     assert client.delete(f"/v1/subscriptions/{gone['subscription_id']}", headers=keys["admin"]).status_code == 204
     downstream = Downstream()
     assert deliver_due(runtime.store, clock.now, downstream).acknowledged == 1
@@ -99,7 +101,8 @@ def test_subscriptions_need_admin_and_a_web_url(client, keys) -> None:  # type: 
 def test_metrics_show_revocations_at_risk(client, keys, clock) -> None:  # type: ignore[no-untyped-def]
     clock.set(NOON_ET)
     client.post("/v1/subscriptions", json={"name": "crm", "url": "https://crm.example.com/hook"}, headers=keys["admin"])
-    client.post("/v1/revocations", json={"email": "m@corp.com", "channels": ["email"]}, headers=keys["writer"])
+    client.post("/v1/revocations", json={"email": "m@corp.com", "channels": ["email"], "source": "api"},
+                headers=keys["writer"])
     clock.set(datetime(2026, 12, 9, 15, 0, tzinfo=UTC))
     text = client.get("/metrics").get_data(as_text=True)
     assert 'consentgate_revocation_sla{status="at_risk"} 1.0' in text
@@ -113,7 +116,8 @@ def test_an_erased_persons_opt_outs_reach_senders_then_keep_no_address(  # type:
     for name in ("dialer", "crm"):
         client.post("/v1/subscriptions", json={"name": name, "url": f"https://{name}.example.com/hook"},
                     headers=keys["admin"])
-    client.post("/v1/revocations", json={"phone": "+13055550146", "channels": ["sms"]}, headers=keys["writer"])
+    client.post("/v1/revocations", json={"phone": "+13055550146", "channels": ["sms"], "source": "api"},
+                headers=keys["writer"])
     dialer_only = Downstream()
     deliver_due(runtime.store, clock.now, lambda url, body, headers: dialer_only(url, body, headers)
                 if "dialer" in url else 503)

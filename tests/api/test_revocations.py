@@ -46,7 +46,8 @@ def test_an_account_stop_holds_for_its_author_after_a_merge_into_another_company
                                       "consent_type": "express_written", "source": "crm",
                                       "captured_at": (noon - timedelta(days=30)).isoformat(),
                                       "proof_uri": "https://proof.example.com/1"}, headers=keys["writer"])
-    stop = client.post("/v1/revocations", json={"email": "pat@corp.com", "channels": ["*"], "scope": "account"},
+    stop = client.post("/v1/revocations", json={"email": "pat@corp.com", "channels": ["*"], "scope": "account",
+                                                "source": "api"},
                        headers=keys["writer"])
     assert stop.status_code == 201
     merged = client.post(f"/v1/identities/{kim['identity_id']}/merge",
@@ -61,15 +62,22 @@ def test_an_account_stop_holds_for_its_author_after_a_merge_into_another_company
 
 
 def test_unknown_channel_and_future_receipt_refused(client, keys, clock, rows) -> None:  # type: ignore[no-untyped-def]
-    bad = client.post("/v1/revocations", json={"email": "a@b.com", "channels": ["fax"]}, headers=keys["writer"])
+    bad = client.post("/v1/revocations", json={"email": "a@b.com", "channels": ["fax"], "source": "api"},
+                      headers=keys["writer"])
     assert bad.status_code == 422 and bad.get_json()["errors"][0]["field"] == "channels"
     future = client.post("/v1/revocations", json={"email": "a@b.com", "channels": ["email"],
-                                                  "received_at": "2999-01-01T00:00:00Z"}, headers=keys["writer"])
+                                                  "received_at": "2999-01-01T00:00:00Z", "source": "api"},
+                         headers=keys["writer"])
     assert future.status_code == 422
+    # Where the opt-out came from is part of its evidence: never guessed.
+    unsourced = client.post("/v1/revocations", json={"email": "a@b.com", "channels": ["email"]},
+                            headers=keys["writer"])
+    assert unsourced.status_code == 422 and unsourced.get_json()["errors"][0]["field"] == "source"
     assert rows(Revocation) == []
     # A sender's clock a minute ahead: the opt-out is taken, as received now.
     ahead = client.post("/v1/revocations", json={"email": "a@b.com", "channels": ["email"],
-                                                 "received_at": (clock.now + timedelta(minutes=1)).isoformat()},
+                                                 "received_at": (clock.now + timedelta(minutes=1)).isoformat(),
+                                                 "source": "api"},
                         headers=keys["writer"])
     assert ahead.status_code == 201, ahead.get_json()
     [revocation] = rows(Revocation)
@@ -90,7 +98,8 @@ def test_suppressions_mark_the_address(client, keys, rows) -> None:  # type: ign
 
 
 def test_chain_verifies_and_catches_tampering(client, keys, runtime) -> None:  # type: ignore[no-untyped-def]
-    client.post("/v1/revocations", json={"phone": "+13055550180", "channels": ["sms"], "raw_text": "STOP"},
+    client.post("/v1/revocations", json={"phone": "+13055550180", "channels": ["sms"], "raw_text": "STOP",
+                                         "source": "api"},
                 headers=keys["writer"])
     client.post("/v1/suppressions", json={"email": "c@corp.com", "kind": "complaint"}, headers=keys["writer"])
     ok = client.get("/v1/audit/verify", headers=keys["auditor"]).get_json()

@@ -63,7 +63,8 @@ def test_two_scheduler_processes_deliver_once(client, keys, runtime, receiver, r
     sub = client.post("/v1/subscriptions", json={"name": "crm", "url": receiver.url}, headers=keys["admin"]).get_json()
     receiver.secret = sub["secret"]
     for i in range(12):
-        client.post("/v1/revocations", json={"email": f"p{i}@corp.com", "channels": ["email"]}, headers=keys["writer"])
+        client.post("/v1/revocations", json={"email": f"p{i}@corp.com", "channels": ["email"], "source": "api"},
+                    headers=keys["writer"])
     env = {**os.environ, "CONSENTGATE_DATABASE_URL": runtime.store.url, "CONSENTGATE_SECRET_KEY": runtime.secret_key,
            "CONSENTGATE_POLICY": str(ROOT / "policies" / "default.yaml"), "CONSENTGATE_LOG_LEVEL": "WARNING"}
     processes = [subprocess.Popen([sys.executable, "-m", "consentgate", "scheduler", "--once", "propagation"],
@@ -79,7 +80,8 @@ def test_two_scheduler_processes_deliver_once(client, keys, runtime, receiver, r
 def test_real_http_poster_and_failures(client, keys, runtime, clock, rows) -> None:  # type: ignore[no-untyped-def]
     # Nothing listens on this port: a network failure is a failed attempt, retried later.
     client.post("/v1/subscriptions", json={"name": "down", "url": "http://127.0.0.1:9/hook"}, headers=keys["admin"])
-    client.post("/v1/revocations", json={"email": "x@corp.com", "channels": ["email"]}, headers=keys["writer"])
+    client.post("/v1/revocations", json={"email": "x@corp.com", "channels": ["email"], "source": "api"},
+                headers=keys["writer"])
     from consentgate.services.propagation import deliver_due
 
     run = deliver_due(runtime.store, clock.now, http_poster(timeout=2))

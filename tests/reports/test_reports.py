@@ -63,7 +63,8 @@ def test_test_records_stay_out(client, keys) -> None:  # type: ignore[no-untyped
 def test_revocation_sla_states(client, keys, clock, runtime) -> None:  # type: ignore[no-untyped-def]
     client.post("/v1/subscriptions", json={"name": "crm", "url": "https://crm.example.com/h"}, headers=keys["admin"])
     for email in ("met@corp.com", "late@corp.com", "open@corp.com"):
-        client.post("/v1/revocations", json={"email": email, "channels": ["email"]}, headers=keys["writer"])
+        client.post("/v1/revocations", json={"email": email, "channels": ["email"], "source": "api"},
+                    headers=keys["writer"])
     deadline = datetime.fromisoformat(report(client, keys, "revocations")[0]["deadline_at"].replace("Z", "+00:00"))
     from consentgate.services.propagation import deliver_due
 
@@ -114,7 +115,8 @@ def test_optout_attribution(client, keys, runtime) -> None:  # type: ignore[no-u
             at = NOON_ET - timedelta(hours=3)
             session.add(Touch(identity_id=ids[i], channel="email", purpose="marketing", campaign=campaign,
                               segment="churned", state="sent", at=at, sent_at=at, created_at=at))
-    client.post("/v1/revocations", json={"email": "p0@corp.com", "channels": ["email"]}, headers=keys["writer"])
+    client.post("/v1/revocations", json={"email": "p0@corp.com", "channels": ["email"], "source": "api"},
+                headers=keys["writer"])
     client.post("/v1/suppressions", json={"email": "p3@corp.com", "kind": "complaint"}, headers=keys["writer"])
     rows = {r["group"]: r for r in report(client, keys, "optouts", group_by="campaign")}
     assert rows["spring"] == {"group": "spring", "group_by": "campaign", "touches": 3, "optouts": 1, "complaints": 0,
