@@ -1,7 +1,11 @@
 """Fatigue caps and segment cadences on rolling windows over a person's touches.
 
-A touch counts when it was sent, or is reserved and its reservation has not run out: two
-senders holding reservations are both counted, so the last slot cannot be taken twice.
+A touch counts when it was sent, or is reserved and its reservation had not run out when the
+question was asked (``EligibilityRequest.asked``): two senders holding reservations are both
+counted, so the last slot cannot be taken twice. Whether a reservation is still held is judged
+then, never at the instant a send is judged for: a reservation held now may be confirmed before
+it runs out, so it counts at later instants too (a send asked about for tomorrow, or the search
+for the next allowed instant).
 """
 
 from __future__ import annotations
@@ -24,10 +28,10 @@ class Limit:
     data: Mapping[str, Any] = field(default_factory=dict)
 
 
-def counts(touch: TouchFact, at: datetime) -> bool:
+def counts(touch: TouchFact, asked: datetime) -> bool:
     if touch.state == "sent":
         return True
-    return touch.state == "reserved" and (touch.expires_at is None or touch.expires_at > at)
+    return touch.state == "reserved" and (touch.expires_at is None or touch.expires_at > asked)
 
 
 def _cap_applies(cap: FatigueCap, request: EligibilityRequest, states: frozenset[str]) -> bool:
@@ -47,13 +51,16 @@ def cap_limits(policy: LoadedPolicy, request: EligibilityRequest, at: datetime, 
     """The caps ``request`` would exceed if sent at ``at`` (``request.at``, or a later instant
     when looking for the next allowed one)."""
     own, account = list(touches), list(account_touches)
+    asked = request.asked
     out = []
     for cap in policy.policy.fatigue_caps:
         if not _cap_applies(cap, request, states):
             continue
-        pool = account if cap.per == "account" else own
+        # Per account: everyone's at the company, and always the person's own (someone with no
+        # company, or whose earlier touches were made at another one, is still one of them).
+        pool = own if cap.per != "account" else list({t.id: t for t in (*account, *own)}.values())
         times = sorted(t.at for t in pool
-                       if counts(t, at) and _cap_counts(cap, t) and t.at > at - cap.window)
+                       if counts(t, asked) and _cap_counts(cap, t) and t.at > at - cap.window)
         if len(times) < cap.max:
             continue
         # The slot frees when enough of the oldest counted touches have left the window.
@@ -103,7 +110,7 @@ def cadence_limit(policy: LoadedPolicy, request: EligibilityRequest, at: datetim
         return None
     name, cadence = found
     wanted = label_key(request.segment)
-    times = sorted(t.at for t in touches if label_key(t.segment) == wanted and counts(t, at))
+    times = sorted(t.at for t in touches if label_key(t.segment) == wanted and counts(t, request.asked))
     frees: datetime | None = None
     for most, window in cadence_windows(cadence):
         inside = [t for t in times if t > at - window]
@@ -116,6 +123,6 @@ def cadence_limit(policy: LoadedPolicy, request: EligibilityRequest, at: datetim
                  {"segment": name, "touches_counted": len(times)})
 
 
-def repermission_touches(policy: LoadedPolicy, touches: Iterable[TouchFact], at: datetime) -> int:
+def repermission_touches(policy: LoadedPolicy, touches: Iterable[TouchFact], asked: datetime) -> int:
     purpose = policy.policy.repermission.purpose
-    return sum(1 for t in touches if t.purpose == purpose and counts(t, at))
+    return sum(1 for t in touches if t.purpose == purpose and counts(t, asked))

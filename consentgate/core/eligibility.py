@@ -16,6 +16,7 @@ Two readings the law leaves to us, chosen to protect the person:
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from functools import lru_cache
 from types import MappingProxyType
@@ -51,8 +52,26 @@ def decide(subject: Subject, request: EligibilityRequest, policy: LoadedPolicy) 
         next_at = None
         if all(r.code in TIME_BOUND for r in reasons):
             next_at = _settle(subject, request, policy, timed, place)
+            if next_at is not None and _changes_by(subject, request, next_at):
+                # Waiting helps only if nothing else denies when the wait is over (a consent
+                # that has expired by then, say).
+                later = replace(request, at=next_at)
+                if _standing_reasons(subject, later, policy) or _consent(subject, later, policy)[1]:
+                    next_at = None
         return Decision(False, tuple(reasons), next_at, consent)
     return Decision(True, (), None, consent)
+
+
+def _changes_by(subject: Subject, request: EligibilityRequest, until: datetime) -> bool:
+    """Whether a fact takes effect or lapses after the request's instant and by ``until``: a
+    consent expiring (the usual case) or recorded, a revocation or suppression taking effect.
+    Otherwise the rules that waiting does not cure answer at ``until`` as they did at ``at``."""
+    def between(instant: datetime | None) -> bool:
+        return instant is not None and request.at < instant <= until
+
+    return (any(between(c.expires_at) or between(c.recorded_at) for c in subject.consents)
+            or any(between(r.effective_at) for r in subject.revocations)
+            or any(between(s.created_at) for s in subject.suppressions))
 
 
 def _standing_reasons(subject: Subject, request: EligibilityRequest, policy: LoadedPolicy) -> list[Reason]:
@@ -70,8 +89,9 @@ def _standing_reasons(subject: Subject, request: EligibilityRequest, policy: Loa
 
 
 def _applies(brands: tuple[str, ...], wanted: str | None) -> bool:
-    # A revocation naming specific brands stops a send that names no brand: it may be any brand.
-    return wanted is None or label_in(brands, wanted)
+    # A revocation naming specific brands stops a send that names no brand (a blank name is
+    # none): it may be any brand.
+    return wanted is None or not label_key(wanted) or label_in(brands, wanted)
 
 
 def _in_force(lifted_at: datetime | None, since: datetime, at: datetime) -> bool:
@@ -224,7 +244,7 @@ def _consent(subject: Subject, request: EligibilityRequest,
     reasons: list[Reason] = []
     minimum = requirement.minimum
     if request.purpose == policy.policy.repermission.purpose:
-        sent = repermission_touches(policy, subject.touches, request.at)
+        sent = repermission_touches(policy, subject.touches, request.asked)
         if sent >= policy.policy.repermission.max_touches:
             reasons.append(Reason(ReasonCode.REPERMISSION_ONLY, f"the re-permission touch was already used "
                                   f"({sent} of {policy.policy.repermission.max_touches})", {"touches": sent}))

@@ -117,6 +117,13 @@ class EligibilityRequest:
     segment: str | None = None
     campaign: str | None = None
     brand: str | None = None
+    # When the question is asked (None: ``at``). A reservation still held then counts at any
+    # instant the send is judged for, later ones included: it may yet be confirmed.
+    asked_at: datetime | None = None
+
+    @property
+    def asked(self) -> datetime:
+        return self.at if self.asked_at is None else self.asked_at
 
 
 @dataclass(frozen=True, slots=True)

@@ -64,7 +64,7 @@ class EligibilityIn(AddressIn):
     program: str | None = Field(None, max_length=100)
     segment: str | None = Field(None, max_length=100)
     campaign: str | None = Field(None, max_length=200)
-    brand: str | None = Field(None, max_length=100)
+    brand: str | None = Field(None, min_length=1, max_length=100)
     at: Instant | None = Field(None, description="when the send will happen: now when left out; a later "
                                "instant is decided for then; an earlier one than now (beyond 5 minutes of "
                                "clock skew) is refused")
@@ -78,7 +78,7 @@ class TouchIn(AddressIn):
     program: str | None = Field(None, max_length=100)
     segment: str | None = Field(None, max_length=100)
     campaign: str | None = Field(None, max_length=200)
-    brand: str | None = Field(None, max_length=100)
+    brand: str | None = Field(None, min_length=1, max_length=100)
     sent_at: Instant | None = None
 
 
@@ -225,7 +225,7 @@ def check(store: Store, item: EligibilityIn, policy: LoadedPolicy, secret: str, 
             remember_policy(session.connection(), policy, now, store)
     with store.driver() as driver:
         identity, _, named, subject = _read(driver, item, policy, secret, at, "")
-        decision = decide(subject, _request(item, at), policy)
+        decision = decide(subject, _request(item, at, now), policy)
         row = _record_row(item, identity, named, at, decision, policy, actor, now, secret)
         values = _log_values(_log_binders(driver.dialect), row, {})
         with store.decision_log_turn():
@@ -255,9 +255,15 @@ def _log_values(binders: tuple[tuple[str, Callable[[Any], Any] | None], ...], ro
                   for name, convert in binders])
 
 
-def _request(item: EligibilityIn, at: datetime) -> EligibilityRequest:
+def _request(item: EligibilityIn, at: datetime, now: datetime) -> EligibilityRequest:
     return EligibilityRequest(channel=item.channel, purpose=item.purpose, at=at, program=item.program,
-                              segment=item.segment, campaign=item.campaign, brand=item.brand)
+                              segment=item.segment, campaign=item.campaign, brand=item.brand, asked_at=now)
+
+
+def _held_until(at: datetime, policy: LoadedPolicy) -> datetime:
+    """When a reservation for a send at ``at`` runs out unless confirmed: the policy's time to live
+    after the send's instant, so that a send reserved for later is held until it can be made."""
+    return at + policy.policy.reservations.ttl
 
 
 def decide_one(session: Session, item: EligibilityIn, policy: LoadedPolicy, secret: str, actor: Actor | None,
@@ -269,7 +275,7 @@ def decide_one(session: Session, item: EligibilityIn, policy: LoadedPolicy, secr
     session.flush()   # the driver reads below see what this transaction wrote
     conn = session.connection()
     identity, target, named, subject = _read(Driver.of(conn), item, policy, secret, at, prefix, lock=item.reserve)
-    decision = decide(subject, _request(item, at), policy)
+    decision = decide(subject, _request(item, at, now), policy)
     remember_policy(conn, policy, now)
     record = DecisionRecord(**_record_row(item, identity, named, at, decision, policy, actor, now, secret))
     session.add(record)
@@ -278,7 +284,7 @@ def decide_one(session: Session, item: EligibilityIn, policy: LoadedPolicy, secr
         touch = Touch(identity_id=identity.id, contact_point_id=target.id if target else None,
                       account_domain=identity.account_domain, channel=item.channel, purpose=item.purpose,
                       program=item.program, segment=item.segment, campaign=item.campaign, brand=item.brand,
-                      state="reserved", at=at, reserved_at=now, expires_at=now + policy.policy.reservations.ttl,
+                      state="reserved", at=at, reserved_at=now, expires_at=_held_until(at, policy),
                       decision_id=record.id, api_key_id=actor.key_id if actor else None, created_at=now)
         session.add(touch)
         session.flush()
@@ -370,7 +376,6 @@ def _decide_bulk(session: Session, bulk: list[tuple[int, EligibilityIn, Any]], p
         wanted, named, subjects = _read_locked(session, bulk, policy, secret, ats)
     else:
         wanted, named, subjects = _until_unmoved(lambda: _bulk_facts(session, bulk, policy, secret, ats))
-    ttl = policy.policy.reservations.ttl
     own: dict[int, list[TouchFact]] = {}
     by_account: dict[str, list[TouchFact]] = {}
     decided: Decided = []
@@ -381,7 +386,7 @@ def _decide_bulk(session: Session, bulk: list[tuple[int, EligibilityIn, Any]], p
             subject = replace(subject, touches=subject.touches + tuple(own.get(identity.id, ())),
                               account_touches=subject.account_touches
                               + tuple(by_account.get(identity.account_domain or "", ())))
-        decision = decide(subject, _request(item, at), policy)
+        decision = decide(subject, _request(item, at, now), policy)
         decided.append((index, _record_row(item, identity, request_named, at, decision, policy, actor, now, secret),
                         decision))
         if not (item.reserve and decision.allowed and identity is not None):
@@ -389,12 +394,13 @@ def _decide_bulk(session: Session, bulk: list[tuple[int, EligibilityIn, Any]], p
         touch = {"identity_id": identity.id, "contact_point_id": target.id if target else None,
                  "account_domain": identity.account_domain, "channel": item.channel, "purpose": item.purpose,
                  "program": item.program, "segment": item.segment, "campaign": item.campaign, "brand": item.brand,
-                 "state": "reserved", "at": at, "reserved_at": now, "expires_at": now + ttl,
+                 "state": "reserved", "at": at, "reserved_at": now, "expires_at": _held_until(at, policy),
                  "api_key_id": actor.key_id if actor else None, "created_at": now}
         reserved[index] = touch
         fact = TouchFact(id=-len(reserved), identity_id=identity.id, channel=item.channel, purpose=item.purpose,
                          at=at, state="reserved", contact_point_id=touch["contact_point_id"], program=item.program,
-                         segment=item.segment, campaign=item.campaign, brand=item.brand, expires_at=now + ttl)
+                         segment=item.segment, campaign=item.campaign, brand=item.brand,
+                         expires_at=touch["expires_at"])
         own.setdefault(identity.id, []).append(fact)
         if identity.account_domain:
             by_account.setdefault(identity.account_domain, []).append(fact)

@@ -64,7 +64,8 @@ def replay_decision(session: Session, secret: str, decision_id: int,
                                at=at, as_of=record.decided_at, exclude_decision=record.id)
     question = EligibilityRequest(
         channel=record.channel, purpose=record.purpose, at=at, program=request.get("program"),
-        segment=request.get("segment"), campaign=request.get("campaign"), brand=request.get("brand"))
+        segment=request.get("segment"), campaign=request.get("campaign"), brand=request.get("brand"),
+        asked_at=record.decided_at)
     decision = decide(subject, question, policy)
     replayed_codes = sorted({str(r.code) for r in decision.reasons})
     original_codes = sorted(c for c in record.codes.split(",") if c)

@@ -183,7 +183,8 @@ RevocationSource = Literal["sms_keyword", "sms_free_text", "email_one_click", "e
 class RevocationIn(AddressIn):
     channels: list[str] = Field(min_length=1)
     purposes: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
-    brands: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
+    brands: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(default_factory=lambda: ["*"],
+                                                                             min_length=1)
     scope: Literal["identity", "account"] = "identity"
     source: RevocationSource
     reason: str | None = Field(None, max_length=2000)

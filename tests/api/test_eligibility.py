@@ -152,6 +152,36 @@ def test_weekly_reactivation_cap_and_reservations(client, keys, rows) -> None:  
     assert sorted(t.state for t in rows(Touch)) == ["released", "sent"]
 
 
+def test_reservations_for_a_later_send_hold_until_it_is_made(client, keys, clock) -> None:  # type: ignore[no-untyped-def]
+    consent(client, keys)
+    later = (NOON_ET + timedelta(hours=2)).isoformat()
+    held = [ask(client, keys, program="reactivation", reserve=True, at=later) for _ in range(2)]
+    assert all(answer["allowed"] and answer["reservation_id"] for answer in held)
+    # Both slots of the week are held, for a send now, at two o'clock, and at three (by when the
+    # reservations would have run out, had they not been confirmed meanwhile).
+    for at in (None, later, (NOON_ET + timedelta(hours=3)).isoformat()):
+        assert codes(ask(client, keys, program="reactivation", at=at)) == {"FATIGUE_CAP"}
+    # Made at two o'clock, long after the time to live counted from the question, the sends
+    # are confirmed on their reservations; and they still fill the week.
+    clock.set(NOON_ET + timedelta(hours=2, minutes=5))
+    for answer in held:
+        assert client.post("/v1/touches", json={"reservation_id": answer["reservation_id"]},
+                           headers=keys["sender"]).status_code == 201
+    assert codes(ask(client, keys, program="reactivation")) == {"FATIGUE_CAP"}
+
+
+def test_a_batch_reservation_for_a_later_send_holds_until_it_is_made(client, keys, clock) -> None:  # type: ignore[no-untyped-def]
+    consent(client, keys)
+    item = {"phone": PHONE, "channel": "sms", "purpose": "marketing", "program": "reactivation", "reserve": True,
+            "at": (NOON_ET + timedelta(hours=2)).isoformat()}
+    answer = client.post("/v1/eligibility/batch", json={"items": [item]}, headers=keys["sender"])
+    [decision] = answer.get_json()["decisions"]
+    assert decision["allowed"] and decision["reservation_id"]
+    clock.set(NOON_ET + timedelta(hours=2, minutes=5))
+    assert client.post("/v1/touches", json={"reservation_id": decision["reservation_id"]},
+                       headers=keys["sender"]).status_code == 201
+
+
 def test_batch_answers_in_input_order(client, keys) -> None:  # type: ignore[no-untyped-def]
     consent(client, keys)
     items = [{"phone": PHONE, "channel": "sms", "purpose": "marketing"},
@@ -165,6 +195,18 @@ def test_batch_answers_in_input_order(client, keys) -> None:  # type: ignore[no-
     assert decisions[1]["status"] == 422 and decisions[1]["errors"][0]["field"] == "items[1].phone"
     assert codes(decisions[2]) == {"UNKNOWN_IDENTITY"}
     assert decisions[3]["errors"][0]["field"] == "items[3].channel"
+
+
+def test_a_blank_brand_is_refused_not_read_as_another_brand(client, keys, rows) -> None:  # type: ignore[no-untyped-def]
+    consent(client, keys)
+    client.post("/v1/revocations", json={"phone": PHONE, "channels": ["sms"], "brands": ["Acme"], "source": "api"},
+                headers=keys["writer"])
+    for blank in ("", "  "):
+        answer = client.post("/v1/eligibility", json={"phone": PHONE, "channel": "sms", "purpose": "marketing",
+                                                      "brand": blank}, headers=keys["sender"])
+        assert answer.status_code == 422 and answer.get_json()["errors"][0]["field"] == "brand"
+    assert codes(ask(client, keys)) == {"REVOKED"}            # no brand: it may be Acme
+    assert ask(client, keys, brand="Globex")["allowed"] is True
 
 
 def test_channel_and_address_must_agree(client, keys) -> None:  # type: ignore[no-untyped-def]

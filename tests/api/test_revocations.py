@@ -73,6 +73,10 @@ def test_unknown_channel_and_future_receipt_refused(client, keys, clock, rows) -
     unsourced = client.post("/v1/revocations", json={"email": "a@b.com", "channels": ["email"]},
                             headers=keys["writer"])
     assert unsourced.status_code == 422 and unsourced.get_json()["errors"][0]["field"] == "source"
+    # A blank brand names no brand: an opt-out scoped to it would stop nothing anyone sends.
+    blank = client.post("/v1/revocations", json={"email": "a@b.com", "channels": ["email"], "brands": ["Acme", " "],
+                                                 "source": "api"}, headers=keys["writer"])
+    assert blank.status_code == 422 and blank.get_json()["errors"][0]["field"].startswith("brands")
     assert rows(Revocation) == []
     # A sender's clock a minute ahead: the opt-out is taken, as received now.
     ahead = client.post("/v1/revocations", json={"email": "a@b.com", "channels": ["email"],
