@@ -109,13 +109,20 @@ def _revocations_in_force(subject: Subject, request: EligibilityRequest,
         if revocation.scope == "account" and not subject.identity.owns(revocation.identity_id) and (
                 revocation.account_domain is None or revocation.account_domain != subject.identity.account_domain):
             continue
-        if not (matches(revocation.channels, request.channel) and matches(revocation.purposes, request.purpose)
+        if not (matches(revocation.channels, request.channel) and _stops_purpose(revocation, request, policy)
                 and _applies(revocation.brands, request.brand)):
             continue
         if _overridden(revocation, subject, request, policy):
             continue
         out.append(revocation)
     return out
+
+
+def _stops_purpose(revocation: RevocationFact, request: EligibilityRequest, policy: LoadedPolicy) -> bool:
+    if matches(revocation.purposes, request.purpose):
+        return True
+    repermission = policy.policy.repermission
+    return request.purpose == repermission.purpose and any(p in revocation.purposes for p in repermission.revoked_with)
 
 
 def _overridden(revocation: RevocationFact, subject: Subject, request: EligibilityRequest,

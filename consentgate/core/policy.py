@@ -114,6 +114,11 @@ class RepermissionSpec(Rule):
     purpose: str = "repermission"
     max_touches: int = Field(1, ge=1)
     window: Duration = timedelta(days=30)
+    # An opt-out of these purposes stops re-permission touches too: asking someone who said
+    # "no more marketing" to confirm their consent is itself a marketing message (after an email
+    # unsubscribe, CAN-SPAM allows no further commercial message). Names a policy without them
+    # does not define are ignored unless the policy lists them itself.
+    revoked_with: list[str] = Field(default_factory=lambda: ["marketing"])
 
 
 class WindowSpec(Rule):
@@ -451,6 +456,8 @@ def _reference_problems(p: Policy) -> Iterable[tuple[str, str]]:
             yield f"consent_requirements.{i}.minimum", f"unknown consent type {req.minimum!r}"
     if p.repermission.purpose not in purposes:
         yield "repermission.purpose", f"unknown purpose {p.repermission.purpose!r}"
+    if "revoked_with" in p.repermission.model_fields_set:
+        yield from check("repermission.revoked_with", p.repermission.revoked_with, purposes, "purpose")
     yield from check("quiet_hours.channels", p.quiet_hours.channels, channels, "channel")
     yield from check("quiet_hours.purposes", p.quiet_hours.purposes, purposes, "purpose")
     for name, window in [("federal", p.quiet_hours.federal), *p.quiet_hours.states.items()]:

@@ -112,6 +112,17 @@ def test_revocations_by_scope(policy: LoadedPolicy) -> None:
     assert ask(subject(consents=consents, revocations=(lifted,)), policy) == set()
 
 
+def test_an_opt_out_of_marketing_stops_re_permission_touches(policy: LoadedPolicy) -> None:
+    # Asking someone who unsubscribed from marketing to confirm their consent is marketing again.
+    unsubscribed = revocation(channels=("email",), purposes=("marketing",))
+    uncertain = consent(channel="email", purpose="repermission", kind="uncertain", cp=11)
+    asked = subject(target=EMAIL, consents=(uncertain,), revocations=(unsubscribed,))
+    assert ask(asked, policy, channel="email", purpose="repermission") == {ReasonCode.REVOKED}
+    assert ask(replace(asked, revocations=()), policy, channel="email", purpose="repermission") == set()
+    informational = replace(unsubscribed, purposes=("informational",))
+    assert ask(replace(asked, revocations=(informational,)), policy, channel="email", purpose="repermission") == set()
+
+
 def test_only_a_later_proven_opt_in_undoes_a_revocation(policy: LoadedPolicy) -> None:
     stop = revocation(received=NOON_NY - timedelta(days=5))
     old = consent(captured=NOON_NY - timedelta(days=30))

@@ -83,6 +83,19 @@ def test_two_cadences_for_one_segment_are_refused() -> None:
         parse_policy(yaml.safe_dump(data, sort_keys=False), "test.yaml")
 
 
+def test_purposes_whose_opt_out_stops_re_permission_must_exist() -> None:
+    data = _default()
+    data["repermission"]["revoked_with"] = ["marketting"]
+    with pytest.raises(PolicyError, match=r"repermission.revoked_with.0: unknown purpose 'marketting'"):
+        _parse(data)
+    # Left out, the list names marketing, which a policy calling it something else simply lacks.
+    data = _default()
+    del data["repermission"]["revoked_with"]
+    assert parse_policy(yaml.safe_dump(data)).policy.repermission.revoked_with == ["marketing"]
+    renamed = parse_policy(yaml.safe_dump(data).replace("marketing", "promotions"))
+    assert "marketing" not in renamed.policy.purposes
+
+
 def test_bad_yaml_names_the_file_and_line() -> None:
     with pytest.raises(PolicyError, match=r"broken\.yaml: not valid YAML \(line \d+"):
         parse_policy("name: x\nchannels: [sms\n", "broken.yaml")
