@@ -6,15 +6,18 @@ phrases) come from the policy; ``DEFAULT_US_KEYWORDS`` holds the lists of the de
 Order of the checks, first hit wins:
 
 1. Whole-message keywords (opt-out, then opt-in, then help) on the normalised text, also when
-   the keyword is repeated ("stop stop") or spelled out ("S T O P").  CTIA Messaging Principles
-   5.1.3 and 47 CFR 64.1200(a)(10) name these words; they must never be missed.
+   the keyword is repeated ("stop stop") or spelled out ("S T O P"), and a message made of
+   opt-out keywords only ("STOP END", "CANCEL ALL").  CTIA Messaging Principles 5.1.3 and 47 CFR
+   64.1200(a)(10) name these words; they must never be missed.
 2. Wrong-number phrases ("wrong number", "new phone who dis"): an opt-out that also tells us the
    number was reassigned, so it outranks the generic free-text phrases.
 3. Free-text opt-out phrases.  FCC 24-24 lets a consumer revoke "by any reasonable means", so a
    reply a reasonable person reads as "stop" counts even when it is not a keyword.
-4. A strong opt-out keyword standing as its own clause or wrapped in politeness ("please stop",
-   "STOP!! who is this?").
-5. One-edit typos of the regulatory keywords ("STIP", "stopp", "sotp", "unsubscibe").
+4. A strong opt-out keyword standing as its own clause, wrapped in politeness, other keywords or
+   numbers ("please stop", "STOP!! who is this?", "STOP HELP", "STOP 2"), or opening a short
+   clause ("Stop John", "STOP CALLING") unless it has an object of its own ("stop the shipment").
+5. One-edit typos of the regulatory keywords ("STIP", "stopp", "sotp", "unsubscibe") and
+   held-down letters ("STOPPPP").
 
 Only 2-5 give ``FREE_TEXT_OPT_OUT`` / ``WRONG_NUMBER``; opt-in and help stay whole-message only,
 because restoring consent needs an unambiguous reply.
@@ -107,7 +110,7 @@ DEFAULT_US_KEYWORDS = KeywordRules(
         "do not want to receive", "never ... text me", "never ... contact me", "never ... message me",
         "never ... call me",
         # lists and numbers
-        "remove me", "remove us", "remove* ... number", "removed from ... list*", "take me off",
+        "remove me", "remove us", "remove* ... number", "remove* ... name", "removed from ... list*", "take me off",
         "take us off", "take ... number off", "taken off ... list*", "delete ... number", "delete me",
         "lose my number", "erase ... number", "opt me out", "opt out", "optout", "unsubscrib*",
         "unsub",
@@ -115,6 +118,9 @@ DEFAULT_US_KEYWORDS = KeywordRules(
         "leave me alone", "not interested", "no longer interested", "go away", "fuck off",
         "f off", "piss off", "get lost", "never signed up", "did not sign up",
         "never asked for", "did not ask for", "never opted in", "did not opt in",
+        # consent and subscriptions named outright, and stop said last
+        "revok* ... consent*", "withdraw* ... consent*", "cancel* ... subscription*", "end ... subscription*",
+        "stop ... subscription*", "make it stop", "want ... to stop",
         # Spanish
         "no más", "no me ... mensajes", "no me escriban", "no me escribas", "no me contacten",
         "no me llamen", "ya no ... mensajes", "no quiero ... mensajes", "no quiero recibir",
@@ -124,6 +130,9 @@ DEFAULT_US_KEYWORDS = KeywordRules(
         "dejen de mandarme", "de baja", "bórrame", "bórrenme", "elimíname", "elimínenme",
         "sácame de", "sáquenme de", "quítame de", "quítenme de", "no me interesa",
         "cancelar suscripción",
+        "no ... más", "basta de", "ya basta", "bájame", "bájenme", "dar de baja", "eliminar mi número",
+        "eliminen mi número", "borrar mi número", "borren mi número", "desuscrib*", "no me molest*", "no molesten",
+        "no estoy interesad*", "no me manden", "no me envíen", "no envíen", "no manden",
         # French, German, Portuguese, Italian
         "arrêtez", "arrête de", "désabonner", "désinscrire", "ne plus recevoir",
         "plus de messages", "plus de sms", "pas intéressé",
@@ -173,6 +182,7 @@ _FILLERS = frozenset({
     "wtf", "por", "favor", "ya", "gracias", "si", "merci", "svp", "bitte", "danke",
 })
 _NEGATIONS = frozenset({"not", "never"})
+_OBJECTS = frozenset({"the", "a", "an", "my", "our", "your", "his", "her", "their", "that", "at", "to", "on"})
 _CONTRACTIONS = {
     "dont": "do not", "doesnt": "does not", "didnt": "did not", "wont": "will not",
     "cant": "can not", "cannot": "can not", "isnt": "is not", "arent": "are not",
@@ -180,6 +190,7 @@ _CONTRACTIONS = {
     "havent": "have not", "aint": "am not", "im": "i am",
 }
 # fmt: on
+_HELD_LETTER = re.compile(r"(\w)\1{2,}")
 _GAP = "..."
 _MAX_GAP_WORDS = 3
 # A gap never spans these: "stop by and text me" is a visit, not a request to stop texting.
@@ -188,8 +199,10 @@ _GAP_STOPPERS = ("by", "in", "over", "and")
 _APOSTROPHES = re.compile("(?<=\\w)['`\u2018\u2019\u02bc](?=\\w)")
 _INVISIBLE = ("Cf", "Cc")
 _NON_WORD = re.compile(r"[^\w]+|_+")
-# Clause breaks: sentence punctuation, dashes, emoji and other symbols, line breaks.
-_CLAUSE_BREAK = re.compile(r"[.!?,;:\n\r…\u2012-\u2015\U0001f000-\U0001faff\u2600-\u27bf]+")
+# Clause breaks: sentence punctuation, dashes (and a hyphen that stands apart from a word, as in
+# "STOP - Mary"; "opt-out" stays one), brackets, slashes, emoji and other symbols, line breaks.
+_CLAUSE_BREAK = re.compile(
+    r"[.!?,;:\n\r…\u2012-\u2015\U0001f000-\U0001faff\u2600-\u27bf()\[\]{}<>/\\|~]+|(?:^|\s)-+|-+(?:\s|$)")
 
 
 def normalise_text(raw: str) -> str:
@@ -267,6 +280,7 @@ class _Phrase:
 class _Compiled:
     families: tuple[tuple[Intent, dict[str, str]], ...]  # intent, key or compact form -> keyword
     strong: dict[str, str]
+    others: frozenset[str]  # one-word keywords of every family but the strong ones: "STOP END", "STOP HELP"
     typo: dict[str, str]  # compact form -> keyword
     strong_typo: dict[str, str]
     wrong_number: tuple[_Phrase, ...]
@@ -318,13 +332,11 @@ def _compile(rules: KeywordRules) -> _Compiled:
     opt_out = _forms(rules.opt_out)
     strong = {k: v for k, v in opt_out.items() if _key(v) in _STRONG}
     typo = {k: v for k, v in opt_out.items() if " " not in k and len(k) >= 4 and _key(v) in _TYPO_TOLERANT}
+    families = ((Intent.OPT_OUT, opt_out), (Intent.OPT_IN, _forms(rules.opt_in)), (Intent.HELP, _forms(rules.help)))
     return _Compiled(
-        families=(
-            (Intent.OPT_OUT, opt_out),
-            (Intent.OPT_IN, _forms(rules.opt_in)),
-            (Intent.HELP, _forms(rules.help)),
-        ),
+        families=families,
         strong=strong,
+        others=frozenset(k for _, forms in families for k in forms if " " not in k and k not in strong),
         typo=typo,
         strong_typo={k: v for k, v in typo.items() if k in strong},
         wrong_number=tuple(p for p in map(_phrase, rules.wrong_number) if p),
@@ -342,6 +354,10 @@ def classify(raw: str, rules: KeywordRules) -> Classification:
         keyword = _whole_message(words, forms)
         if keyword is not None:
             return Classification(intent, normalised, keyword)
+    # Nothing but opt-out keywords, several of them ("STOP END", "cancel stop", "END ALL").
+    keyword = _keywords_only(words, compiled.families[0][1])
+    if keyword is not None:
+        return Classification(Intent.OPT_OUT, normalised, keyword)
 
     # Phrases are read clause by clause so a negation does not reach across a sentence break.
     # Surrounding '#' is kept here: "wrong #" is "wrong number".
@@ -373,6 +389,23 @@ def _whole_message(words: list[str], forms: dict[str, str]) -> str | None:
         if candidate in forms:
             return forms[candidate]
     return None
+
+
+def _keywords_only(words: list[str], forms: dict[str, str]) -> str | None:
+    """The first keyword of a message made of keywords of one family and nothing else ("all" aside)."""
+    rest = [w for w in words if w != "all"]
+    first = None
+    at = 0
+    while at < len(rest):
+        for size in range(min(3, len(rest) - at), 0, -1):
+            key = " ".join(rest[at:at + size])
+            if key in forms:
+                first = first or forms[key]
+                at += size
+                break
+        else:
+            return None
+    return first
 
 
 def _unrepeated(words: list[str]) -> list[str]:
@@ -408,13 +441,28 @@ def _is_request(before: list[str], after: list[str]) -> bool:
 
 
 def _keyword_clause(normalised: str, compiled: _Compiled) -> str | None:
-    """A strong opt-out keyword that is a clause of its own once politeness is removed."""
+    """A strong opt-out keyword that is a clause of its own once politeness, other keywords and
+    numbers are removed ("STOP please", "STOP HELP", "STOP 2"), or that opens a clause of at most
+    two more words ("Stop John", "STOP CALLING", "stop txting me"), unless what follows makes it
+    a visit ("stop by") or a negation comes first ("don't stop")."""
     for clause in _CLAUSE_BREAK.split(normalised):
-        words = [w for w in _tokens(clause) if w not in _FILLERS or w in compiled.strong]
-        keyword = _whole_message(words, compiled.strong) or _typo(words, compiled.strong_typo)
+        tokens = _tokens(clause)
+        words = [w for w in tokens
+                 if w in compiled.strong or not (w in _FILLERS or w in compiled.others or w.isdigit())]
+        keyword = (_whole_message(words, compiled.strong) or _typo(words, compiled.strong_typo)
+                   or _opening(words, tokens, compiled.strong))
         if keyword is not None:
             return keyword
     return None
+
+
+def _opening(words: list[str], tokens: list[str], strong: dict[str, str]) -> str | None:
+    if not (1 < len(words) <= 3 and words[0] in strong and words[1] not in _GAP_STOPPERS):
+        return None
+    # "stop the shipment", "stop at the bank": the keyword has an object of its own.
+    if _OBJECTS.intersection(tokens[tokens.index(words[0]) + 1:]):
+        return None
+    return strong[words[0]]
 
 
 def _typo(words: list[str], typo: dict[str, str]) -> str | None:
@@ -427,6 +475,10 @@ def _typo(words: list[str], typo: dict[str, str]) -> str | None:
         return None
     if candidate in _NEAR_MISS_WORDS:
         return None
+    # A letter held down ("stooop", "STOPPPP"): three or more in a row are one.
+    held = _HELD_LETTER.sub(r"\1", candidate)
+    if held != candidate and held in typo:
+        return typo[held]
     for form, keyword in typo.items():
         if abs(len(form) - len(candidate)) <= 1 and _within_one_edit(candidate, form):
             return keyword

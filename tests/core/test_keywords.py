@@ -180,6 +180,34 @@ def test_mentions_of_stop_that_are_not_requests_change_nothing(text: str) -> Non
     assert classify(text, DEFAULT_US_KEYWORDS).intent is Intent.NONE
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "STOP END", "STOP QUIT", "CANCEL STOP", "STOP/END", "ALTO STOP", "STOP STOPALL", "CANCEL ALL", "END ALL",
+        "STOP HELP", "HELP STOP", "STOP - Mary", "STOP -John", "STOP (John)", "Stop John", "STOP 2", "STOP <3",
+        "STOP CALLING", "STOP EVERYTHING", "STOP ALL COMMUNICATION", "stop txting me", "STOP TXT", "STOPPPP",
+        "stooop", "I revoke my consent", "I withdraw my consent", "I want you to stop", "Make it stop",
+        "Cancel my subscription", "please remove my name and number",
+        "No envíen más mensajes", "No me manden más", "Basta de mensajes", "Bájame de la lista",
+        "Eliminar mi número", "Desuscribirme", "No me molesten", "No estoy interesada",
+    ],
+)
+def test_an_opt_out_keyword_in_company_is_still_an_opt_out(text: str) -> None:
+    # Another keyword, a name, a number or a sign-off next to STOP does not hide it; neither do
+    # the FCC's own words ("revoke my consent") or a held-down letter.
+    assert classify(text, DEFAULT_US_KEYWORDS).is_opt_out, text
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["Please stop the shipment, I ordered the wrong size", "Need to stop at the bank first",
+     "Can you stop the delivery until Monday?", "I don't want you to stop", "Cancel the 3pm, I will call you",
+     "End of the day works for me"],
+)
+def test_a_keyword_with_an_object_of_its_own_is_not_an_opt_out(text: str) -> None:
+    assert classify(text, DEFAULT_US_KEYWORDS).intent is Intent.NONE
+
+
 def test_cancel_end_and_quit_count_only_as_the_whole_message() -> None:
     for word in ("cancel", "end", "quit"):
         assert classify(word.upper(), DEFAULT_US_KEYWORDS).intent is Intent.OPT_OUT
