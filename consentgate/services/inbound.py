@@ -24,11 +24,11 @@ from consentgate.errors import ValidationFailed
 from consentgate.services.consents import write_consent
 from consentgate.services.identities import ensure_contact_point
 from consentgate.services.revocations import write_revocation, write_suppression
-from consentgate.services.schemas import ConsentIn, RevocationIn, SuppressionIn
+from consentgate.services.schemas import RAW_TEXT_MAX, ConsentIn, RevocationIn, SuppressionIn
 from consentgate.store import chain
 from consentgate.store.db import Store
 from consentgate.store.facts import consent_fact
-from consentgate.store.models import ConsentEvent, ContactPoint, Identity, InboundMessage, Revocation
+from consentgate.store.models import ConsentEvent, ContactPoint, Identity, InboundMessage, Revocation, Suppression
 
 SMS_SOURCES = ("sms_keyword", "sms_free_text")
 _PROVIDER_INTENTS = {"stop": Intent.OPT_OUT, "start": Intent.OPT_IN, "help": Intent.HELP}
@@ -44,6 +44,7 @@ class InboundSmsIn:
     raw: str
     received_at: datetime | None = None
     provider_opt_out: str | None = None
+    from_field: str = "from"   # the sender's field as the provider names it, for a 422
 
 
 @dataclass
@@ -128,6 +129,11 @@ def _handle(session: Session, policy: LoadedPolicy, sms: InboundSmsIn, render: R
     session.flush()   # the unique (provider, message id) constraint decides a race here
     outcome = Outcome(intent=str(classification.intent))
     address = _sender(sms, policy)
+    if address is None and (classification.is_opt_out or classification.intent == Intent.OPT_IN):
+        # Acknowledged, the provider would not send it again and nobody would have been revoked:
+        # refused, so that it shows in the provider's error log and can be seen to.
+        raise ValidationFailed.field(sms.from_field, f"{sms.from_number!r} cannot be read as a phone number, so "
+                                     f"this {classification.intent} could not be recorded against anyone")
     if address is not None:
         identity, cp, _ = ensure_contact_point(session, address, policy, now)
         assert message.id is not None
@@ -161,12 +167,18 @@ def _provider_answered(sms: InboundSmsIn, classification: Classification) -> boo
 
 
 def _sender(sms: InboundSmsIn, policy: LoadedPolicy) -> Address | None:
-    """The person's number; a sender we cannot normalise (a short code) has no consent to revoke."""
-    try:
-        return Address("phone", normalise_phone(sms.from_number,
-                                                default_region=policy.policy.identity.default_region))
-    except ValidationFailed:
-        return None
+    """The person's number, or None for a sender we cannot read as one (a short code). Gateways
+    often send international numbers in E.164 without the "+": read that way when nothing else fits."""
+    spellings = [sms.from_number]
+    digits = sms.from_number.strip()
+    if digits.isdigit() and len(digits) > 10:
+        spellings.append("+" + digits)
+    for spelling in spellings:
+        try:
+            return Address("phone", normalise_phone(spelling, default_region=policy.policy.identity.default_region))
+        except ValidationFailed:
+            continue
+    return None
 
 
 def _opt_out(session: Session, policy: LoadedPolicy, classification: Classification, sms: InboundSmsIn,
@@ -177,7 +189,9 @@ def _opt_out(session: Session, policy: LoadedPolicy, classification: Classificat
     if active is None:
         source = "sms_keyword" if classification.intent == Intent.OPT_OUT else "sms_free_text"
         item = RevocationIn(phone=cp.value, channels=list(scope.channels), purposes=list(scope.purposes),
-                            brands=list(scope.brands), source=source, raw_text=sms.text,
+                            brands=list(scope.brands), source=source,
+                            # Cut where a revocation's text ends; the message row keeps it whole.
+                            raw_text=sms.text[:RAW_TEXT_MAX],
                             reason=f"matched {classification.matched!r}" if classification.matched else None,
                             received_at=received_at)
         revocation = write_revocation(session, item, policy, None, now, inbound_message_id=message.id,
@@ -201,6 +215,16 @@ def _active_sms_revocation(session: Session, cp: ContactPoint) -> Revocation | N
         col(Revocation.lifted_at).is_(None)).order_by(col(Revocation.id).desc())).first()
 
 
+def _reassigned_since(session: Session, policy: LoadedPolicy, cp: ContactPoint) -> datetime | None:
+    """The latest date from which the number is known to be someone else's (a suppression that
+    voids earlier consent, e.g. ``reassigned`` after a "wrong number" reply), if any is in force."""
+    kinds = [kind for kind, rule in policy.policy.suppressions.items() if rule.voids_consent_before_since]
+    found = session.exec(select(Suppression.since).where(
+        Suppression.contact_point_id == cp.id, col(Suppression.kind).in_(kinds), col(Suppression.lifted_at).is_(None),
+        col(Suppression.since).is_not(None))).all()
+    return max((since for since in found if since is not None), default=None)
+
+
 def _opt_in(session: Session, policy: LoadedPolicy, cp: ContactPoint, message: InboundMessage, now: datetime,
             outcome: Outcome, proof_base: str) -> None:
     """START undoes exactly what this number's SMS opt-outs took away, and nothing more."""
@@ -212,9 +236,13 @@ def _opt_in(session: Session, policy: LoadedPolicy, cp: ContactPoint, message: I
     first_received = min(r.received_at for r in lifted)
     before = session.exec(select(ConsentEvent).where(
         ConsentEvent.contact_point_id == cp.id, ConsentEvent.recorded_at <= first_received)).all()
+    reassigned = _reassigned_since(session, policy, cp)
     restored = [c for c in current_consents(consent_fact(e) for e in before).values()
                 if any(matches(r.channels, c.channel) and matches(r.purposes, c.purpose) for r in lifted)
-                and (c.expires_at is None or c.expires_at > now)]
+                and (c.expires_at is None or c.expires_at > now)
+                # Given before the number changed hands, it was someone else's: START from the
+                # number's new owner cannot bring it back.
+                and (reassigned is None or c.captured_at >= reassigned)]
     for revocation in lifted:
         revocation.lifted_at, revocation.lifted_by_message_id = now, message.id
         session.add(revocation)

@@ -176,6 +176,9 @@ class ConsentIn(AddressIn):
     expires_at: Instant | None = None
 
 
+# How much of the person's own words a revocation keeps (an inbound message keeps them all).
+RAW_TEXT_MAX = 20_000
+
 RevocationSource = Literal["sms_keyword", "sms_free_text", "email_one_click", "email_link", "api",
                            "manual", "complaint", "bounce", "import"]
 
@@ -188,7 +191,7 @@ class RevocationIn(AddressIn):
     scope: Literal["identity", "account"] = "identity"
     source: RevocationSource
     reason: str | None = Field(None, max_length=2000)
-    raw_text: str | None = Field(None, max_length=20_000)
+    raw_text: str | None = Field(None, max_length=RAW_TEXT_MAX)
     received_at: Instant | None = None
 
 

@@ -46,6 +46,7 @@ class InboundSms:
     text: str
     received_at: datetime | None
     provider_opt_out: str | None
+    from_field: str = "from"   # the sender's field as the provider names it
 
 
 class UnsupportedEvent(ValidationFailed):
@@ -67,6 +68,7 @@ def parse_twilio(form: Mapping[str, str]) -> InboundSms:
         text=_text(form.get("Body"), "Body"),
         received_at=None,  # Twilio sends no timestamp; the service uses the time of arrival
         provider_opt_out=_opt_out(form.get("OptOutType"), "OptOutType"),
+        from_field="From",
     )
 
 
@@ -95,6 +97,7 @@ def parse_telnyx(event: Mapping[str, Any]) -> InboundSms:
             (data.get("occurred_at"), "data.occurred_at"),
         ),
         provider_opt_out=_opt_out(payload.get("autoresponse_type"), "data.payload.autoresponse_type"),
+        from_field="data.payload.from.phone_number",
     )
 
 

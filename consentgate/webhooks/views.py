@@ -40,7 +40,7 @@ def _process(sms: InboundSms, raw: str, render: Callable[[Outcome], tuple[int, s
     rt = runtime()
     item = InboundSmsIn(provider=sms.provider, message_id=sms.message_id, from_number=sms.from_number,
                         to_number=sms.to_number, text=sms.text, raw=raw, received_at=sms.received_at,
-                        provider_opt_out=sms.provider_opt_out)
+                        provider_opt_out=sms.provider_opt_out, from_field=sms.from_field)
     stored: StoredResponse = handle_inbound(rt.store, rt.policy, item, render, rt.clock(),
                                             rt.settings.public_url.rstrip("/"))
     if not stored.outcome.replayed:

@@ -36,7 +36,7 @@ def field_of(error: ValidationFailed) -> str:
 def test_twilio_form_becomes_an_inbound_sms() -> None:
     assert parse_twilio(TWILIO_FORM) == InboundSms(
         provider="twilio", message_id="SM5f0c", from_number="+13055550133", to_number="+18005550100",
-        text=" Stop ", received_at=None, provider_opt_out=None)
+        text=" Stop ", received_at=None, provider_opt_out=None, from_field="From")
 
 
 def test_twilio_falls_back_to_sms_sid() -> None:
@@ -110,7 +110,8 @@ def test_telnyx_event_becomes_an_inbound_sms() -> None:
     assert parse_telnyx(TELNYX_EVENT) == InboundSms(
         provider="telnyx", message_id="84cca175-9755-4859-b67f-4730d7f58aa3", from_number="+13055550133",
         to_number="+18005550100", text="UNSUBSCRIBE",
-        received_at=datetime(2026, 11, 25, 17, 0, 0, 123000, tzinfo=UTC), provider_opt_out=None)
+        received_at=datetime(2026, 11, 25, 17, 0, 0, 123000, tzinfo=UTC), provider_opt_out=None,
+        from_field="data.payload.from.phone_number")
 
 
 def test_telnyx_received_at_is_utc() -> None:

@@ -96,6 +96,45 @@ def test_wrong_number_also_marks_reassigned(client, keys, rows) -> None:  # type
     assert not allowed(client, keys, purpose="informational")
 
 
+def test_start_from_a_reassigned_number_brings_back_nobodys_consent(client, keys, rows, clock) -> None:  # type: ignore[no-untyped-def]
+    # The number's new owner says "wrong number", later texts START (as the confirmation invites):
+    # the previous owner's consent was never theirs and stays void.
+    twilio(client, "Wrong number", "SM-w1")
+    clock.set(NOON_ET + timedelta(days=2))
+    twilio(client, "START", "SM-w2")
+    assert not allowed(client, keys) and not allowed(client, keys, purpose="informational")
+    assert [c for c in rows(ConsentEvent) if c.source == "sms_keyword"] == []
+
+
+def test_an_opt_out_from_a_number_that_cannot_be_read_is_refused_not_dropped(client, rows) -> None:  # type: ignore[no-untyped-def]
+    # Acknowledged, the provider would never send it again, and nobody would be revoked.
+    answer = twilio(client, "STOP", "SM-unread", phone="12345")
+    assert answer.status_code == 422 and answer.get_json()["errors"][0]["field"] == "From"
+    assert rows(InboundMessage) == [] and rows(Revocation) == []
+    # Anything else from it has nothing to act on and is recorded as it came.
+    assert twilio(client, "hello", "SM-unread-2", phone="12345").status_code == 200
+
+
+def test_an_international_number_without_its_plus_is_read_as_one(client, keys, rows) -> None:  # type: ignore[no-untyped-def]
+    uk = "+447911123456"
+    client.post("/v1/consents", json={"phone": uk, "channel": "sms", "purpose": "informational",
+                                      "consent_type": "express", "source": "web_form",
+                                      "captured_at": (NOON_ET - timedelta(days=9)).isoformat()}, headers=keys["writer"])
+    twilio(client, "STOP", "SM-uk", phone=uk.lstrip("+"))
+    assert len(rows(Revocation)) == 1
+    assert client.post("/v1/eligibility", json={"phone": uk, "channel": "sms", "purpose": "informational"},
+                       headers=keys["sender"]).get_json()["allowed"] is False
+
+
+def test_a_very_long_opt_out_is_recorded_whole_on_its_message(client, keys, rows) -> None:  # type: ignore[no-untyped-def]
+    text = "Please stop texting me. " + "I never asked for any of this. " * 700
+    assert twilio(client, text, "SM-long").status_code == 200
+    [revocation] = rows(Revocation)
+    [message] = rows(InboundMessage)
+    assert message.text == text and text.startswith(revocation.raw_text or "-")
+    assert not allowed(client, keys)
+
+
 def test_start_restores_exactly_what_stop_took(client, keys, rows, runtime) -> None:  # type: ignore[no-untyped-def]
     twilio(client, "STOP", "SM-a")
     assert not allowed(client, keys)
