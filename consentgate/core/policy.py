@@ -341,6 +341,10 @@ class LoadedPolicy:
         return {label_key(name): (name, spec) for name, spec in self.policy.segment_cadences.items()}
 
     @cached_property
+    def free_mail_domains(self) -> frozenset[str]:
+        return frozenset(self.policy.identity.free_mail_domains)
+
+    @cached_property
     def person_channels(self) -> frozenset[str]:
         """The channels that reach the person rather than an address (``address: none``)."""
         return frozenset(name for name, spec in self.channels.items() if spec.kind is None)

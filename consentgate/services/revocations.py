@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, update
 from sqlmodel import Session, col, select
 
-from consentgate.core.addresses import Address
+from consentgate.core.addresses import Address, company_domain_of
 from consentgate.core.business_days import revocation_deadline
 from consentgate.core.policy import WILDCARD, LoadedPolicy
 from consentgate.core.timefmt import iso_z
@@ -72,7 +72,12 @@ def write_revocation(session: Session, item: RevocationIn, policy: LoadedPolicy,
     assert identity.id is not None
     account_domain = None
     if item.scope == "account":
-        account_domain = identity.account_domain
+        # "Nobody at my company" names the company of the address it came through: a person
+        # merged with someone at another company is at both, and the survivor keeps one of them.
+        free_mail = frozenset(policy.policy.identity.free_mail_domains)
+        named = (company_domain_of(contact_point.value, free_mail)
+                 if contact_point is not None and contact_point.kind == "email" and contact_point.value else None)
+        account_domain = named or identity.account_domain
         if account_domain is None:
             raise ValidationFailed.field(prefix + "scope", "an account-wide revocation needs an identity "
                                          "with a company domain (a work email or company_domain)")

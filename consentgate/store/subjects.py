@@ -12,11 +12,12 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import JSON, BindParameter, Connection, bindparam, false, func, literal_column, or_, text
+from sqlalchemy import JSON, BindParameter, Connection, and_, bindparam, false, func, literal_column, or_, text
 from sqlalchemy import select as sa_select
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
+from consentgate.core.addresses import company_domain_of
 from consentgate.core.facts import RevocationFact, Subject, SuppressionFact, TouchFact
 from consentgate.core.policy import LoadedPolicy
 from consentgate.core.timefmt import as_utc
@@ -314,6 +315,12 @@ def _fact_parts(dialect: str, in_group: Callable[[Any], Any], *, target: Any | N
     scope = in_group(Revocation.identity_id)
     if domain is not None:
         scope = or_(scope, (Revocation.scope == "account") & (Revocation.account_domain == domain))
+    # The companies of the person's work emails too (a merge joins people from several; the
+    # decision keeps those that are not free mail).
+    mail = aliased(ContactPoint, name="mail")
+    domains = select(_email_domain(dialect, mail.value)).where(
+        in_group(mail.identity_id), mail.kind == "email").correlate_except(mail)
+    scope = or_(scope, and_(col(Revocation.scope) == "account", col(Revocation.account_domain).in_(domains)))
     since: BindParameter[Any] = bindparam("since")
     return {
         "consents": consents,
@@ -325,6 +332,15 @@ def _fact_parts(dialect: str, in_group: Callable[[Any], Any], *, target: Any | N
         "account_touches": rows(Touch, Touch.account_domain == (domain if domain is not None else bindparam("domain")),
                                 Touch.at >= since),
     }
+
+
+def _email_domain(dialect: str, value: Any) -> Any:
+    """The part of an email address after its last "@", in SQL."""
+    if dialect == "postgresql":
+        return func.split_part(value, "@", -1)
+    # SQLite has no reverse search: trimming every character but "@" off the end leaves the
+    # address up to its last "@".
+    return func.substr(value, func.length(func.rtrim(value, func.replace(value, "@", ""))) + 1)
 
 
 class _Facts(NamedTuple):
@@ -700,10 +716,15 @@ def load_subjects(session: Session, policy: LoadedPolicy, secret: str,
         for row in _fetch(driver, ConsentEvent, "person_consents", ids=all_ids):
             person_consents.setdefault(owner[row.identity_id], []).append(consent_fact(row))
     domains = {p.account_domain for p in people.values() if p.account_domain}
+    # Each person is at their account's company and at the company of each work email they have.
+    companies = {pid: {company_domain_of(cp.value, policy.free_mail_domains) for cp in cps.get(pid, [])
+                       if cp.kind == "email" and cp.value} - {None} for pid in people}
+    mail_domains = {d for found in companies.values() for d in found if d}
     revocations: dict[int, list[RevocationFact]] = {}
     by_domain: dict[str, list[RevocationFact]] = {}
-    found_revocations = (_fetch(driver, Revocation, "account_revocations", ids=all_ids, domains=listed(domains, name))
-                         if domains else _fetch(driver, Revocation, "revocations", ids=all_ids))
+    found_revocations = (_fetch(driver, Revocation, "account_revocations", ids=all_ids,
+                                domains=listed(domains | mail_domains, name))
+                         if domains or mail_domains else _fetch(driver, Revocation, "revocations", ids=all_ids))
     for row in found_revocations:
         fact = revocation_fact(row)
         if row.identity_id in owner:
@@ -744,7 +765,11 @@ def load_subjects(session: Session, policy: LoadedPolicy, secret: str,
         pid = identity.id
         own_revocations = list(revocations.get(pid, []))
         seen = {r.id for r in own_revocations}
-        own_revocations += [r for r in by_domain.get(identity.account_domain or "", []) if r.id not in seen]
+        for company in {identity.account_domain, *companies.get(pid, ())} - {None}:
+            for r in by_domain.get(company or "", []):
+                if r.id not in seen:
+                    own_revocations.append(r)
+                    seen.add(r.id)
         own_suppressions = list(suppressions.get(pid, []))
         if target is not None and target.value in listed_numbers:
             own_suppressions.append(SuppressionFact(id=_DNC_FACT_ID, kind="dnc_national", contact_point_id=target.id,

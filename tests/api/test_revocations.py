@@ -61,6 +61,41 @@ def test_an_account_stop_holds_for_its_author_after_a_merge_into_another_company
     assert not batched["allowed"] and [r["code"] for r in batched["reasons"]] == ["ACCOUNT_DNC"]
 
 
+def test_a_company_wide_stop_holds_for_its_people_after_they_merge_with_another_company(  # type: ignore[no-untyped-def]
+        client, keys, clock) -> None:
+    noon = datetime(2026, 11, 25, 17, tzinfo=UTC)
+    clock.set(noon)
+    w = keys["writer"]
+    ann = client.post("/v1/identities", json={"email": "ann@acme.com"}, headers=w).get_json()
+    clock.set(noon + timedelta(seconds=5))
+    ben = client.post("/v1/identities", json={"email": "ben@beta.com"}, headers=w).get_json()
+    client.post("/v1/identities", json={"email": "cy@beta.com"}, headers=w)
+    client.post("/v1/identities", json={"email": "dee@acme.com"}, headers=w)
+    stop = {"email": "cy@beta.com", "channels": ["*"], "scope": "account", "source": "manual"}
+    assert client.post("/v1/revocations", json=stop, headers=w).status_code == 201
+
+    def allowed(*emails: str) -> list[bool]:
+        items = [{"email": e, "channel": "email", "purpose": "marketing"} for e in emails]
+        one = [client.post("/v1/eligibility", json=item, headers=keys["sender"]).get_json()["allowed"]
+               for item in items]
+        batch = client.post("/v1/eligibility/batch", json={"items": items}, headers=keys["sender"]).get_json()
+        assert [d["allowed"] for d in batch["decisions"]] == one
+        return one
+
+    assert allowed("ben@beta.com", "dee@acme.com") == [False, True]
+    # Ben is merged into Ann, who is at acme.com: the person keeps acme.com as their company,
+    # but ben@beta.com is still an address at beta.com, and beta.com said nobody.
+    merged = client.post(f"/v1/identities/{ann['identity_id']}/merge",
+                         json={"other_identity_id": ben["identity_id"]}, headers=w)
+    assert merged.status_code == 200, merged.get_json()
+    assert allowed("ben@beta.com", "dee@acme.com") == [False, True]
+    # A company-wide stop said through ben@beta.com now is beta.com's, not acme.com's.
+    clock.set(noon + timedelta(minutes=1))
+    client.post("/v1/revocations", json={"email": "ben@beta.com", "channels": ["email"], "scope": "account",
+                                         "source": "manual"}, headers=w)
+    assert allowed("dee@acme.com") == [True]
+
+
 def test_unknown_channel_and_future_receipt_refused(client, keys, clock, rows) -> None:  # type: ignore[no-untyped-def]
     bad = client.post("/v1/revocations", json={"email": "a@b.com", "channels": ["fax"], "source": "api"},
                       headers=keys["writer"])
