@@ -182,7 +182,8 @@ def plan_row(line: int, row: dict[str, str], planning: _Planning) -> Plan | None
     aligned(row)
     if row.get("identity_id") or _reaches_person(policy, row.get("channel")):
         return None
-    consent = {k: v for k, v in row.items() if v and k not in IDENTITY_ONLY}
+    # Blank cells are absent, as on the one-row path (``imports._cells``).
+    consent = {k: text for k, v in row.items() if v and (text := v.strip()) and k not in IDENTITY_ONLY}
     # What the row says of the person is checked first, as POST /v1/identities would check it.
     cells = {c: row[c].strip() for c in IDENTITY_ONLY if row.get(c) and row[c].strip()}
     email, phone = (consent.get("email") or "").strip() or None, (consent.get("phone") or "").strip() or None

@@ -68,6 +68,19 @@ def test_dry_run_and_errors_file(env, rows) -> None:  # type: ignore[no-untyped-
     assert lines[1].startswith("3,email,") and lines[1].endswith(f",bad,email,marketing,express,{WHEN},x")
 
 
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_a_blank_cell_is_an_empty_one(env, rows, dry_run) -> None:  # type: ignore[no-untyped-def]
+    # A cell of spaces says nothing, whichever way the row is written (or only checked).
+    csv_file = env / "blank.csv"
+    csv_file.write_text("email,phone,channel,purpose,consent_type,captured_at,source,brand\n"
+                        f"a@corp.com,,email,marketing,express,{WHEN},crm, \n"
+                        f" ,3055550101,sms,informational,express,{WHEN},crm,\n")
+    result = run("import", "consents", *(["--dry-run"] if dry_run else []), str(csv_file))
+    assert result.exit_code == 0, result.output
+    assert len(rows(ConsentEvent)) == (0 if dry_run else 2)
+    assert all(event.brand is None for event in rows(ConsentEvent))
+
+
 def test_unusable_files_exit_1(env) -> None:  # type: ignore[no-untyped-def]
     assert run("import", "consents", str(env / "missing.csv")).exit_code == 1
     header_only = env / "h.csv"
