@@ -18,7 +18,7 @@ from consentgate.errors import NotFound, ValidationFailed
 from consentgate.services.identities import ensure_contact_point, find_by_address, identity_group, survivor
 from consentgate.services.keys import Actor
 from consentgate.services.merge import merge_all
-from consentgate.services.schemas import IdentityIn, utc
+from consentgate.services.schemas import Attributes, IdentityIn, utc
 from consentgate.store.facts import consent_fact
 from consentgate.store.models import (
     ConsentEvent,
@@ -125,6 +125,19 @@ def _claim_external_id(session: Session, person: Identity, external_id: str, act
         keep, more = merge_all(session, [person, other], "dedupe", actor, now)
         absorbed += more
         return keep
+
+
+def describe_identity(session: Session, identity_id: int, attributes: Attributes | None, company_domain: str | None,
+                      now: datetime) -> None:
+    """What a row naming a person by id says of them (attributes, company), as ``upsert_identity``
+    applies it to a person found by an address; an unknown id is a 404 naming ``identity_id``."""
+    person = survivor(session, identity_id)
+    if person is None:
+        raise NotFound(f"no identity {identity_id}")
+    domain = normalise_domain(company_domain) if company_domain else None
+    _update_attributes(person, IdentityIn(attributes=attributes), domain, now)
+    person.updated_at = now
+    session.add(person)
 
 
 def _update_attributes(person: Identity, item: IdentityIn, domain: str | None, now: datetime) -> None:

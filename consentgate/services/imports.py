@@ -40,7 +40,7 @@ from consentgate.services.bulk_consents import (
     write_plans,
 )
 from consentgate.services.consents import write_consent
-from consentgate.services.directory import upsert_identity
+from consentgate.services.directory import describe_identity, upsert_identity
 from consentgate.services.identities import normalise_ref
 from consentgate.services.planning import (
     PlanningFailed,
@@ -273,8 +273,8 @@ def _analyse(store: Store) -> None:
 
 def _write_consent_row(session: Session, row: dict[str, str], policy: LoadedPolicy, now: datetime) -> None:
     cells = _cells(row, CONSENT_COLUMNS + IDENTITY_COLUMNS)
+    attributes = {k: cells[k] for k in ("timezone", "state", "country", "name") if k in cells}
     if cells.get("email") or cells.get("phone"):
-        attributes = {k: cells[k] for k in ("timezone", "state", "country", "name") if k in cells}
         upsert_identity(session, IdentityIn(
             email=cells.get("email"), phone=cells.get("phone"), external_id=cells.get("external_id"),
             company_domain=cells.get("company_domain"),
@@ -285,7 +285,12 @@ def _write_consent_row(session: Session, row: dict[str, str], policy: LoadedPoli
     # A row may name both addresses; the consent belongs to the one its channel uses.
     if channel_kind and "email" in consent and "phone" in consent:
         consent.pop("phone" if channel_kind == "email" else "email")
-    write_consent(session, ConsentIn.model_validate(consent), policy, None, now)
+    item = ConsentIn.model_validate(consent)
+    if item.identity_id is not None and (attributes or cells.get("company_domain")):
+        # Named by id, the person's attributes and company are applied as for anyone else.
+        describe_identity(session, item.identity_id, Attributes(**attributes) if attributes else None,
+                          cells.get("company_domain"), now)
+    write_consent(session, item, policy, None, now)
 
 
 def import_suppressions(store: Store, policy: LoadedPolicy, stream: IO[str], now: datetime,

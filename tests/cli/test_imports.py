@@ -81,6 +81,25 @@ def test_a_blank_cell_is_an_empty_one(env, rows, dry_run) -> None:  # type: igno
     assert all(event.brand is None for event in rows(ConsentEvent))
 
 
+def test_a_row_naming_a_person_by_id_says_where_they_are(env, rows) -> None:  # type: ignore[no-untyped-def]
+    # Time zone and state decide calling hours: given for a person named by id, they are checked
+    # and kept, as for a person named by address.
+    person = env / "person.csv"
+    person.write_text("phone,channel,purpose,consent_type,captured_at,source\n"
+                      f"3055550101,sms,informational,express,{WHEN},crm\n")
+    assert run("import", "consents", str(person)).exit_code == 0
+    [known] = rows(Identity)
+    csv_file = env / "by_id.csv"
+    csv_file.write_text("identity_id,timezone,state,company_domain,channel,purpose,consent_type,captured_at,source\n"
+                        f"{known.id},America/Los_Angeles,CA,www.Acme.com,sms,informational,express,{WHEN},crm\n"
+                        f"{known.id},Mars/Base,ZZ,,sms,informational,express,{WHEN},crm\n")
+    result = run("import", "consents", str(csv_file))
+    assert result.exit_code == 2, result.output
+    assert "line 3: timezone:" in result.stderr and "2 rows read, 1 imported, 1 rejected" in result.stdout
+    [known] = rows(Identity)
+    assert (known.timezone, known.state, known.account_domain) == ("America/Los_Angeles", "CA", "acme.com")
+
+
 def test_unusable_files_exit_1(env) -> None:  # type: ignore[no-untyped-def]
     assert run("import", "consents", str(env / "missing.csv")).exit_code == 1
     header_only = env / "h.csv"
