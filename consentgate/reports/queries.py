@@ -83,6 +83,12 @@ def _iso_text(column: Any, dialect: str) -> Any:
     return func.replace(text, ".000000Z", "Z")
 
 
+def _survivor_id(identity_id: Any) -> Any:
+    """A row's person as they are now: the one they were merged into, if they were (the statement
+    joins ``Identity`` on ``identity_id``)."""
+    return func.coalesce(Identity.merged_into_id, identity_id)
+
+
 def consents(session: Session, **filters: Any) -> Iterator[dict[str, Any]]:
     for row in _stream(session, _consent_statement(session, **filters)):
         yield row._asdict()
@@ -103,7 +109,8 @@ def _consent_statement(session: Session, *, since: datetime | None = None, until
     # the speed of the cursor.
     table = ConsentEvent.__table__.c  # type: ignore[attr-defined]
     dialect = session.get_bind().dialect.name
-    columns = {"consent_id": table.id, "address_kind": ContactPoint.kind, "address": ContactPoint.value,
+    columns = {"consent_id": table.id, "identity_id": _survivor_id(table.identity_id),
+               "address_kind": ContactPoint.kind, "address": ContactPoint.value,
                "erased": table.erased_at.is_not(None)}
     fields = [(_iso_text(table[name], dialect) if name in _INSTANTS else columns.get(name, table.get(name))).label(name)
               for name in CONSENT_COLUMNS]
@@ -121,7 +128,8 @@ def _consent_statement(session: Session, *, since: datetime | None = None, until
 
 def revocations(session: Session, policy: LoadedPolicy, now: datetime, *, since: datetime | None = None,
                 until: datetime | None = None, sla: str | None = None) -> Iterator[dict[str, Any]]:
-    statement = (select(Revocation, col(ContactPoint.kind), col(ContactPoint.value))
+    statement = (select(Revocation, col(ContactPoint.kind), col(ContactPoint.value),
+                        _survivor_id(Revocation.identity_id).label("survivor_id"))
                  .outerjoin(ContactPoint, col(ContactPoint.id) == Revocation.contact_point_id)
                  .outerjoin(Identity, col(Identity.id) == Revocation.identity_id)
                  .where(_real_people()).order_by(col(Revocation.id)))
@@ -134,14 +142,14 @@ def revocations(session: Session, policy: LoadedPolicy, now: datetime, *, since:
         for message in session.scalars(select(OutboxMessage).where(col(OutboxMessage.revocation_id).in_(ids))
                                        .order_by(col(OutboxMessage.subscription_id))):
             downstream.setdefault(message.revocation_id, []).append(message)
-        for revocation, kind, value in partition:
+        for revocation, kind, value, survivor_id in partition:
             messages = downstream.get(revocation.id, [])
             status, propagated = sla_status(revocation, messages, policy, now)
             if sla is not None and status != sla:
                 continue
             done_at = propagated or revocation.effective_at
             yield {
-                "revocation_id": revocation.id, "identity_id": revocation.identity_id, "address_kind": kind,
+                "revocation_id": revocation.id, "identity_id": survivor_id, "address_kind": kind,
                 "address": value, "erased": revocation.erased_at is not None, "scope": revocation.scope,
                 "account_domain": revocation.account_domain, "channels": revocation.channels,
                 "purposes": revocation.purposes, "brands": revocation.brands, "source": revocation.source,
@@ -158,19 +166,20 @@ def revocations(session: Session, policy: LoadedPolicy, now: datetime, *, since:
 
 def decisions(session: Session, *, since: datetime | None = None, until: datetime | None = None,
               allowed: bool | None = None, code: str | None = None) -> Iterator[dict[str, Any]]:
-    statement = select(DecisionRecord).where(col(DecisionRecord.is_test).is_(False)).order_by(
-        col(DecisionRecord.id))
+    statement = (select(DecisionRecord, _survivor_id(DecisionRecord.identity_id))
+                 .outerjoin(Identity, col(Identity.id) == DecisionRecord.identity_id)
+                 .where(col(DecisionRecord.is_test).is_(False)).order_by(col(DecisionRecord.id)))
     statement = _window(statement, DecisionRecord.decided_at, since, until)
     if allowed is not None:
         statement = statement.where(col(DecisionRecord.allowed) == allowed)
     if code is not None:
         statement = statement.where(col(DecisionRecord.codes).contains(code))
-    for (record,) in _stream(session, statement):
+    for record, survivor_id in _stream(session, statement):
         request = record.request or {}
         codes = [c for c in record.codes.split(",") if c]
         if code is not None and code not in codes:
             continue
-        yield {"decision_id": record.id, "decided_at": record.decided_at, "identity_id": record.identity_id,
+        yield {"decision_id": record.id, "decided_at": record.decided_at, "identity_id": survivor_id,
                "channel": record.channel, "purpose": record.purpose, "program": request.get("program"),
                "segment": request.get("segment"), "campaign": request.get("campaign"),
                "brand": request.get("brand"), "at": request.get("at"), "allowed": record.allowed,

@@ -201,6 +201,23 @@ def test_a_complaint_is_blamed_on_the_last_email_even_after_a_merge(client, keys
     assert (row["group"], row["touches"], row["complaints"]) == ("fall", 1, 1)
 
 
+def test_reports_name_a_merged_person_by_the_one_they_were_merged_into(client, keys, clock) -> None:  # type: ignore[no-untyped-def]
+    w = keys["writer"]
+    kept = client.post("/v1/identities", json={"email": "kept@corp.com"}, headers=w).get_json()["identity_id"]
+    clock.set(NOON_ET + timedelta(seconds=5))
+    consent(client, keys, email="gone@corp.com")
+    gone = client.get("/v1/identities", query_string={"email": "gone@corp.com"}, headers=w).get_json()["identity_id"]
+    client.post("/v1/revocations", json={"email": "gone@corp.com", "channels": ["sms"], "source": "manual"}, headers=w)
+    client.post("/v1/eligibility", json={"email": "gone@corp.com", "channel": "email", "purpose": "marketing"},
+                headers=keys["sender"])
+    assert client.post(f"/v1/identities/{kept}/merge", json={"other_identity_id": gone},
+                       headers=w).status_code == 200
+    for name in ("consents", "revocations", "decisions"):
+        for fmt in ("json", "csv"):
+            rows = report(client, keys, name, format=fmt)
+            assert [str(row["identity_id"]) for row in rows] == [str(kept)], (name, fmt, rows)
+
+
 def test_report_access_and_validation(client, keys) -> None:  # type: ignore[no-untyped-def]
     assert client.get("/v1/reports/consents").status_code == 401
     assert client.get("/v1/reports/consents", headers=keys["sender"]).status_code == 403
