@@ -75,7 +75,7 @@ def evidence(identity_id: int) -> Response:
     with rt.store.transaction(write=False) as session:
         person = require_identity(session, identity_id)
         body = identity_evidence(session, person, rt.clock(), rt.secret_key, since=utc(query.since),
-                                 until=utc(query.until))
+                                 until=utc(query.until), free_mail=rt.policy.free_mail_domains)
     response = jsonify(body)
     response.headers["Content-Disposition"] = f'attachment; filename="evidence-identity-{identity_id}.json"'
     return response

@@ -52,7 +52,7 @@ def read(identity_id: int) -> Response:
     rt = runtime()
     with rt.store.transaction(write=False) as session:
         person = require_identity(session, identity_id)
-        body = identity_view(session, person, rt.clock())
+        body = identity_view(session, person, rt.clock(), rt.policy.free_mail_domains)
     body["requested_identity_id"] = identity_id
     return jsonify(body)
 
@@ -75,7 +75,7 @@ def find() -> Response:
         found = find_by_address(session, address)
         if found is None:
             raise NotFound("no identity has this address")
-        return jsonify(identity_view(session, found[0], rt.clock()))
+        return jsonify(identity_view(session, found[0], rt.clock(), rt.policy.free_mail_domains))
 
 
 @bp.post("/v1/identities/<int:identity_id>/merge")

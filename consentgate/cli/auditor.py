@@ -51,6 +51,7 @@ def evidence(identity_id: int, output: TextIO, since: datetime | None, until: da
     rt = open_runtime()
     with rt.store.transaction(write=False) as session:
         bundle = identity_evidence(session, require_identity(session, identity_id), rt.clock(), rt.secret_key,
-                                   since=as_utc(since) if since else None, until=as_utc(until) if until else None)
+                                   since=as_utc(since) if since else None, until=as_utc(until) if until else None,
+                                   free_mail=rt.policy.free_mail_domains)
     json.dump(bundle, output, indent=2, default=str)
     output.write("\n")

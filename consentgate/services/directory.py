@@ -10,7 +10,7 @@ from sqlalchemy import and_, or_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from consentgate.core.addresses import Address, normalise_domain, normalise_email, normalise_phone
+from consentgate.core.addresses import Address, company_domain_of, normalise_domain, normalise_email, normalise_phone
 from consentgate.core.consent import current_consents, is_expired
 from consentgate.core.policy import LoadedPolicy
 from consentgate.core.timefmt import as_utc, iso_z
@@ -176,8 +176,10 @@ def identity_summary(session: Session, person: Identity) -> dict[str, Any]:
     }
 
 
-def identity_view(session: Session, person: Identity, now: datetime) -> dict[str, Any]:
-    """Everything a writer or auditor needs to see of a person right now."""
+def identity_view(session: Session, person: Identity, now: datetime,
+                  free_mail: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """Everything a writer or auditor needs to see of a person right now (``free_mail``: the
+    policy's free-mail domains, which are nobody's company)."""
     assert person.id is not None
     group = identity_group(session, person.id)
     cps = session.exec(select(ContactPoint).where(ContactPoint.identity_id == person.id)
@@ -189,9 +191,12 @@ def identity_view(session: Session, person: Identity, now: datetime) -> dict[str
         col(Revocation.identity_id).in_(group), col(Revocation.lifted_at).is_(None))
         .order_by(col(Revocation.id))).all()
     account_revocations: Sequence[Revocation] = ()
-    if person.account_domain:
+    # Every company the person is at, as the gate sees it: their account's, and their work emails'.
+    companies = {person.account_domain, *(company_domain_of(cp.value, free_mail) for cp in cps
+                                          if cp.kind == "email" and cp.value)} - {None}
+    if companies:
         account_revocations = session.exec(select(Revocation).where(
-            Revocation.scope == "account", Revocation.account_domain == person.account_domain,
+            Revocation.scope == "account", col(Revocation.account_domain).in_(companies),
             col(Revocation.lifted_at).is_(None), col(Revocation.identity_id).not_in(group))
             .order_by(col(Revocation.id))).all()
     suppressions = session.exec(select(Suppression).where(

@@ -66,7 +66,7 @@ def _row(obj: Any, drop: tuple[str, ...] = ("pii_salt",)) -> dict[str, Any]:
 
 
 def identity_evidence(session: Session, person: Identity, now: Any, secret: str, since: datetime | None = None,
-                      until: datetime | None = None) -> dict[str, Any]:
+                      until: datetime | None = None, free_mail: frozenset[str] = frozenset()) -> dict[str, Any]:
     """``since``/``until``: only the touches (by ``at``) and decisions (by ``decided_at``) in
     ``[since, until)``; ``secret`` finds the tombstones of the person's addresses."""
     assert person.id is not None
@@ -130,7 +130,7 @@ def identity_evidence(session: Session, person: Identity, now: Any, secret: str,
         "bundle": BUNDLE_VERSION,
         "generated_at": iso_z(now),
         "window": {"since": iso_z(since), "until": iso_z(until)},
-        "identity": identity_view(session, person, now),
+        "identity": identity_view(session, person, now, free_mail),
         "identities": [_row(i) for i in identities],
         "contact_points": [_row(cp) for cp in cps],
         "consent_events": [with_message(c) for c in consents],

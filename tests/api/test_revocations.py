@@ -89,6 +89,8 @@ def test_a_company_wide_stop_holds_for_its_people_after_they_merge_with_another_
                          json={"other_identity_id": ben["identity_id"]}, headers=w)
     assert merged.status_code == 200, merged.get_json()
     assert allowed("ben@beta.com", "dee@acme.com") == [False, True]
+    view = client.get(f"/v1/identities/{ann['identity_id']}", headers=w).get_json()
+    assert [(r["scope"], r["account_domain"]) for r in view["revocations"]] == [("account", "beta.com")]
     # A company-wide stop said through ben@beta.com now is beta.com's, not acme.com's.
     clock.set(noon + timedelta(minutes=1))
     client.post("/v1/revocations", json={"email": "ben@beta.com", "channels": ["email"], "scope": "account",
