@@ -133,7 +133,7 @@ def _propagate(rt: Runtime) -> object:
     """Deliver due revocations to downstream senders; failures back off and retry."""
     from consentgate.services.propagation import deliver_due, http_poster
 
-    return deliver_due(rt.store, rt.clock(), http_poster())
+    return deliver_due(rt.store, rt.clock(), http_poster(), clock=rt.clock)
 
 
 @job("revocation_sla", every=timedelta(minutes=15))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -121,40 +122,58 @@ def _claim(store: Store, message_id: int, now: datetime) -> tuple[str, str, byte
 
 
 def backoff(attempts: int) -> timedelta:
-    return min(FIRST_RETRY * (2 ** max(attempts - 1, 0)), MAX_BACKOFF)
+    # The exponent is capped first: after a week of failures 2**attempts seconds no longer fit a
+    # timedelta, and the delivery loop would fail at that message from then on.
+    return min(FIRST_RETRY * (2 ** min(max(attempts - 1, 0), _MAX_DOUBLINGS)), MAX_BACKOFF)
 
 
-def deliver_due(store: Store, now: datetime, post: Poster, limit: int = 200) -> DeliveryRun:
-    """Post every due outbox message once; each outcome is committed on its own."""
+_MAX_DOUBLINGS = 20
+# A run stops taking messages after this long, well inside the job's lease (5 minutes): another
+# instance takes an expired lease, and must not find messages this run is still sending.
+RUN_BUDGET = timedelta(minutes=2)
+
+
+def deliver_due(store: Store, now: datetime, post: Poster, limit: int = 200,
+                clock: Callable[[], datetime] | None = None) -> DeliveryRun:
+    """Post every due outbox message once; each outcome is committed on its own.
+
+    ``clock`` tells the time as the run goes (default: ``now`` throughout): each message is
+    claimed, signed and acknowledged at its own moment, since a run of slow receivers lasts
+    minutes, and the run stops taking messages after ``RUN_BUDGET``."""
+    clock = clock or (lambda: now)
     with store.transaction(write=False) as session:
         due = [m.id for m in session.exec(select(OutboxMessage).where(
             OutboxMessage.status == "pending", OutboxMessage.next_attempt_at <= now)
             .order_by(col(OutboxMessage.next_attempt_at)).limit(limit)) if m.id is not None]
     counts: Counter[str] = Counter()
     for message_id in due:
-        claimed = _claim(store, message_id, now)
+        moment = clock()
+        if moment - now >= RUN_BUDGET:
+            break       # the rest are still due: the next run takes them
+        claimed = _claim(store, message_id, moment)
         if claimed is None:
             continue    # another scheduler instance took it: it is delivered once, not twice
         url, secret, body = claimed
         headers = {"Content-Type": "application/json", "User-Agent": "consentgate",
-                   SIGNATURE_HEADER: sign_outbound(secret, int(now.timestamp()), body),
+                   SIGNATURE_HEADER: sign_outbound(secret, int(moment.timestamp()), body),
                    "X-Consentgate-Delivery": str(message_id)}
         try:
             status, error = post(url, body, headers), None
         except Exception as exc:  # any network failure is a failed attempt, retried later
             status, error = 0, f"{type(exc).__name__}: {exc}"
         ok = 200 <= status < 300
+        now_done = clock()
         with store.transaction() as session:
             message = session.get(OutboxMessage, message_id)
             if message is None or message.status != "pending":
                 continue
             message.attempts += 1
             if ok:
-                message.status, message.acknowledged_at, message.last_error = "acknowledged", now, None
+                message.status, message.acknowledged_at, message.last_error = "acknowledged", now_done, None
                 _settled(session, message)
             else:
                 message.last_error = error or f"HTTP {status}"
-                message.next_attempt_at = now + backoff(message.attempts)
+                message.next_attempt_at = now_done + backoff(message.attempts)
             session.add(message)
         counts["acknowledged" if ok else "failed"] += 1
     return DeliveryRun(sum(counts.values()), counts["acknowledged"], counts["failed"])

@@ -49,6 +49,8 @@ def replay_decision(session: Session, secret: str, decision_id: int,
             identity, target = found[0], found[1] if kind is not None else None
     elif request.get("identity_id"):
         identity = survivor(session, int(request["identity_id"]))
+        if identity is not None and identity.erased_at is not None:
+            raise Conflict(f"decision {decision_id} was about a person since erased: their addresses are gone")
         if identity is not None and kind is not None:
             target = contact_point_for_channel(session, identity, kind, as_of=record.decided_at)
     if identity is not None and (identity.created_at > record.decided_at):

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
+from sqlmodel import select
+
 from consentgate.core.signatures import verify_outbound
-from consentgate.services.propagation import deliver_due, sla_summary
+from consentgate.services.propagation import MAX_BACKOFF, backoff, deliver_due, sla_summary
 from consentgate.store.models import OutboxMessage
 
 NOON_ET = datetime(2026, 11, 25, 17, 0, tzinfo=UTC)
@@ -55,6 +57,44 @@ def test_revocations_reach_every_subscriber_signed(client, keys, runtime, clock,
     assert verify_outbound(sub["secret"], headers["X-Consentgate-Signature"], body)
     payload = json.loads(body)
     assert payload["address"] == {"kind": "phone", "value": "+13055550144"} and payload["channels"] == ["sms"]
+
+
+def test_a_receiver_down_for_weeks_is_retried_every_six_hours_and_holds_nobody_up(  # type: ignore[no-untyped-def]
+        client, keys, runtime, clock, rows) -> None:
+    clock.set(NOON_ET)
+    client.post("/v1/subscriptions", json={"name": "dead", "url": "https://dead.example.com/hook"},
+                headers=keys["admin"])
+    client.post("/v1/revocations", json={"phone": "+13055550144", "channels": ["sms"], "source": "api"},
+                headers=keys["writer"])
+    assert backoff(43) == backoff(10_000) == MAX_BACKOFF
+    with runtime.store.transaction() as session:
+        [message] = session.exec(select(OutboxMessage)).all()
+        message.attempts = 60     # two weeks of failures
+        session.add(message)
+    assert deliver_due(runtime.store, clock.now, Downstream(failures=1)).failed == 1
+    [message] = rows(OutboxMessage)
+    assert message.attempts == 61 and message.next_attempt_at == clock.now + MAX_BACKOFF
+
+
+def test_a_long_run_claims_signs_and_acknowledges_each_message_at_its_own_moment(  # type: ignore[no-untyped-def]
+        client, keys, runtime, clock, rows) -> None:
+    clock.set(NOON_ET)
+    sub = client.post("/v1/subscriptions", json={"name": "slow", "url": "https://slow.example.com/hook"},
+                      headers=keys["admin"]).get_json()
+    for n in range(6):
+        client.post("/v1/revocations", json={"phone": f"+1305555014{n}", "channels": ["sms"], "source": "api"},
+                    headers=keys["writer"])
+    moments = iter(NOON_ET + timedelta(seconds=25 * n) for n in range(100))   # each receiver takes 25 s
+    downstream = Downstream()
+    run = deliver_due(runtime.store, NOON_ET, downstream, clock=lambda: next(moments))
+    # Two minutes in, the run stops taking messages: the next run (and its lease) takes the rest.
+    assert run.acknowledged == 3
+    acked = sorted(m.acknowledged_at for m in rows(OutboxMessage) if m.acknowledged_at is not None)
+    assert acked == [NOON_ET + timedelta(seconds=s) for s in (25, 75, 125)]
+    # Signed when sent, so each is fresh when it arrives, however long the run.
+    for (_, body, headers), sent in zip(downstream.received, (0, 50, 100), strict=True):
+        assert verify_outbound(sub["secret"], headers["X-Consentgate-Signature"], body,
+                               now=NOON_ET + timedelta(seconds=sent + 1), tolerance_s=5)
 
 
 def test_sla_alerts_near_and_past_the_deadline(client, keys, runtime, clock) -> None:  # type: ignore[no-untyped-def]
