@@ -300,3 +300,13 @@ def test_older_decisions_about_unknown_addresses_are_found_once_hashed(  # type:
     requests = [d.request for d in rows(DecisionRecord)]
     assert phones[3] not in str(requests)
     assert all(p in str(requests) for p in phones if p != phones[3])
+
+
+def test_a_decision_by_identity_id_about_someone_since_erased_is_not_replayed(client, keys, person) -> None:  # type: ignore[no-untyped-def]
+    asked = client.post("/v1/eligibility", json={"identity_id": person, "channel": "sms", "purpose": "marketing"},
+                        headers=keys["sender"]).get_json()
+    assert client.post(f"/v1/decisions/{asked['decision_id']}/replay", headers=keys["auditor"]).status_code == 200
+    assert client.delete(f"/v1/identities/{person}", headers=keys["admin"]).status_code == 200
+    # Their addresses and consents are gone: a replay could only answer differently, as if the
+    # gate could not reproduce its own decision.
+    assert client.post(f"/v1/decisions/{asked['decision_id']}/replay", headers=keys["auditor"]).status_code == 409

@@ -91,11 +91,27 @@ def test_a_company_wide_stop_holds_for_its_people_after_they_merge_with_another_
     assert allowed("ben@beta.com", "dee@acme.com") == [False, True]
     view = client.get(f"/v1/identities/{ann['identity_id']}", headers=w).get_json()
     assert [(r["scope"], r["account_domain"]) for r in view["revocations"]] == [("account", "beta.com")]
+    bundle = client.get(f"/v1/identities/{ann['identity_id']}/evidence", headers=keys["auditor"]).get_json()
+    assert [r["account_domain"] for r in bundle["account_revocations"]] == ["beta.com"]
     # A company-wide stop said through ben@beta.com now is beta.com's, not acme.com's.
     clock.set(noon + timedelta(minutes=1))
     client.post("/v1/revocations", json={"email": "ben@beta.com", "channels": ["email"], "scope": "account",
                                          "source": "manual"}, headers=w)
     assert allowed("dee@acme.com") == [True]
+
+
+def test_a_person_with_work_emails_at_two_companies_is_at_both(client, keys) -> None:  # type: ignore[no-untyped-def]
+    w = keys["writer"]
+    pat = client.post("/v1/identities", json={"email": "pat@alpha.com", "external_id": "crm-pat"},
+                      headers=w).get_json()
+    client.post("/v1/identities", json={"email": "pat@gamma.com", "external_id": "crm-pat"}, headers=w)
+    client.post("/v1/revocations", json={"email": "boss@gamma.com", "channels": ["*"], "scope": "account",
+                                         "source": "manual"}, headers=w)
+    answer = client.post("/v1/eligibility", json={"email": "pat@alpha.com", "channel": "email",
+                                                  "purpose": "marketing"}, headers=keys["sender"]).get_json()
+    assert [r["code"] for r in answer["reasons"]] == ["ACCOUNT_DNC"]
+    bundle = client.get(f"/v1/identities/{pat['identity_id']}/evidence", headers=keys["auditor"]).get_json()
+    assert [r["account_domain"] for r in bundle["account_revocations"]] == ["gamma.com"]
 
 
 def test_unknown_channel_and_future_receipt_refused(client, keys, clock, rows) -> None:  # type: ignore[no-untyped-def]
