@@ -9,8 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlmodel import Session
+
 from consentgate.services.fanout import forked_map, worker_count
-from consentgate.store.chain import VerifyResult, last_seq, verify
+from consentgate.store.chain import VerifyResult, last_seq, unchained_row, verify
 from consentgate.store.db import Store
 
 # Below this many entries per worker, starting processes costs more than it saves.
@@ -25,7 +27,7 @@ def verify_chain(store: Store, now: datetime, workers: int | None = None,
     with store.transaction(write=False) as session:
         last = last_seq(session)
         if workers < 2 or last < 2 * min_per_worker:
-            return verify(session, now=now)
+            return _with_every_row_chained(session, verify(session, now=now))
     bounds = [last * part // workers for part in range(workers + 1)]
 
     def verify_range(part: int) -> VerifyResult:
@@ -40,7 +42,15 @@ def verify_chain(store: Store, now: datetime, workers: int | None = None,
     # Entries written after the ranges were drawn are checked as one pass would meet them.
     with store.transaction(write=False) as session:
         rest = verify(session, after=last, now=now)
-    return VerifyResult(rest.ok, checked + rest.checked, rest.first_broken)
+        return _with_every_row_chained(session, VerifyResult(rest.ok, checked + rest.checked, rest.first_broken))
+
+
+def _with_every_row_chained(session: Session, result: VerifyResult) -> VerifyResult:
+    """``result``, or a failure naming a ledger row that no chain entry covers."""
+    if not result.ok:
+        return result
+    unchained = unchained_row(session)
+    return result if unchained is None else VerifyResult(False, result.checked, unchained)
 
 
 @dataclass(frozen=True)
@@ -64,5 +74,7 @@ def verify_stretch(store: Store, now: datetime, after: int = 0, limit: int | Non
         result = verify(session, after=after, until=until, now=now)
         # Read after the check: entries appended meanwhile are left to the next stretch.
         last = last_seq(session)
-    more = result.ok and until is not None and until < last
+        more = result.ok and until is not None and until < last
+        if not more:
+            result = _with_every_row_chained(session, result)   # the last stretch also looks beside the chain
     return Stretch(result, after, until if more else None, last)

@@ -364,6 +364,21 @@ def verify(session: Session, batch: int = 2000, *, after: int = 0, until: int | 
     return VerifyResult(True, checked, None)
 
 
+def unchained_row(session: Session) -> dict[str, Any] | None:
+    """The first ledger row of each table that no chain entry covers, if any: the chain vouches
+    for what it links, and a row slipped into a ledger table beside it (a forged consent) would
+    be read by the gate all the same. One index probe per row."""
+    for table, model in LEDGER_MODELS.items():
+        rows = model.__table__  # type: ignore[attr-defined]
+        entries = ChainEntry.__table__  # type: ignore[attr-defined]
+        linked = sa_select(entries.c.seq).where(entries.c.table_name == table, entries.c.row_id == rows.c.id)
+        found = session.execute(sa_select(rows.c.id).where(~linked.exists()).order_by(rows.c.id).limit(1)).first()
+        if found is not None:
+            return {"seq": None, "table": table, "row_id": found[0],
+                    "problem": "the ledger row has no chain entry"}
+    return None
+
+
 def _problem(entry: Any, row: dict[str, Any] | None, prev: str, addresses: dict[int, str | None]) -> str | None:
     if row is None:
         return "the ledger row is missing"

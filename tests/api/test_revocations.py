@@ -169,6 +169,26 @@ def test_chain_verifies_and_catches_tampering(client, keys, runtime) -> None:  #
     assert broken["ok"] is False and broken["first_broken"]["table"] == "revocation"
 
 
+def test_a_ledger_row_slipped_in_beside_the_chain_is_named(client, keys, runtime, cli_env) -> None:  # type: ignore[no-untyped-def]
+    # A consent written straight into the table, with no chain entry: the gate would rely on it.
+    client.post("/v1/identities", json={"phone": "+13055550107"}, headers=keys["writer"])
+    with runtime.store.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO consent_event (identity_id, contact_point_id, channel, purpose, consent_type, captured_at, "
+            "recorded_at, source, pii_digest) SELECT identity_id, id, 'sms', 'marketing', 'express_written', "
+            "created_at, created_at, 'forged', '' FROM contact_point")
+    broken = client.get("/v1/audit/verify", headers=keys["auditor"]).get_json()
+    assert broken["ok"] is False
+    assert (broken["first_broken"]["table"], broken["first_broken"]["problem"]) == (
+        "consent_event", "the ledger row has no chain entry")
+    cli_env()
+    from click.testing import CliRunner
+
+    from consentgate.cli import cli
+    result = CliRunner().invoke(cli, ["audit", "verify"])
+    assert result.exit_code == 1 and "no chain entry" in result.output
+
+
 def test_an_opt_out_from_a_brand_holds_in_any_spelling(client, keys) -> None:  # type: ignore[no-untyped-def]
     # The CRM writes "Acme", the sending platform asks for "acme ": one brand.
     email = "brandy@corp.com"
