@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import bindparam, case, delete, update
 from sqlmodel import Session, col, select
@@ -156,7 +157,7 @@ def _tombstones(session: Session, policy: LoadedPolicy, secret: str, ids: list[i
 def _blank(session: Session, ids: list[int], cp_ids: list[int], phones: list[str], now: datetime) -> None:
     """Remove every personal value the person left behind, in every table."""
     session.execute(update(Identity).where(Identity.id.in_(ids)).values(  # type: ignore[union-attr]
-        external_id=None, name=None, timezone=None, state=None, country=None,
+        external_id=None, name=None, timezone=None, state=None, country=None, account_domain=None,
         status_at_last_touch=None, erased_at=now, updated_at=now))
     if cp_ids:
         session.execute(update(ContactPoint).where(ContactPoint.id.in_(cp_ids)).values(  # type: ignore[union-attr]
@@ -207,11 +208,29 @@ def _blank_requests(session: Session, decisions: Iterable[DecisionRecord]) -> No
         request = dict(decision.request or {})
         if isinstance(request.get("address"), dict):
             request["address"] = erased_address(request["address"])
-        # Where the person was is theirs too.
+        # Where the person was is theirs too: in the request, and in the reasons' details (the
+        # recipient's zone and local time, a state's window, their company).
         request.pop(PLACED, None)
         decision.request = request
+        decision.reasons = [_erased_reason(reason) for reason in decision.reasons or []]
         decision.address_hash = None
         session.add(decision)
+
+
+# Details of a decision's reasons that say nothing of where or who the person is.
+_IMPERSONAL = frozenset({"code", "revocation_id", "consent_id", "received_at", "source", "channels", "purposes",
+                         "cap", "max", "counted", "per", "required", "touches", "touches_counted", "segment",
+                         "consent_type", "suppression_id", "kind"})
+
+
+def _erased_reason(reason: Any) -> Any:
+    if not isinstance(reason, dict):
+        return reason
+    kept = {k: v for k, v in reason.items() if k in _IMPERSONAL}
+    if reason.get("window") == "federal":
+        kept["window"] = "federal"
+    kept["message"] = f"{reason.get('code', 'denied')} (details erased with the person)"
+    return kept
 
 
 def hash_unknown_decisions(store: Store, secret: str, chunk: int = 5_000) -> int:

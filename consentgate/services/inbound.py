@@ -120,15 +120,18 @@ def _handle(session: Session, policy: LoadedPolicy, sms: InboundSmsIn, render: R
         return stored
     classification = classify_message(sms, policy)
     received_at = min(sms.received_at or now, now)
+    address = _sender(sms, policy)
     message = InboundMessage(
-        provider=sms.provider, provider_message_id=sms.message_id, from_number=sms.from_number,
+        # The number as the store spells it (E.164), so that an erasure finds every message the
+        # person sent; the provider's own spelling stays in ``raw``.
+        provider=sms.provider, provider_message_id=sms.message_id,
+        from_number=address.value if address is not None else sms.from_number,
         to_number=sms.to_number, text=sms.text, raw=sms.raw, raw_sha256=hashlib.sha256(sms.raw.encode()).hexdigest(),
         intent=str(classification.intent), received_at=received_at, created_at=now,
     )
     session.add(message)
     session.flush()   # the unique (provider, message id) constraint decides a race here
     outcome = Outcome(intent=str(classification.intent))
-    address = _sender(sms, policy)
     if address is None and (classification.is_opt_out or classification.intent == Intent.OPT_IN):
         # Acknowledged, the provider would not send it again and nobody would have been revoked:
         # refused, so that it shows in the provider's error log and can be seen to.

@@ -12,7 +12,7 @@ from sqlalchemy import String, Text, inspect, text
 
 from consentgate.cli import cli
 from consentgate.jobs import run_once
-from consentgate.store.models import DecisionRecord, ErasureEvent, Tombstone
+from consentgate.store.models import DecisionRecord, ErasureEvent, Identity, Tombstone
 
 NOON_ET = datetime(2026, 11, 25, 17, 0, tzinfo=UTC)
 ROOT = Path(__file__).resolve().parents[2]
@@ -310,3 +310,22 @@ def test_a_decision_by_identity_id_about_someone_since_erased_is_not_replayed(cl
     # Their addresses and consents are gone: a replay could only answer differently, as if the
     # gate could not reproduce its own decision.
     assert client.post(f"/v1/decisions/{asked['decision_id']}/replay", headers=keys["auditor"]).status_code == 409
+
+
+def test_erasure_takes_where_the_person_was_out_of_the_decisions_reasons(  # type: ignore[no-untyped-def]
+        client, keys, person, clock, rows) -> None:
+    clock.set(NOON_ET + timedelta(hours=10))      # 22:00 in New York: outside calling hours
+    client.post("/v1/consents", json={"phone": PHONE, "channel": "sms", "purpose": "informational",
+                                      "consent_type": "express", "source": "web_form",
+                                      "captured_at": NOON_ET.isoformat()}, headers=keys["writer"])
+    late = client.post("/v1/eligibility", json={"phone": PHONE, "channel": "sms", "purpose": "informational"},
+                       headers=keys["sender"]).get_json()
+    assert [r["zone"] for r in late["reasons"] if r["code"] == "QUIET_HOURS"] == ["America/New_York"]
+    assert client.delete(f"/v1/identities/{person}", headers=keys["admin"]).status_code == 200
+    logged = {d.id: d for d in rows(DecisionRecord)}[late["decision_id"]]
+    assert sorted(r["code"] for r in logged.reasons) == sorted(r["code"] for r in late["reasons"])
+    text = str(logged.reasons)
+    for personal in ("America/New_York", "-05:00", "22:00"):
+        assert personal not in text, personal
+    [identity] = [i for i in rows(Identity) if i.id == person]
+    assert identity.account_domain is None
