@@ -3,6 +3,8 @@
 A contact with only ``uncertain`` consent may get one ``repermission`` touch. When the policy's
 window has passed without a new consent event from them on that channel, they are suppressed
 for everything but transactional messages, with a revocation that names the touch it follows.
+Someone whose consent on the channel was already of another kind (sent the request in passing)
+loses nothing.
 """
 
 from __future__ import annotations
@@ -11,11 +13,16 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, exists, select
+from sqlmodel import Session, col
+from sqlmodel import select as select_rows
 
+from consentgate.core.consent import current_consents, is_expired
 from consentgate.core.policy import LoadedPolicy
+from consentgate.services.identities import identity_group
 from consentgate.services.revocations import REPERMISSION_CLOSED, write_revocation
 from consentgate.services.schemas import RevocationIn
 from consentgate.store.db import Store
+from consentgate.store.facts import consent_fact
 from consentgate.store.models import ConsentEvent, Identity, Revocation, Touch
 
 
@@ -36,7 +43,7 @@ def close_repermission_windows(store: Store, policy: LoadedPolicy, now: datetime
                                               "reason": REPERMISSION_CLOSED}).all()
         for touch_id, identity_id, channel in due:
             person = session.get(Identity, identity_id)
-            if person is None or person.erased_at is not None:
+            if person is None or person.erased_at is not None or _consented(session, identity_id, channel, now):
                 continue
             revocation = write_revocation(
                 session, RevocationIn(identity_id=identity_id, channels=[channel], purposes=purposes,
@@ -45,6 +52,15 @@ def close_repermission_windows(store: Store, policy: LoadedPolicy, now: datetime
             session.add(revocation)
             closed += 1
     return closed
+
+
+def _consented(session: Session, identity_id: int, channel: str, now: datetime) -> bool:
+    """Whether consent of some other kind than ``uncertain`` is in force on the channel: someone
+    who had it already was sent the request in passing, and not answering it takes nothing away."""
+    events = session.exec(select_rows(ConsentEvent).where(
+        col(ConsentEvent.identity_id).in_(identity_group(session, identity_id)), ConsentEvent.channel == channel)).all()
+    return any(c.consent_type != "uncertain" and not is_expired(c, now)
+               for c in current_consents(consent_fact(e) for e in events).values())
 
 
 def _unanswered() -> Any:

@@ -138,6 +138,24 @@ def test_repermission_non_responders_are_suppressed_when_the_window_closes(clien
     assert reasons == [REPERMISSION_CLOSED]
 
 
+def test_a_re_permission_request_sent_to_someone_already_consenting_takes_nothing_away(  # type: ignore[no-untyped-def]
+        client, keys, runtime, clock) -> None:
+    start = clock.now
+    email = "already@corp.com"
+    for purpose, kind in (("repermission", "uncertain"), ("marketing", "double_opt_in")):
+        client.post("/v1/consents", json={"email": email, "channel": "email", "purpose": purpose,
+                                          "consent_type": kind, "source": "crm",
+                                          "captured_at": (start - timedelta(days=5)).isoformat()},
+                    headers=keys["writer"])
+    client.post("/v1/touches", json={"email": email, "channel": "email", "purpose": "repermission",
+                                     "sent_at": start.isoformat()}, headers=keys["sender"])
+    clock.set(start + runtime.policy.policy.repermission.window + timedelta(hours=1))
+    run_once(runtime, "repermission_window")
+    answer = client.post("/v1/eligibility", json={"email": email, "channel": "email", "purpose": "marketing"},
+                         headers=keys["sender"]).get_json()
+    assert answer["allowed"] is True, answer["reasons"]
+
+
 def test_repermission_answers_count_from_anyone_merged_in_and_only_on_the_channel(  # type: ignore[no-untyped-def]
         client, keys, runtime, clock) -> None:
     """Who is closed: no answer, an answer on another channel, an "uncertain" answer. Who is not:
