@@ -392,11 +392,23 @@ def _problem(entry: Any, row: dict[str, Any] | None, prev: str, addresses: dict[
         return "the entry hash does not match"
     if amendment:
         return None
+    if not PERSONAL.get(entry.table_name):
+        return None
     salt = row.get("pii_salt")
-    if salt and row.get("erased_at") is None:
-        personal = personal_values_of(entry.table_name, row, addresses.get(row.get("contact_point_id") or 0))
-        if pii_digest(salt, personal) != row["pii_digest"]:
-            return "the row's personal values no longer match their digest"
+    personal = personal_values_of(entry.table_name, row, addresses.get(row.get("contact_point_id") or 0))
+    if row.get("erased_at") is not None:
+        # An erasure blanks the values and drops the salt; any value there now was put back. (A
+        # revocation's reason stays when it is the gate's own words, not the person's.)
+        if salt or any(value not in (None, "") for name, value in personal.items() if name != "reason"):
+            return "an erased row holds personal values"
+        return None
+    if not salt:
+        # Sealed rows carry a digest in their (chained) content; only a row chained without one
+        # has no salt to check by.
+        return "the row's salt was removed: its personal values can no longer be checked" if row.get(
+            "pii_digest") else None
+    if pii_digest(salt, personal) != row["pii_digest"]:
+        return "the row's personal values no longer match their digest"
     return None
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from consentgate.store.models import ContactPoint, Revocation, Suppression
 
 
@@ -187,6 +189,19 @@ def test_a_ledger_row_slipped_in_beside_the_chain_is_named(client, keys, runtime
     from consentgate.cli import cli
     result = CliRunner().invoke(cli, ["audit", "verify"])
     assert result.exit_code == 1 and "no chain entry" in result.output
+
+
+@pytest.mark.parametrize("hide", ["pii_salt = NULL", "erased_at = created_at"])
+def test_an_address_changed_behind_a_blanked_salt_or_a_false_erasure_is_named(  # type: ignore[no-untyped-def]
+        client, keys, runtime, hide) -> None:
+    # A consent moved to another number by rewriting its contact point, the digest check dodged first.
+    client.post("/v1/suppressions", json={"phone": "+13055550105", "kind": "litigator", "note": "sued us"},
+                headers=keys["writer"])
+    with runtime.store.engine.begin() as conn:
+        conn.exec_driver_sql(f"UPDATE suppression SET {hide}")
+        conn.exec_driver_sql("UPDATE contact_point SET value = '+13055550106'")
+    broken = client.get("/v1/audit/verify", headers=keys["auditor"]).get_json()
+    assert broken["ok"] is False and broken["first_broken"]["table"] == "suppression", broken
 
 
 def test_an_opt_out_from_a_brand_holds_in_any_spelling(client, keys) -> None:  # type: ignore[no-untyped-def]
