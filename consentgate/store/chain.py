@@ -33,6 +33,7 @@ from consentgate.store.models import (
     ConsentEvent,
     ContactPoint,
     ErasureEvent,
+    Identity,
     MergeEvent,
     Revocation,
     Suppression,
@@ -376,6 +377,14 @@ def unchained_row(session: Session) -> dict[str, Any] | None:
         if found is not None:
             return {"seq": None, "table": table, "row_id": found[0],
                     "problem": "the ledger row has no chain entry"}
+    # A chained merge is never undone: a person split off again would be read on their own, their
+    # opt-outs and suppressions no longer the survivor's.
+    merges, people = MergeEvent.__table__, Identity.__table__  # type: ignore[attr-defined]
+    split = session.execute(sa_select(merges.c.id).join(people, people.c.id == merges.c.absorbed_id)
+                            .where(people.c.merged_into_id.is_(None)).order_by(merges.c.id).limit(1)).first()
+    if split is not None:
+        return {"seq": None, "table": "merge_event", "row_id": split[0],
+                "problem": "the person this merge absorbed is no longer merged into anyone"}
     return None
 
 

@@ -204,6 +204,20 @@ def test_an_address_changed_behind_a_blanked_salt_or_a_false_erasure_is_named(  
     assert broken["ok"] is False and broken["first_broken"]["table"] == "suppression", broken
 
 
+def test_a_merge_undone_in_the_database_is_named(client, keys, runtime, clock) -> None:  # type: ignore[no-untyped-def]
+    w = keys["writer"]
+    alice = client.post("/v1/identities", json={"email": "alice@corp.com"}, headers=w).get_json()["identity_id"]
+    clock.set(clock.now + timedelta(seconds=5))
+    bob = client.post("/v1/identities", json={"email": "bob@corp.com"}, headers=w).get_json()["identity_id"]
+    client.post("/v1/suppressions", json={"email": "bob@corp.com", "kind": "complaint"}, headers=w)
+    assert client.post(f"/v1/identities/{alice}/merge", json={"other_identity_id": bob}, headers=w).status_code == 200
+    assert client.get("/v1/audit/verify", headers=keys["auditor"]).get_json()["ok"] is True
+    with runtime.store.engine.begin() as conn:
+        conn.exec_driver_sql(f"UPDATE identity SET merged_into_id = NULL WHERE id = {bob}")
+    broken = client.get("/v1/audit/verify", headers=keys["auditor"]).get_json()
+    assert broken["ok"] is False and broken["first_broken"]["table"] == "merge_event", broken
+
+
 def test_an_opt_out_from_a_brand_holds_in_any_spelling(client, keys) -> None:  # type: ignore[no-untyped-def]
     # The CRM writes "Acme", the sending platform asks for "acme ": one brand.
     email = "brandy@corp.com"
