@@ -67,12 +67,15 @@ def _changes_by(subject: Subject, request: EligibilityRequest, until: datetime) 
     """Whether a fact takes effect or lapses after the request's instant and by ``until``: a
     consent expiring (the usual case) or recorded, a revocation or suppression taking effect.
     Otherwise the rules that waiting does not cure answer at ``until`` as they did at ``at``."""
-    def between(instant: datetime | None) -> bool:
-        return instant is not None and request.at < instant <= until
-
-    return (any(between(c.expires_at) or between(c.recorded_at) for c in subject.consents)
-            or any(between(r.effective_at) for r in subject.revocations)
-            or any(between(s.created_at) for s in subject.suppressions))
+    at = request.at
+    # Plain loops: every check outside calling hours asks this.
+    for c in subject.consents:
+        if (c.expires_at is not None and at < c.expires_at <= until) or at < c.recorded_at <= until:
+            return True
+    for r in subject.revocations:
+        if at < r.effective_at <= until:
+            return True
+    return any(at < s.created_at <= until for s in subject.suppressions)
 
 
 def _standing_reasons(subject: Subject, request: EligibilityRequest, policy: LoadedPolicy) -> list[Reason]:
