@@ -45,5 +45,5 @@ def list_subscriptions() -> Response:
 @documented("Stop sending revocations to a downstream sender", tags=["propagation"], responses={204: None})
 def unsubscribe_downstream(subscription_id: int) -> tuple[str, int]:
     with runtime().store.transaction() as session:
-        deactivate_subscription(session, subscription_id)
+        deactivate_subscription(session, subscription_id, runtime().clock())
     return "", 204

@@ -56,10 +56,12 @@ def create_subscription(session: Session, item: SubscriptionIn, now: datetime) -
     return sub
 
 
-def deactivate_subscription(session: Session, subscription_id: int) -> None:
+def deactivate_subscription(session: Session, subscription_id: int, now: datetime) -> None:
     """Stop telling this sender of opt-outs. What it had still to hear is cancelled: it no longer
     sends on anyone's behalf, retrying it would go on for ever, and a revocation's SLA is then
-    met by the senders still subscribed. A cancelled message of an erased person keeps no address."""
+    met by the senders still subscribed, unless its deadline had passed before (it was missed,
+    and stays so). A cancelled message keeps when it was cancelled as its ``next_attempt_at`` (no
+    attempt follows), and of an erased person no address."""
     sub = session.get(Subscription, subscription_id)
     if sub is None:
         raise NotFound(f"no subscription {subscription_id}")
@@ -67,7 +69,8 @@ def deactivate_subscription(session: Session, subscription_id: int) -> None:
     session.add(sub)
     for message in session.exec(select(OutboxMessage).where(
             OutboxMessage.subscription_id == subscription_id, OutboxMessage.status == "pending")):
-        message.status = "cancelled"
+        message.status, message.next_attempt_at = "cancelled", now
+        message.last_error = "cancelled: the sender unsubscribed"
         _settled(session, message)
 
 
@@ -182,9 +185,14 @@ def deliver_due(store: Store, now: datetime, post: Poster, limit: int = 200,
 def sla_status(revocation: Revocation, messages: list[OutboxMessage], policy: LoadedPolicy,
                now: datetime) -> tuple[str, datetime | None]:
     """met | pending | at_risk | missed, and when the last downstream acknowledged."""
-    messages = [m for m in messages if m.status != "cancelled"]   # senders unsubscribed meanwhile
+    # Senders unsubscribed meanwhile no longer count, unless they left after the deadline had
+    # passed without their acknowledgement: the deadline was missed, whatever happened since.
+    left_late = any(m.status == "cancelled" and m.next_attempt_at > revocation.deadline_at for m in messages)
+    messages = [m for m in messages if m.status != "cancelled"]
     acked = [m.acknowledged_at for m in messages if m.acknowledged_at is not None]
     done = len(acked) == len(messages)
+    if left_late:
+        return "missed", (max(acked) if done and acked else None)
     propagated = max(acked) if done and acked else (revocation.effective_at if done else None)
     if done and propagated is not None:
         return ("met" if propagated <= revocation.deadline_at else "missed"), propagated

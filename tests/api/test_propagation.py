@@ -97,6 +97,24 @@ def test_a_long_run_claims_signs_and_acknowledges_each_message_at_its_own_moment
                                now=NOON_ET + timedelta(seconds=sent + 1), tolerance_s=5)
 
 
+def test_a_deadline_missed_stays_missed_when_the_sender_unsubscribes_later(  # type: ignore[no-untyped-def]
+        client, keys, runtime, clock) -> None:
+    clock.set(NOON_ET)
+    sub = client.post("/v1/subscriptions", json={"name": "down", "url": "https://down.example.com/hook"},
+                      headers=keys["admin"]).get_json()
+    client.post("/v1/revocations", json={"phone": "+13055550144", "channels": ["sms"], "source": "api"},
+                headers=keys["writer"])
+    clock.set(NOON_ET + timedelta(days=25))          # long past the 10th business day, never acknowledged
+
+    def report() -> list[tuple[str, object]]:
+        rows = client.get("/v1/reports/revocations", headers=keys["auditor"]).get_json()
+        return [(r["sla_status"], r["propagated_at"]) for r in rows]
+
+    assert report() == [("missed", None)]
+    assert client.delete(f"/v1/subscriptions/{sub['subscription_id']}", headers=keys["admin"]).status_code == 204
+    assert report() == [("missed", None)]
+
+
 def test_sla_alerts_near_and_past_the_deadline(client, keys, runtime, clock) -> None:  # type: ignore[no-untyped-def]
     clock.set(NOON_ET)
     client.post("/v1/subscriptions", json={"name": "crm", "url": "https://crm.example.com/hook"}, headers=keys["admin"])
