@@ -88,21 +88,26 @@ def holder_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
-def run_once(rt: Runtime, name: str, holder: str | None = None) -> bool:
-    """Run one job now if its lease can be taken; True when it ran."""
+def run_once(rt: Runtime, name: str, holder: str | None = None, scheduled: bool = False) -> bool | None:
+    """Run one job now if its lease can be taken: True when it ran, None when it failed, False
+    when it did not run. ``scheduled``: a turn of its interval, which is skipped when the job ran
+    in the last half interval anywhere (several scheduler instances take turns, they do not each
+    run every job every interval)."""
     spec = registered()[name]
     holder = holder or holder_id()
-    if not leases.acquire(rt.store, name, holder, rt.clock(), spec.lease):
-        log.debug("job %s is running elsewhere", name)
+    now = rt.clock()
+    if not leases.acquire(rt.store, name, holder, now, spec.lease, now - spec.every / 2 if scheduled else None):
+        log.debug("job %s is running elsewhere or ran moments ago", name)
         return False
     try:
         result = spec.run(rt)
         log.info("job %s ran: %s", name, result)
+        return True
     except Exception:
         log.exception("job %s failed; it will run again at its next turn", name)
+        return None
     finally:
         leases.release(rt.store, name, holder, rt.clock())
-    return True
 
 
 def serve_forever(rt: Runtime) -> None:
@@ -112,7 +117,7 @@ def serve_forever(rt: Runtime) -> None:
     holder = holder_id()
     scheduler = BlockingScheduler(timezone="UTC")
     for name, spec in registered().items():
-        scheduler.add_job(run_once, "interval", args=(rt, name, holder), id=name,
+        scheduler.add_job(run_once, "interval", args=(rt, name, holder, True), id=name,
                           seconds=spec.every.total_seconds(), max_instances=1, coalesce=True,
                           next_run_time=rt.clock())
     log.info("scheduler %s running jobs: %s", holder, ", ".join(registered()) or "(none)")

@@ -36,6 +36,7 @@ def scheduler(once: tuple[str, ...], list_jobs: bool) -> None:
             raise click.BadParameter(f"unknown job(s): {', '.join(unknown)}", param_hint="--once")
         for name in names:
             ran = jobs.run_once(rt, name)
-            click.echo(f"{name}: {'ran' if ran else 'skipped (running elsewhere)'}")
+            outcome = "ran" if ran else "failed (see the log)" if ran is None else "skipped (running elsewhere)"
+            click.echo(f"{name}: {outcome}")
         return
     jobs.serve_forever(rt)

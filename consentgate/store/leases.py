@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import insert, or_, update
+from sqlalchemy import insert, or_, true, update
 from sqlalchemy.exc import IntegrityError
 
 from consentgate.store.db import Store
@@ -17,8 +17,10 @@ from consentgate.store.models import JobLease
 _table = JobLease.__table__  # type: ignore[attr-defined]
 
 
-def acquire(store: Store, name: str, holder: str, now: datetime, ttl: timedelta) -> bool:
-    """Take the lease on ``name`` for ``ttl``; False when another holder has it."""
+def acquire(store: Store, name: str, holder: str, now: datetime, ttl: timedelta,
+            not_after: datetime | None = None) -> bool:
+    """Take the lease on ``name`` for ``ttl``; False when another holder has it, or (with
+    ``not_after``) when the job last ran after that instant, wherever it ran."""
     with store.transaction() as session:
         try:
             with session.begin_nested():
@@ -29,6 +31,8 @@ def acquire(store: Store, name: str, holder: str, now: datetime, ttl: timedelta)
             update(_table)
             .where(_table.c.name == name)
             .where(or_(_table.c.expires_at.is_(None), _table.c.expires_at <= now, _table.c.holder == holder))
+            .where(true() if not_after is None
+                   else or_(_table.c.last_run_at.is_(None), _table.c.last_run_at <= not_after))
             .values(holder=holder, expires_at=now + ttl)
         )
         return result.rowcount == 1  # type: ignore[attr-defined]

@@ -202,3 +202,10 @@ def test_repermission_answers_count_from_anyone_merged_in_and_only_on_the_channe
         return bool(view["revocations"])
 
     assert [name for name in people[:4] if revoked(name)] == ["quiet", "other-channel", "unsure"]
+
+
+def test_a_scheduled_turn_runs_a_job_once_across_instances(runtime, clock) -> None:  # type: ignore[no-untyped-def]
+    assert run_once(runtime, "reservation_expiry", "instance-a", scheduled=True) is True
+    assert run_once(runtime, "reservation_expiry", "instance-b", scheduled=True) is False
+    clock.set(clock.now + timedelta(minutes=1))
+    assert run_once(runtime, "reservation_expiry", "instance-b", scheduled=True) is True

@@ -44,3 +44,17 @@ def test_racing_holders_never_both_win(store: Store) -> None:
     with ThreadPoolExecutor(8) as pool:
         wins = list(pool.map(lambda i: leases.acquire(store, "race", f"h{i}", T0, TTL), range(16)))
     assert wins.count(True) == 1
+
+
+def test_a_turn_of_an_interval_is_skipped_when_another_instance_just_ran_the_job(store: Store) -> None:
+    # Two scheduler instances each keep every job's interval: the job runs once per interval.
+    hour = timedelta(hours=1)
+    assert leases.acquire(store, "retention", "a", T0, TTL, not_after=T0 - hour / 2)
+    leases.release(store, "retention", "a", T0 + timedelta(seconds=30))
+    b_turn = T0 + timedelta(minutes=1)
+    assert not leases.acquire(store, "retention", "b", b_turn, TTL, not_after=b_turn - hour / 2)
+    a_next = T0 + hour
+    assert leases.acquire(store, "retention", "a", a_next, TTL, not_after=a_next - hour / 2)
+    # Asked to run now (``scheduler --once``), it runs whenever it last ran.
+    leases.release(store, "retention", "a", a_next)
+    assert leases.acquire(store, "retention", "b", a_next + timedelta(seconds=1), TTL)
