@@ -39,12 +39,18 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr | None = None
     auto_migrate: bool | None = None
     secret_file: str = ".consentgate-secret"
-    log_level: str = "INFO"
-    max_batch: int = Field(10_000, ge=1)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    # API.md: batches of up to 10,000 items; a deployment may allow fewer.
+    max_batch: int = Field(10_000, ge=1, le=10_000)
     # Whether the decision log rows of plain checks wait for the disk at commit (see ``store.db.Store``).
     decision_log_sync: Literal["deferred", "commit"] = "deferred"
     # Processes a large batch of plain eligibility checks is split among; unset: one per core.
     batch_processes: int | None = Field(None, ge=1)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
 
     @field_validator("public_url")
     @classmethod
@@ -75,6 +81,8 @@ def load_settings(overrides: Mapping[str, Any] | None = None) -> Settings:
             f"CONSENTGATE_{str(err['loc'][0]).upper()}: {err['msg']}" for err in exc.errors()
         )
         raise ConfigError(problems) from None
+    if settings.secret_key is not None and not settings.secret_key.get_secret_value().strip():
+        settings = settings.model_copy(update={"secret_key": None})    # set but blank is not set
     if settings.secret_key is None:
         if settings.env == "production":
             raise ConfigError(

@@ -104,6 +104,8 @@ def keys() -> None:
 @click.option("--name", default="", help="who or what uses the key")
 def keys_create(role: str, name: str) -> None:
     """Mint a key; its clear text is printed once, alone on the last line."""
+    if len(name) > key_service.MAX_NAME:
+        raise click.BadParameter(f"is longer than {key_service.MAX_NAME} characters", param_hint="--name")
     rt = open_runtime()
     key, token = key_service.create_key(rt.store, role, name, utc_now())
     click.echo(f"created key {key.id} ({key.role}, {key.name}); store it now, it is not shown again:",

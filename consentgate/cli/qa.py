@@ -9,6 +9,7 @@ START and the restore. One PASS/FAIL line per step; exit code 1 on any failure.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -61,12 +62,18 @@ def _expect(condition: bool, otherwise: str) -> str | None:
               help="an admin key (or set CONSENTGATE_QA_KEY)")
 @click.option("--provider", type=click.Choice(["generic", "twilio"]), default="generic", show_default=True,
               help="which SMS webhook to send the STOP and START through")
-@click.option("--secret", envvar=["CONSENTGATE_WEBHOOK_SECRET", "CONSENTGATE_TWILIO_AUTH_TOKEN"], required=True,
-              help="the webhook secret (generic) or Twilio auth token of the deployment")
+@click.option("--secret", default=None,
+              help="the webhook secret (generic) or Twilio auth token of the deployment (default: "
+                   "CONSENTGATE_WEBHOOK_SECRET, or CONSENTGATE_TWILIO_AUTH_TOKEN with --provider twilio)")
 @click.option("--public-url", envvar="CONSENTGATE_PUBLIC_URL", default=None,
               help="the public URL the deployment signs Twilio requests against (default: --url)")
-def qa(url: str, api_key: str, provider: str, secret: str, public_url: str | None) -> None:
+def qa(url: str, api_key: str, provider: str, secret: str | None, public_url: str | None) -> None:
     """Simulate STOP and UNSUBSCRIBE against a running deployment and confirm suppression."""
+    # Each provider's own secret: a deployment configured for both has two.
+    variable = "CONSENTGATE_TWILIO_AUTH_TOKEN" if provider == "twilio" else "CONSENTGATE_WEBHOOK_SECRET"
+    secret = secret or os.environ.get(variable)
+    if not secret:
+        raise click.BadParameter(f"give --secret or set {variable}", param_hint="--secret")
     run = Run(url, api_key)
     tag = secrets.token_hex(4)
     phone = f"+1202555{secrets.randbelow(10000):04d}"

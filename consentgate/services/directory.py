@@ -82,7 +82,7 @@ def upsert_identity(session: Session, item: IdentityIn, policy: LoadedPolicy, ac
             absorbed += more
     if item.external_id is not None and person.external_id is None:
         person = _claim_external_id(session, person, item.external_id, actor, now, absorbed)
-    _update_attributes(person, item, domain, now)
+    _update_attributes(person, item, domain, now, created)
     session.add(person)
     session.flush()
     return person, created, absorbed
@@ -140,7 +140,8 @@ def describe_identity(session: Session, identity_id: int, attributes: Attributes
     session.add(person)
 
 
-def _update_attributes(person: Identity, item: IdentityIn, domain: str | None, now: datetime) -> None:
+def _update_attributes(person: Identity, item: IdentityIn, domain: str | None, now: datetime,
+                       created: bool = False) -> None:
     if item.attributes is not None:
         for name, value in item.attributes.model_dump(exclude_none=True).items():
             setattr(person, name, value)
@@ -152,7 +153,12 @@ def _update_attributes(person: Identity, item: IdentityIn, domain: str | None, n
             setattr(person, name, value)
     if item.last_touch_at is not None:
         person.last_touch_at = utc(item.last_touch_at)
-    if item.test_record is not None:
+    if item.test_record is not None and item.test_record != person.is_test:
+        # Reports leave test records out: a real person made one would vanish from every
+        # auditor's export, their consents and opt-outs with them.
+        if not created and not person.is_test:
+            raise ValidationFailed.field("test_record", "a person already on record as real cannot become a "
+                                         "test record")
         person.is_test = item.test_record
     person.updated_at = now
 

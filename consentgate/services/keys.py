@@ -38,10 +38,15 @@ def hash_key(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+MAX_NAME = 200   # api_key.name
+
+
 def create_key(store: Store, role: str, name: str, now: datetime) -> tuple[ApiKey, str]:
     """Mint a key; the clear text is returned once and never stored."""
     if role not in ROLES:
         raise ValidationFailed.field("role", f"must be one of {', '.join(ROLES)}")
+    if len(name) > MAX_NAME:
+        raise ValidationFailed.field("name", f"is longer than {MAX_NAME} characters")
     token = KEY_PREFIX + secrets.token_urlsafe(32)
     key = ApiKey(name=name or role, role=role, prefix=token[:10], key_hash=hash_key(token),
                  created_at=now)

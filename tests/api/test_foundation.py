@@ -158,6 +158,18 @@ def test_production_without_secret_refuses_to_start(monkeypatch) -> None:
 
     with pytest.raises(ConfigError, match="CONSENTGATE_SECRET_KEY"):
         load_settings({"env": "production"})
+    # Set but blank is not set: tombstones keyed with an empty key could be reversed by anyone.
+    for blank in ("", "   "):
+        with pytest.raises(ConfigError, match="CONSENTGATE_SECRET_KEY"):
+            load_settings({"env": "production", "secret_key": blank})
+
+
+def test_log_level_in_any_case_and_a_bad_one_named(tmp_path) -> None:
+    from consentgate.errors import ConfigError
+
+    assert load_settings({"log_level": "debug", "secret_file": str(tmp_path / "s")}).log_level == "DEBUG"
+    with pytest.raises(ConfigError, match="CONSENTGATE_LOG_LEVEL"):
+        load_settings({"log_level": "LOUD", "secret_file": str(tmp_path / "s")})
 
 
 def test_development_generates_and_keeps_a_local_secret(tmp_path) -> None:
@@ -173,6 +185,7 @@ def test_development_generates_and_keeps_a_local_secret(tmp_path) -> None:
     ("database_url", "mysql://x/y", "CONSENTGATE_DATABASE_URL"),
     ("public_url", "ftp://nope", "CONSENTGATE_PUBLIC_URL"),
     ("env", "staging", "CONSENTGATE_ENV"),
+    ("max_batch", "20000", "CONSENTGATE_MAX_BATCH"),     # API.md: at most 10,000 items
 ])
 def test_bad_settings_name_the_variable(tmp_path, setting: str, value: str, variable: str) -> None:
     from consentgate.errors import ConfigError

@@ -169,3 +169,17 @@ def test_a_timeline_read_a_page_at_a_time_is_the_whole_timeline(client, keys, cl
                          ({"after": "2026-11-25T17:00:00Z|decision|x"}, "after")]:
         refused = client.get(f"/v1/identities/{person}/timeline", query_string=query, headers=auditor)
         assert refused.status_code == 422 and field in refused.get_data(as_text=True), query
+
+
+def test_a_real_person_cannot_be_made_a_test_record(client, keys) -> None:  # type: ignore[no-untyped-def]
+    # Reports leave test records out: a writer could otherwise hide someone's consents and opt-outs.
+    real = client.post("/v1/identities", json={"email": "real@corp.com"}, headers=keys["writer"])
+    assert real.status_code == 201
+    hidden = client.post("/v1/identities", json={"email": "real@corp.com", "test_record": True},
+                         headers=keys["writer"])
+    assert hidden.status_code == 422 and hidden.get_json()["errors"][0]["field"] == "test_record"
+    assert client.get(f"/v1/identities/{real.get_json()['identity_id']}",
+                      headers=keys["writer"]).get_json()["test_record"] is False
+    synthetic = client.post("/v1/identities", json={"email": "qa@corp.com", "test_record": True},
+                            headers=keys["writer"])
+    assert synthetic.status_code == 201

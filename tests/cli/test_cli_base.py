@@ -47,6 +47,11 @@ def test_keys_create_refuses_an_unknown_role(env: Store) -> None:
     assert result.exit_code != 0
 
 
+def test_keys_create_refuses_a_name_longer_than_the_store_keeps(env: Store) -> None:
+    result = CliRunner().invoke(cli, ["keys", "create", "--role", "sender", "--name", "x" * 201])
+    assert result.exit_code == 2 and "--name" in result.output
+
+
 def test_policy_check_accepts_the_default_and_names_problems(tmp_path: Path) -> None:
     runner = CliRunner()
     ok = runner.invoke(cli, ["policy", "check", str(ROOT / "policies" / "default.yaml")])
