@@ -459,7 +459,9 @@ def load_subject(driver: Driver, policy: LoadedPolicy, secret: str, *, identity:
 
 def _subject(found: _Facts, identity: Any, group: list[int], cps: list[Any], target: Any | None,
              tombstones: list[RevocationFact], cutoff: datetime | None, policy: LoadedPolicy) -> Subject:
-    revocations = [_as_of(revocation_fact(row), cutoff) for row in _decode(Revocation, found.revocations)]
+    # In id order, as the batch gives them (the order of the reasons they give).
+    revocations = sorted((_as_of(revocation_fact(row), cutoff) for row in _decode(Revocation, found.revocations)),
+                         key=lambda r: r.id)
     revocations += tombstones
     suppressions = [suppression_fact(row) for row in _decode(Suppression, found.suppressions)]
     suppressions += _national_dnc(_decode(DncNumber, found.dnc), identity.id, target, cutoff)
@@ -758,7 +760,8 @@ def load_subjects(session: Session, policy: LoadedPolicy, secret: str,
     if _merges(driver, people, "merges") != merges:
         raise PersonMoved(next(iter(people)))
     out = []
-    for identity, target in wanted:
+    back = lookback(policy)
+    for (identity, target), at in zip(wanted, at_by_index, strict=True):
         if identity is None or identity.id is None:
             out.append(Subject(identity=None, target=contact_point_fact(target) if target else None))
             continue
@@ -779,9 +782,12 @@ def load_subjects(session: Session, policy: LoadedPolicy, secret: str,
             target=contact_point_fact(target) if target is not None else None,
             contact_points=tuple(contact_point_fact(cp) for cp in cps.get(pid, []) if cp.value is not None),
             consents=tuple(consents.get(target.id, []) if target is not None else person_consents.get(pid, [])),
-            revocations=tuple(own_revocations + tombstones.get(pid, [])),
+            revocations=tuple(sorted(own_revocations, key=lambda r: r.id) + tombstones.get(pid, [])),
             suppressions=tuple(own_suppressions),
-            touches=tuple(touches.get(pid, [])),
-            account_touches=tuple(account_touches.get(identity.account_domain or "", [])),
+            # Read from the batch's earliest instant: each item sees what a check of its own
+            # (``load_subject``) would, from its own instant back.
+            touches=tuple(t for t in touches.get(pid, []) if t.at >= at - back),
+            account_touches=tuple(t for t in account_touches.get(identity.account_domain or "", [])
+                                  if t.at >= at - back),
         ))
     return out

@@ -605,3 +605,22 @@ def test_a_dropped_database_connection_fails_closed_then_recovers(client, keys, 
     assert answer.status_code == 503 and answer.mimetype == "application/problem+json"
     assert answer.headers["Retry-After"] == "1"
     assert ask(client, keys)["allowed"] is True    # the dead connection was not put back
+
+
+def test_a_batch_item_sees_the_touches_its_own_check_would(client, keys) -> None:  # type: ignore[no-untyped-def]
+    # A batch reads touches from its earliest instant back; each item must still weigh only those
+    # a check of its own would (here: a re-permission touch older than a later item's look-back).
+    email = "u@corp.com"
+    client.post("/v1/consents", json={"email": email, "channel": "email", "purpose": "repermission",
+                                      "consent_type": "uncertain", "source": "crm",
+                                      "captured_at": (NOON_ET - timedelta(days=200)).isoformat()},
+                headers=keys["writer"])
+    client.post("/v1/touches", json={"email": email, "channel": "email", "purpose": "repermission",
+                                     "sent_at": (NOON_ET - timedelta(days=100)).isoformat()}, headers=keys["sender"])
+    later = {"email": email, "channel": "email", "purpose": "repermission",
+             "at": (NOON_ET + timedelta(days=20)).isoformat()}
+    single = client.post("/v1/eligibility", json=later, headers=keys["sender"]).get_json()
+    now = {k: v for k, v in later.items() if k != "at"}
+    batch = client.post("/v1/eligibility/batch", json={"items": [later, now]}, headers=keys["sender"]).get_json()
+    assert batch["decisions"][0]["allowed"] == single["allowed"]
+    assert codes(batch["decisions"][0]) == codes(single)
