@@ -153,6 +153,6 @@ def dnc(file: Path, snapshot_date: datetime | None, replace: bool, errors: Path 
         finally:
             if bar is not None:
                 bar.close()
-    if replace:
+    if replace or result.removed:
         click.echo(f"{result.removed} numbers no longer listed")
     _report(result.read, result.loaded, result.rejected, errors, "listed")

@@ -359,8 +359,14 @@ class DncResult:
     rejected: list[Rejected] = field(default_factory=list)
 
 
-def _dnc_numbers(stream: IO[str], region: str) -> Iterator[tuple[int, str | None, str]]:
-    """(line, E.164 or None, raw) for each line of the FTC file: 10 digits, or area,number columns."""
+# A change list's record says whether the number was added to the registry or deleted from it.
+_DNC_FLAGS = {"A": False, "D": True}
+_BAD_FLAG = "BAD"
+
+
+def _dnc_numbers(stream: IO[str], region: str) -> Iterator[tuple[int, str | None, str, str | None]]:
+    """(line, E.164 or None, raw, change flag) for each line of the FTC file: 10 digits, or
+    area,number columns, either followed in a change list by A (added) or D (deleted)."""
     line = 0
     try:
         for line, raw in enumerate(stream, start=1):
@@ -372,23 +378,28 @@ def _dnc_numbers(stream: IO[str], region: str) -> Iterator[tuple[int, str | None
                               "numbers before it were kept") from None
 
 
-def _dnc_line(line: int, raw: str, region: str) -> tuple[int, str | None, str] | None:
-    """One registry line as (line, E.164 or None when invalid, raw); None for a blank line or the header."""
+def _dnc_line(line: int, raw: str, region: str) -> tuple[int, str | None, str, str | None] | None:
+    """One registry line as (line, E.164 or None when invalid, raw, change flag: None, A, D or
+    ``_BAD_FLAG``); None for a blank line or the header."""
     cleaned = raw.strip()
     if not cleaned:
         return None
     parts = [p.strip().strip('"') for p in cleaned.split(",")]
-    digits = "".join(parts[:2]) if len(parts) >= 2 and parts[0].isdigit() and len(parts[0]) == 3 else parts[0]
+    split = len(parts) >= 2 and parts[0].isdigit() and len(parts[0]) == 3
+    digits = "".join(parts[:2]) if split else parts[0]
+    rest = parts[2:] if split else parts[1:]
+    flag = None if not rest or rest == [""] else rest[0].upper() if len(rest) == 1 and rest[0].upper() in _DNC_FLAGS \
+        else _BAD_FLAG
     if line == 1 and not any(ch.isdigit() for ch in digits):
         return None   # a header row
     if region == "US" and _NANP.fullmatch(digits):
         # The registry is US numbers in one fixed shape: phonenumbers (about 45,000 parses per
         # second) is only needed for the lines that are not plainly NPA-NXX-XXXX.
-        return line, "+1" + digits, cleaned
+        return line, "+1" + digits, cleaned, flag
     try:
-        return line, normalise_phone(digits, default_region=region, field="phone"), cleaned
+        return line, normalise_phone(digits, default_region=region, field="phone"), cleaned, flag
     except ValidationFailed:
-        return line, None, cleaned
+        return line, None, cleaned, flag
 
 
 def import_dnc(store: Store, policy: LoadedPolicy, stream: IO[str], now: datetime, snapshot: date,
@@ -409,11 +420,36 @@ def import_dnc(store: Store, policy: LoadedPolicy, stream: IO[str], now: datetim
         batch.clear()
 
     seen_in_batch: set[str] = set()
-    for line, phone, raw in _dnc_numbers(stream, policy.policy.identity.default_region):
+    deleted: list[str] = []
+
+    def remove() -> None:
+        if deleted:
+            with store.transaction() as session:
+                gone = session.execute(update(DncNumber).where(
+                    col(DncNumber.phone).in_(deleted), col(DncNumber.removed_at).is_(None)).values(removed_at=now))
+                result.removed += int(gone.rowcount or 0)  # type: ignore[attr-defined]
+            deleted.clear()
+
+    for line, phone, raw, flag in _dnc_numbers(stream, policy.policy.identity.default_region):
         result.read += 1
         if phone is None:
             result.rejected.append(Rejected(line, "phone", "not a valid phone number", {"number": raw}))
             continue
+        if flag == _BAD_FLAG:
+            result.rejected.append(Rejected(line, "change", "a change list record ends in A (added) or D (deleted)",
+                                            {"number": raw}))
+            continue
+        if flag == "D":
+            # Deleted from the registry: written after the additions read before it, so a number
+            # added and deleted in one file ends deleted.
+            flush()
+            seen_in_batch.clear()
+            deleted.append(phone)
+            if len(deleted) >= DNC_CHUNK:
+                remove()
+            continue
+        if deleted:
+            remove()
         if phone in seen_in_batch:
             continue
         seen_in_batch.add(phone)
@@ -422,6 +458,7 @@ def import_dnc(store: Store, policy: LoadedPolicy, stream: IO[str], now: datetim
             flush()
             seen_in_batch.clear()
     flush()
+    remove()
     if replace:
         with store.transaction() as session:
             outcome = session.execute(update(DncNumber).where(

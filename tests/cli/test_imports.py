@@ -209,6 +209,24 @@ def test_unreadable_bytes_stop_the_import_naming_the_line(env) -> None:  # type:
     assert result.exit_code == 1 and "cannot be read" in result.output
 
 
+def test_a_dnc_change_list_adds_and_deletes(env, rows) -> None:  # type: ignore[no-untyped-def]
+    full = env / "full.txt"
+    full.write_text("3055550101\n3055550102\n")
+    assert run("import", "dnc", "--snapshot-date", "2026-11-01", "--replace", str(full)).exit_code == 0
+    changes = env / "changes.csv"
+    changes.write_text("305,5550105,A\n305,5550101,D\n3055550106,a\n305,5550107,X\n")
+    result = run("import", "dnc", "--snapshot-date", "2026-12-01", str(changes))
+    assert result.exit_code == 2 and "line 4: change:" in result.stderr, result.output
+    assert "1 numbers no longer listed" in result.stdout
+    listed = {n.phone: n.removed_at is None for n in rows(DncNumber)}
+    assert listed == {"+13055550101": False, "+13055550102": True, "+13055550105": True, "+13055550106": True}
+    # Deleting a number no longer listed changes nothing.
+    again = env / "again.csv"
+    again.write_text("305,5550101,D\n")
+    assert run("import", "dnc", "--snapshot-date", "2026-12-02", str(again)).exit_code == 0
+    assert {n.phone: n.removed_at is None for n in rows(DncNumber)}["+13055550101"] is False
+
+
 def test_dnc_replace_keeps_numbers_of_the_same_snapshot(env, rows) -> None:  # type: ignore[no-untyped-def]
     """Area-code files of one download, loaded one by one, do not remove each other."""
     (env / "305.txt").write_text("3055550140\n")
