@@ -264,6 +264,7 @@ def run_history(client, clock, keys, sequence) -> tuple[Model, datetime]:  # typ
             assert answer.status_code == 200, answer.get_json()
             for member in model.group(person):
                 model.people[member].erased = True
+                model.people[member].domain = None
             model.owner = {w: o for w, o in model.owner.items() if model.survivor(o) != person}
             model.erasures[person] = now
             continue
@@ -299,7 +300,8 @@ def run_history(client, clock, keys, sequence) -> tuple[Model, datetime]:  # typ
             if received is not None:
                 body["received_at"] = spell_instant(received_at, shift)
             answer = client.post("/v1/revocations", json=body, headers=writer)
-            domain = model.people[known].domain if known is not None else domain_of(*where)
+            # The company of the address it came through, else the person's.
+            domain = domain_of(*where) or (model.people[known].domain if known is not None else None)
             if account and domain is None:
                 assert answer.status_code == 422, (body, answer.get_json())
                 if known is None:   # the address was taken in (a new person) before the check refused it
@@ -371,8 +373,11 @@ def expected_view(model: Model, person: int, at: datetime) -> dict[str, Any]:
         if held is None or order > (held["captured_at"], held["recorded_at"], held["consent_id"]):
             latest[key] = consent
     own = [r for r in model.revocations if r["identity_id"] in group]
-    company = [r for r in model.revocations if me.domain is not None and r["scope"] == "account"
-               and r["account_domain"] == me.domain and r["identity_id"] not in group]
+    # Every company the person is at: their account's and their work emails'.
+    companies = {me.domain} | {domain_of(*w) for w, o in model.owner.items()
+                               if w[0] == "email" and model.survivor(o) == person}
+    company = [r for r in model.revocations if r["scope"] == "account" and r["account_domain"] in companies - {None}
+               and r["identity_id"] not in group]
     return {
         "identity_id": person,
         "account_domain": me.domain,
