@@ -9,6 +9,7 @@ at request time would make the gate's answer depend on a third party).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from functools import lru_cache
 from types import SimpleNamespace
 from typing import Any, Literal, NamedTuple
@@ -208,6 +209,17 @@ def company_domain_of(email: str, free_mail_domains: frozenset[str]) -> str | No
     if domain in free_mail_domains:
         return None
     return domain
+
+
+def companies_of(account_domain: str | None, contact_points: Iterable[Any],
+                 free_mail_domains: frozenset[str]) -> frozenset[str]:
+    """Every company a person is at: their account's, and the company of each work email among
+    their contact points (anything with ``kind`` and ``value``). A merge joins people from several
+    companies and the survivor keeps one account; a company-wide opt-out holds for all of them."""
+    found = {company_domain_of(cp.value, free_mail_domains) for cp in contact_points
+             if cp.kind == "email" and cp.value}
+    found.add(account_domain)
+    return frozenset(d for d in found if d)
 
 
 def normalise_domain(raw: str, *, field: str = "company_domain") -> str:

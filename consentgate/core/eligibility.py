@@ -22,7 +22,7 @@ from functools import lru_cache
 from types import MappingProxyType
 from zoneinfo import ZoneInfo
 
-from consentgate.core.addresses import company_domain_of
+from consentgate.core.addresses import companies_of
 from consentgate.core.caps import Limit, cadence_limit, cap_limits, repermission_touches
 from consentgate.core.consent import current_consents, is_expired
 from consentgate.core.facts import (
@@ -112,7 +112,9 @@ def _revocations_in_force(subject: Subject, request: EligibilityRequest,
             continue
         # "Nobody at my company" includes the person who said it, whatever company a merge left them with.
         if revocation.scope == "account" and not subject.identity.owns(revocation.identity_id):
-            companies = _companies(subject, policy) if companies is None else companies
+            if companies is None:
+                companies = companies_of(subject.identity.account_domain, subject.contact_points,
+                                         policy.free_mail_domains)
             if revocation.account_domain not in companies:
                 continue
         if not (matches(revocation.channels, request.channel) and _stops_purpose(revocation, request, policy)
@@ -129,16 +131,6 @@ def _stops_purpose(revocation: RevocationFact, request: EligibilityRequest, poli
         return True
     repermission = policy.policy.repermission
     return request.purpose == repermission.purpose and any(p in revocation.purposes for p in repermission.revoked_with)
-
-
-def _companies(subject: Subject, policy: LoadedPolicy) -> frozenset[str]:
-    """Every company the person is at: their account, and the company of each of their work
-    emails (a merge joins people from several companies; the survivor keeps one account)."""
-    assert subject.identity is not None
-    free_mail = policy.free_mail_domains
-    found = {company_domain_of(cp.value, free_mail) for cp in subject.contact_points if cp.kind == "email"}
-    found.add(subject.identity.account_domain)
-    return frozenset(d for d in found if d)
 
 
 def _overridden(revocation: RevocationFact, subject: Subject, request: EligibilityRequest,

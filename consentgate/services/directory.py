@@ -10,7 +10,7 @@ from sqlalchemy import and_, or_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from consentgate.core.addresses import Address, company_domain_of, normalise_domain, normalise_email, normalise_phone
+from consentgate.core.addresses import Address, companies_of, normalise_domain, normalise_email, normalise_phone
 from consentgate.core.consent import current_consents, is_expired
 from consentgate.core.policy import LoadedPolicy
 from consentgate.core.timefmt import as_utc, iso_z
@@ -198,8 +198,7 @@ def identity_view(session: Session, person: Identity, now: datetime,
         .order_by(col(Revocation.id))).all()
     account_revocations: Sequence[Revocation] = ()
     # Every company the person is at, as the gate sees it: their account's, and their work emails'.
-    companies = {person.account_domain, *(company_domain_of(cp.value, free_mail) for cp in cps
-                                          if cp.kind == "email" and cp.value)} - {None}
+    companies = companies_of(person.account_domain, cps, free_mail)
     if companies:
         account_revocations = session.exec(select(Revocation).where(
             Revocation.scope == "account", col(Revocation.account_domain).in_(companies),

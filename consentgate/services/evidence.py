@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
-from consentgate.core.addresses import company_domain_of
+from consentgate.core.addresses import companies_of
 from consentgate.core.timefmt import iso_z
 from consentgate.core.tombstones import tombstone_hash
 from consentgate.services.directory import identity_view
@@ -91,9 +91,7 @@ def identity_evidence(session: Session, person: Identity, now: Any, secret: str,
     # person's rows, so without that person's words or addresses), opt-outs an erased earlier
     # owner of one of their addresses left behind, and the National DNC Registry's entries.
     # The companies the gate places them at: their accounts' and their work emails' (``decide``).
-    domains = {i.account_domain for i in identities if i.account_domain}
-    domains |= {d for cp in cps if cp.kind == "email" and cp.value
-                and (d := company_domain_of(cp.value, free_mail)) is not None}
+    domains = frozenset().union(*(companies_of(i.account_domain, cps, free_mail) for i in identities))
     company = list(session.exec(select(Revocation).where(
         Revocation.scope == "account", col(Revocation.account_domain).in_(domains),
         or_(col(Revocation.identity_id).is_(None), col(Revocation.identity_id).not_in(ids)))

@@ -360,7 +360,7 @@ class DncResult:
 
 
 # A change list's record says whether the number was added to the registry or deleted from it.
-_DNC_FLAGS = {"A": False, "D": True}
+_DNC_FLAGS = frozenset({"A", "D"})
 _BAD_FLAG = "BAD"
 
 
@@ -387,9 +387,8 @@ def _dnc_line(line: int, raw: str, region: str) -> tuple[int, str | None, str, s
     parts = [p.strip().strip('"') for p in cleaned.split(",")]
     split = len(parts) >= 2 and parts[0].isdigit() and len(parts[0]) == 3
     digits = "".join(parts[:2]) if split else parts[0]
-    rest = parts[2:] if split else parts[1:]
-    flag = None if not rest or rest == [""] else rest[0].upper() if len(rest) == 1 and rest[0].upper() in _DNC_FLAGS \
-        else _BAD_FLAG
+    rest = [p for p in (parts[2:] if split else parts[1:]) if p]
+    flag = None if not rest else rest[0].upper() if len(rest) == 1 and rest[0].upper() in _DNC_FLAGS else _BAD_FLAG
     if line == 1 and not any(ch.isdigit() for ch in digits):
         return None   # a header row
     if region == "US" and _NANP.fullmatch(digits):

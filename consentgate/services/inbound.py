@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -222,10 +223,9 @@ def _reassigned_since(session: Session, policy: LoadedPolicy, cp: ContactPoint) 
     """The latest date from which the number is known to be someone else's (a suppression that
     voids earlier consent, e.g. ``reassigned`` after a "wrong number" reply), if any is in force."""
     kinds = [kind for kind, rule in policy.policy.suppressions.items() if rule.voids_consent_before_since]
-    found = session.exec(select(Suppression.since).where(
-        Suppression.contact_point_id == cp.id, col(Suppression.kind).in_(kinds), col(Suppression.lifted_at).is_(None),
-        col(Suppression.since).is_not(None))).all()
-    return max((since for since in found if since is not None), default=None)
+    return session.exec(select(func.max(Suppression.since)).where(
+        Suppression.contact_point_id == cp.id, col(Suppression.kind).in_(kinds),
+        col(Suppression.lifted_at).is_(None))).one()
 
 
 def _opt_in(session: Session, policy: LoadedPolicy, cp: ContactPoint, message: InboundMessage, now: datetime,

@@ -74,8 +74,7 @@ def write_revocation(session: Session, item: RevocationIn, policy: LoadedPolicy,
     if item.scope == "account":
         # "Nobody at my company" names the company of the address it came through: a person
         # merged with someone at another company is at both, and the survivor keeps one of them.
-        free_mail = frozenset(policy.policy.identity.free_mail_domains)
-        named = (company_domain_of(contact_point.value, free_mail)
+        named = (company_domain_of(contact_point.value, policy.free_mail_domains)
                  if contact_point is not None and contact_point.kind == "email" and contact_point.value else None)
         account_domain = named or identity.account_domain
         if account_domain is None:

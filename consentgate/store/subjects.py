@@ -17,7 +17,7 @@ from sqlalchemy import select as sa_select
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
-from consentgate.core.addresses import company_domain_of
+from consentgate.core.addresses import companies_of
 from consentgate.core.facts import RevocationFact, Subject, SuppressionFact, TouchFact
 from consentgate.core.policy import LoadedPolicy
 from consentgate.core.timefmt import as_utc
@@ -718,15 +718,14 @@ def load_subjects(session: Session, policy: LoadedPolicy, secret: str,
         for row in _fetch(driver, ConsentEvent, "person_consents", ids=all_ids):
             person_consents.setdefault(owner[row.identity_id], []).append(consent_fact(row))
     domains = {p.account_domain for p in people.values() if p.account_domain}
-    # Each person is at their account's company and at the company of each work email they have.
-    companies = {pid: {company_domain_of(cp.value, policy.free_mail_domains) for cp in cps.get(pid, [])
-                       if cp.kind == "email" and cp.value} - {None} for pid in people}
-    mail_domains = {d for found in companies.values() for d in found if d}
+    companies = {pid: companies_of(person.account_domain, cps.get(pid, []), policy.free_mail_domains)
+                 for pid, person in people.items()}
+    every_company = frozenset().union(*companies.values())
     revocations: dict[int, list[RevocationFact]] = {}
     by_domain: dict[str, list[RevocationFact]] = {}
     found_revocations = (_fetch(driver, Revocation, "account_revocations", ids=all_ids,
-                                domains=listed(domains | mail_domains, name))
-                         if domains or mail_domains else _fetch(driver, Revocation, "revocations", ids=all_ids))
+                                domains=listed(every_company, name))
+                         if every_company else _fetch(driver, Revocation, "revocations", ids=all_ids))
     for row in found_revocations:
         fact = revocation_fact(row)
         if row.identity_id in owner:
@@ -768,8 +767,8 @@ def load_subjects(session: Session, policy: LoadedPolicy, secret: str,
         pid = identity.id
         own_revocations = list(revocations.get(pid, []))
         seen = {r.id for r in own_revocations}
-        for company in {identity.account_domain, *companies.get(pid, ())} - {None}:
-            for r in by_domain.get(company or "", []):
+        for company in companies.get(pid, ()):
+            for r in by_domain.get(company, []):
                 if r.id not in seen:
                     own_revocations.append(r)
                     seen.add(r.id)
