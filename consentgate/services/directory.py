@@ -136,7 +136,6 @@ def describe_identity(session: Session, identity_id: int, attributes: Attributes
         raise NotFound(f"no identity {identity_id}")
     domain = normalise_domain(company_domain) if company_domain else None
     _update_attributes(person, IdentityIn(attributes=attributes), domain, now)
-    person.updated_at = now
     session.add(person)
 
 
